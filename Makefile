@@ -1,0 +1,31 @@
+# One command to test on a fresh machine: `make test`. The main job: `make bench`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.dsedge-installed
+PYTEST_ARGS ?=
+
+.PHONY: test test-fast bench install lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -e '.[dev,openvino]'
+	@touch $(STAMP)
+
+test: $(STAMP)  ## the whole suite, slow real-data tests included (they skip without data)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## skip the slow real-data tests
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## the default benchmark: every backend here vs PyTorch eager
+	$(BIN)/dsedge bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check dsedge tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,13 @@
+"""dsedge: DS-ResNet50 from training to an embedded TensorRT engine.
+
+Importing this package stays light (no torch) so that the torch-free runtime
+(`dsedge.runtime`) can be embedded on devices that only ship NumPy, Pillow and
+an inference runtime.
+"""
+
+__version__ = "0.1.0"
+
+#: Default class order everywhere (ISIC 2017 Part 3). A bundle's manifest overrides it.
+ISIC2017_CLASSES: tuple[str, ...] = ("MEL", "NV", "SK")
+
+__all__ = ["__version__", "ISIC2017_CLASSES"]

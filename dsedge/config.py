@@ -1,0 +1,126 @@
+"""Configuration dataclasses with the paper's defaults (torch-free).
+
+TOML comes in (`dsedge train --config run.toml`), JSON goes out (run folders,
+checkpoints, manifests). Field names are the TOML keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from dsedge.errors import DsedgeError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The one preprocessing definition shared by training-eval, export, calibration and runtimes.
+
+    Resize the *shorter* side to `resize` (bilinear, Pillow's antialiasing), centre-crop
+    `crop` x `crop`, scale to [0, 1], subtract `mean`, divide by `std`, layout NCHW, RGB.
+    """
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.crop <= 0 or self.resize < self.crop:
+            raise DsedgeError(
+                f"invalid preprocessing: resize={self.resize} must be >= crop={self.crop} > 0"
+            )
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise DsedgeError(f"unknown interpolation '{self.interpolation}' (bilinear|bicubic)")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
+    @classmethod
+    def for_size(cls, crop: int) -> PreprocessConfig:
+        """The standard 256/224 ratio scaled to another crop size (e.g. 299 for Inception)."""
+        return cls(resize=round(crop * 256 / 224), crop=crop)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resize": self.resize,
+            "crop": self.crop,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "color": "RGB",
+            "layout": "NCHW",
+            "scale": "1/255",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        keys = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in keys})
+
+
+@dataclass
+class TrainConfig:
+    """`dsedge train` defaults = the paper's recipe (DESIGN §2)."""
+
+    model: str = "ds_resnet50"
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 7
+    early_stop_patience: int = 15
+    focal_gamma: float = 2.0
+    focal_alpha: list[float] | None = None  # None: derived from training-set frequencies
+    balance: str = "none"  # offline | sampler | none
+    image_size: int = 224
+    simam_lambda: float = 1e-4
+    pretrained: str | None = None
+    seed: int = 0
+    num_workers: int = 2
+    device: str = "auto"
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    channels_last: bool = True
+    compile: bool = True
+    max_train_batches: int | None = None  # debugging / smoke runs
+    max_val_batches: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into a dict with a clear error for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DsedgeError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise DsedgeError(f"config file {p} is not valid TOML: {e}") from e
+
+
+def merge_into(cfg: Any, values: dict[str, Any], source: str = "config") -> Any:
+    """Return a copy of dataclass `cfg` with `values` applied; unknown keys are an error."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise DsedgeError(
+            f"unknown {source} key(s): {', '.join(unknown)}",
+            hint=f"valid keys: {', '.join(sorted(names))}",
+        )
+    return dataclasses.replace(cfg, **values)

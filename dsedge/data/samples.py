@@ -1,0 +1,74 @@
+"""Dataset description shared by every layout: a list of (image path, class index) samples. Torch-free."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsedge import ISIC2017_CLASSES
+
+#: Label spellings accepted in folder names and `path,label` CSVs, mapped to the ISIC class codes.
+LABEL_ALIASES = {
+    "mel": "MEL",
+    "melanoma": "MEL",
+    "nv": "NV",
+    "nevus": "NV",
+    "naevus": "NV",
+    "sk": "SK",
+    "seborrheic_keratosis": "SK",
+    "seborrheic keratosis": "SK",
+    "bkl": "SK",  # HAM10000/ISIC 2018 "benign keratosis-like" (includes SK)
+}
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class DatasetSplit:
+    """The samples of one split plus the class names and anything suspicious found while loading."""
+
+    name: str
+    classes: list[str]
+    samples: list[Sample]
+    source: str  # "isic2017", "folders", "csv"
+    root: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def class_counts(self) -> dict[str, int]:
+        c = Counter(self.labels)
+        return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def fingerprint(self) -> str:
+        """sha256 over sorted (file name, label, size): identifies the data a model saw."""
+        h = hashlib.sha256()
+        for s in sorted(self.samples, key=lambda s: str(s.path)):
+            size = s.path.stat().st_size if s.path.exists() else -1
+            h.update(f"{s.path.name}\t{s.label}\t{size}\n".encode())
+        return h.hexdigest()
+
+
+def normalise_label(label: str) -> str:
+    key = label.strip()
+    return LABEL_ALIASES.get(key.lower(), key)
+
+
+def class_order(labels: set[str]) -> list[str]:
+    """MEL, NV, SK order when the labels are ISIC's; otherwise sorted names."""
+    if labels <= set(ISIC2017_CLASSES):
+        return list(ISIC2017_CLASSES)
+    return sorted(labels)

@@ -1,0 +1,78 @@
+"""The runner interface every backend implements (compare Polygraphy's runners).
+
+A runner loads one artifact (a torch model, an ONNX file, a TensorRT plan),
+takes a preprocessed float32 NCHW batch as a NumPy array and returns float32
+logits of shape (N, num_classes). Bench, calibration, parity checks and the
+device runtime all talk to backends only through this interface, so they can
+run several backends on the same data and compare them. Torch-free.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class RunnerInfo:
+    """What a runner is: shown in bench tables and stored with results."""
+
+    backend: str  # "torch", "torch-compile", "onnxruntime", "openvino", "tensorrt"
+    precision: str  # "fp32", "fp16", "bf16", "int8"
+    device: str  # "cpu", "cuda:0", "NVIDIA H100 80GB HBM3", ...
+    version: str  # library version
+    extra: dict[str, Any] = field(default_factory=dict)  # provider, threads, engine profile...
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runner(ABC):
+    """Base class: `infer(batch) -> logits`. Use as a context manager to release resources."""
+
+    #: Largest batch the runner accepts in one call (None: unlimited). TensorRT sets the profile max.
+    max_batch: int | None = None
+
+    @property
+    @abstractmethod
+    def info(self) -> RunnerInfo:
+        """Backend, precision, device and version of this runner."""
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch (float32, N x 3 x H x W, already normalised) and return float32 logits."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (GPU runners); a no-op on CPU. Latency timing calls it."""
+
+    def close(self) -> None:
+        """Release sessions, device buffers, streams."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_batch(batch: np.ndarray, channels: int = 3) -> np.ndarray:
+    """Validate and normalise an input batch: float32, contiguous, N x C x H x W."""
+    arr = np.asarray(batch)
+    if arr.ndim != 4 or arr.shape[1] != channels:
+        raise ValueError(f"expected a batch N x {channels} x H x W, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float64 then back to float32."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)

@@ -1,0 +1,88 @@
+"""ONNX Runtime runner (torch-free): runs model.onnx, model.fp16.onnx and the Q/DQ model.int8.onnx.
+
+`providers="auto"` picks the best installed execution provider
+(TensorRT > CUDA > CPU); the CPU provider is always there and is how the
+FP16 and INT8 artifacts' accuracy is proven on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dsedge.engines.base import Runner, RunnerInfo, check_batch
+from dsedge.errors import EngineError
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def best_providers(requested: str | list[str] = "auto") -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested == "auto":
+        # The TensorRT EP compiles engines on first run (minutes); dsedge builds its own engines,
+        # so "auto" stops at CUDA.
+        order = [p for p in PREFERRED_PROVIDERS[1:] if p in available]
+        return order or ["CPUExecutionProvider"]
+    wanted = [requested] if isinstance(requested, str) else list(requested)
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise EngineError(
+            f"ONNX Runtime provider(s) {', '.join(missing)} not available (have: {', '.join(available)})",
+            hint="pip install 'dsedge[gpu]' for CUDA" if "CUDAExecutionProvider" in missing else None,
+        )
+    return wanted
+
+
+class OrtRunner(Runner):
+    """One `InferenceSession` over an ONNX file; input `input`, first output = logits."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        precision: str = "fp32",
+        providers: str | list[str] = "auto",
+        threads: int | None = None,
+        output: str | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise EngineError(f"ONNX model not found: {path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self._providers = best_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=self._providers)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise EngineError(f"ONNX Runtime cannot load {path}: {e}") from e
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = output or self.session.get_outputs()[0].name
+        self.path = path
+        self._info = RunnerInfo(
+            backend="onnxruntime",
+            precision=precision,
+            device="cuda" if self._providers[0] != "CPUExecutionProvider" else "cpu",
+            version=ort.__version__,
+            extra={"provider": self._providers[0], "threads": threads or "default", "file": path.name},
+        )
+
+    @property
+    def info(self) -> RunnerInfo:
+        return self._info
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        x = check_batch(batch)
+        (out,) = self.session.run([self.output_name], {self.input_name: x})
+        return np.asarray(out, dtype=np.float32)
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

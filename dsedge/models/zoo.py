@@ -1,0 +1,139 @@
+"""Model registry: `create_model(name, num_classes, pretrained)` for DS-ResNet50 and the paper's baselines.
+
+The baselines of the paper's Table 3 come straight from torchvision with their
+classifier replaced by a `num_classes` head. Each entry records its natural
+input size (Inception v3 wants 299).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torchvision.models as tvm
+from torch import nn
+
+from dsedge.errors import ModelError
+from dsedge.models.dsresnet import ds_resnet50
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., nn.Module]
+    input_size: int = 224
+    description: str = ""
+    imagenet_init: bool = False  # can map torchvision ResNet50 ImageNet weights
+
+
+def _resnet50(num_classes: int) -> nn.Module:
+    return tvm.resnet50(num_classes=num_classes)
+
+
+def _vgg16(num_classes: int) -> nn.Module:
+    return tvm.vgg16(num_classes=num_classes)
+
+
+def _googlenet(num_classes: int) -> nn.Module:
+    return tvm.googlenet(num_classes=num_classes, aux_logits=False, init_weights=True)
+
+
+def _mobilenet_v2(num_classes: int) -> nn.Module:
+    return tvm.mobilenet_v2(num_classes=num_classes)
+
+
+def _shufflenet(num_classes: int) -> nn.Module:
+    return tvm.shufflenet_v2_x1_0(num_classes=num_classes)
+
+
+def _inception_v3(num_classes: int) -> nn.Module:
+    return tvm.inception_v3(num_classes=num_classes, aux_logits=False, init_weights=True)
+
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("ds_resnet50", ds_resnet50, 224, "ResNet50 + SimAM + dual-scale dilated DW", True),
+        ModelSpec("resnet50", _resnet50, 224, "torchvision ResNet50 (baseline)", True),
+        ModelSpec("vgg16", _vgg16, 224, "torchvision VGG16 (baseline)"),
+        ModelSpec("googlenet", _googlenet, 224, "torchvision GoogLeNet, no aux heads (baseline)"),
+        ModelSpec("mobilenet_v2", _mobilenet_v2, 224, "torchvision MobileNetV2 (baseline)"),
+        ModelSpec("shufflenet_v2_x1_0", _shufflenet, 224, "torchvision ShuffleNetV2 1.0x (baseline)"),
+        ModelSpec("inception_v3", _inception_v3, 299, "torchvision InceptionV3, no aux (baseline)"),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown model '{name}'", hint=f"choose one of: {', '.join(MODELS)}"
+        ) from None
+
+
+def create_model(
+    name: str,
+    num_classes: int = 3,
+    pretrained: str | Path | None = None,
+    **kwargs: object,
+) -> nn.Module:
+    """Build a registry model with a `num_classes` head.
+
+    `kwargs` go to the builder (only ds_resnet50 takes any: simam_lambda,
+    depthwise, fusion, dilation). `pretrained` is a local torchvision ResNet50
+    ImageNet weights file (or "hub" for the torch hub cache); the load report is
+    attached as `model.init_report`.
+    """
+    spec = get_spec(name)
+    if kwargs and name != "ds_resnet50":
+        raise ModelError(f"model '{name}' takes no options, got {sorted(kwargs)}")
+    try:
+        model = spec.build(num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"cannot build '{name}': {e}") from e
+    if pretrained is not None:
+        if not spec.imagenet_init:
+            raise ModelError(
+                f"ImageNet init is implemented for ds_resnet50 and resnet50, not '{name}'"
+            )
+        from dsedge.models.init import load_imagenet_resnet50
+
+        model.init_report = load_imagenet_resnet50(model, None if pretrained == "hub" else pretrained)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_size: int) -> int:
+    """FLOPs (2 x multiply-accumulates of convs and matmuls) for one image, via torch's counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, input_size, input_size))
+    return int(counter.get_total_flops())
+
+
+def list_models(with_flops: bool = True) -> list[dict[str, object]]:
+    """One row per registry model: name, input size, parameters, GFLOPs (3-class heads)."""
+    rows = []
+    for spec in MODELS.values():
+        model = spec.build(num_classes=3)
+        row: dict[str, object] = {
+            "name": spec.name,
+            "input_size": spec.input_size,
+            "params_m": count_parameters(model) / 1e6,
+            "description": spec.description,
+        }
+        if with_flops:
+            flops = count_flops(model, spec.input_size)
+            row["gflops"] = flops / 1e9
+            row["gmacs"] = flops / 2e9
+        rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""Torch-free runtime a device application embeds: bundle loading, preprocessing, prediction."""

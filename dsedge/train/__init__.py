@@ -1,0 +1,1 @@
+"""Training: focal loss, the paper's recipe, metrics, plots, checkpoints."""

@@ -1,0 +1,112 @@
+"""Checkpoints: safetensors weights + a JSON sidecar of metadata. Never pickle.
+
+`save_checkpoint("runs/x/best", model, meta)` writes `best.safetensors` and
+`best.json` atomically. The JSON records what is needed to rebuild the model
+without the training code's state: registry name, constructor options, classes,
+SimAM lambda, preprocessing, plus whatever the caller adds (config, data
+fingerprint, metrics). `load_checkpoint` accepts either file of the pair.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dsedge import __version__
+from dsedge.errors import CheckpointError, ModelError
+from dsedge.utils.io import atomic_path, atomic_write_json, sha256_file
+
+FORMAT = "dsedge-checkpoint"
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, metadata) paths for `X`, `X.safetensors` or `X.json`."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write weights (safetensors) and metadata (JSON). Returns the weights path.
+
+    `meta` must hold at least `model` (registry name) and `classes`.
+    """
+    from safetensors.torch import save_file
+
+    for key in ("model", "classes"):
+        if key not in meta:
+            raise ValueError(f"checkpoint metadata needs '{key}'")
+    weights, meta_path = checkpoint_paths(path)
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    model = getattr(model, "module", model)  # DistributedDataParallel wrapper
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    full = {
+        "format": FORMAT,
+        "dsedge_version": __version__,
+        "torch_version": torch.__version__,
+        "num_classes": len(meta["classes"]),
+        "model_kwargs": {},
+        **meta,
+        "weights_file": weights.name,
+        "weights_sha256": sha256_file(weights),
+    }
+    atomic_write_json(meta_path, full)
+    return weights
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    weights, meta_path = checkpoint_paths(path)
+    if not meta_path.is_file():
+        if weights.is_file():
+            raise CheckpointError(f"checkpoint metadata missing: {meta_path} (next to {weights})")
+        raise CheckpointError(f"checkpoint not found: {path}", "pass the .safetensors or .json of a run")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint metadata {meta_path} is corrupt: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path} is not a dsedge checkpoint")
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path, expect_model: str | None = None, map_location: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its metadata and load the weights (hash-checked, strict)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from dsedge.models.zoo import create_model
+
+    meta = read_checkpoint_meta(path)
+    weights, _ = checkpoint_paths(path)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights missing: {weights}")
+    if expect_model and meta.get("model") != expect_model:
+        raise CheckpointError(
+            f"{weights} is a '{meta.get('model')}' checkpoint, expected '{expect_model}'"
+        )
+    if meta.get("weights_sha256") and sha256_file(weights) != meta["weights_sha256"]:
+        raise CheckpointError(f"{weights} does not match the sha256 in its metadata (corrupt or replaced)")
+    try:
+        model = create_model(meta["model"], meta["num_classes"], **meta.get("model_kwargs", {}))
+    except ModelError as e:
+        raise CheckpointError(f"{weights}: {e.message}") from e
+    try:
+        state = load_file(str(weights), device=map_location)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {weights}: {e}") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{weights} does not fit model '{meta['model']}': {str(e).splitlines()[0]}"
+        ) from e
+    model.eval()
+    return model, meta

@@ -1,0 +1,70 @@
+"""Classification metrics (torch-free: NumPy + scikit-learn), shared by eval, calibration and bench.
+
+What the paper reports (ACC, per-class P/R/F1, confusion matrix) and what the
+ISIC 2017 challenge ranks by (melanoma AUC, SK AUC, their mean), plus balanced
+accuracy; and agreement between a backend and the FP32 reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+
+def _auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
+    """One-vs-rest ROC AUC, or None when the split lacks positives or negatives."""
+    if y_true.min() == y_true.max():
+        return None
+    return float(roc_auc_score(y_true, scores))
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Metrics of predicted class probabilities `probs` (N x C) against integer `labels` (N)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    pred = probs.argmax(axis=1)
+    idx = list(range(len(classes)))
+    p, r, f1, support = precision_recall_fscore_support(labels, pred, labels=idx, zero_division=0)
+    out: dict[str, Any] = {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, pred)) if len(labels) else 0.0,
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
+        "macro_f1": float(np.mean(f1)),
+        "confusion_matrix": confusion_matrix(labels, pred, labels=idx).tolist(),
+        "auc": {c: _auc((labels == i).astype(int), probs[:, i]) for i, c in enumerate(classes)},
+    }
+    mel = out["auc"].get("MEL")
+    sk = out["auc"].get("SK")
+    out["mel_auc"] = mel
+    out["sk_auc"] = sk
+    out["mean_auc"] = (mel + sk) / 2 if mel is not None and sk is not None else _mean_auc(out["auc"])
+    return out
+
+
+def _mean_auc(aucs: dict[str, float | None]) -> float | None:
+    vals = [v for v in aucs.values() if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def agreement(reference_probs: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """How closely a backend follows the FP32 reference: top-1 agreement and |prob diff|."""
+    ref = np.asarray(reference_probs, dtype=np.float64)
+    other = np.asarray(probs, dtype=np.float64)
+    diff = np.abs(ref - other)
+    return {
+        "top1_agreement": float((ref.argmax(1) == other.argmax(1)).mean()) if len(ref) else 1.0,
+        "max_abs_prob_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
+    }
