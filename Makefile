@@ -11,7 +11,6 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install -e '.[dev,openvino]'
 	@touch $(STAMP)
 

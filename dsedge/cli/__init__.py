@@ -27,10 +27,13 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    typer/click runs in standalone mode (it prints usage errors and exits 2 itself);
+    our own errors propagate out of it and are rendered here.
+    """
     try:
-        rc = app(args=argv, prog_name="dsedge", standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)
+        app(args=argv, prog_name="dsedge")
     except SystemExit:
         raise
     except DsedgeError as e:
@@ -42,14 +45,6 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - last line of defence against raw tracebacks
-        import click
-
-        if isinstance(e, click.exceptions.Abort):
-            err_console.print("[yellow]aborted[/]")
-            sys.exit(130)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
         if os.environ.get("DSEDGE_DEBUG"):
             raise
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False)
