@@ -29,7 +29,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     assert model.layer1[0].simam1.lam == 0.01
     torch.manual_seed(0)
     ref = create_model("ds_resnet50", simam_lambda=0.01)
-    for (k, v), (_, w) in zip(ref.state_dict().items(), model.state_dict().items()):
+    for (k, v), (_, w) in zip(ref.state_dict().items(), model.state_dict().items(), strict=True):
         assert torch.equal(v, w), k
 
 

@@ -49,10 +49,10 @@ class Runner(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (float32, N x 3 x H x W, already normalised) and return float32 logits."""
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - optional hook, CPU runners need nothing
         """Wait for queued device work (GPU runners); a no-op on CPU. Latency timing calls it."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions, device buffers, streams."""
 
     def __enter__(self) -> Runner:
