@@ -1,0 +1,524 @@
+"""`train()`: the paper's recipe (DESIGN §2) as one entry function, single process or under torchrun.
+
+Adam 5e-4, batch 8, <= 100 epochs, ReduceLROnPlateau(0.5, 7) on the validation
+loss, early stopping after 15 epochs without improvement, focal loss (gamma 2,
+alpha from training frequencies), best-validation-loss weights kept. Every
+value comes from `TrainConfig`.
+
+Speed: DS-ResNet50's SimAM and depthwise convs are chains of small memory-bound
+ops, so by default the training forward runs through `torch.compile` (which
+fuses each SimAM into a few kernels), under bf16 autocast where the hardware has
+native bf16 (CUDA, CPUs with AVX512-BF16/AMX), with channels_last activations.
+Evaluation runs the uncompiled module (no recompilation for eval-mode BN).
+
+Reproducibility: the sample order and all augmentation RNGs are re-seeded from
+(seed, epoch, rank) at the start of every epoch, so an epoch's data depends on
+nothing that happened before it. Together with bit-exact weights and optimizer
+state (`dsedge.train.state`) that makes `--resume` reach the same weights as an
+uninterrupted run (on CPU without AMP/compile, where kernels are deterministic).
+
+Run folder: config.json, history.csv, best.* and last.* checkpoints, loss.png,
+state/ (resume), balanced/ (offline balancing only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dsedge.config import PreprocessConfig, TrainConfig
+from dsedge.data import available_splits, load_split
+from dsedge.data.samples import DatasetSplit
+from dsedge.errors import CheckpointError, DataError, DsedgeError
+from dsedge.train import distributed as D
+from dsedge.train.loss import FocalLoss, alpha_from_labels, check_alpha, focal_loss
+from dsedge.train.state import load_state, save_state
+from dsedge.utils.io import atomic_write_json, atomic_write_text
+
+HISTORY_FIELDS = (
+    "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
+    "val_mean_auc", "lr", "seconds", "train_img_per_s",
+)
+#: Config fields that define *what* is trained: a resumed run may not change them.
+RESUME_LOCKED = (
+    "model", "batch_size", "lr", "weight_decay", "optimizer", "plateau_factor", "plateau_patience",
+    "focal_gamma", "focal_alpha", "balance", "image_size", "simam_lambda", "seed",
+)
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class Setup:
+    """Everything `train()` resolves before the first step."""
+
+    cfg: TrainConfig
+    ctx: D.DistContext
+    run_dir: Path
+    data: Path
+    train_split: DatasetSplit
+    val_split: DatasetSplit
+    preprocess: PreprocessConfig
+    model_kwargs: dict[str, Any]
+    alpha: list[float]
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """'auto' -> bf16 on CUDA GPUs that have it (else fp16) and on CPUs with native bf16, else off."""
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise DsedgeError(f"unknown amp mode '{amp}'", hint="auto, bf16, fp16 or off")
+    if amp == "off":
+        return None
+    if device.type == "cuda":
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type == "cpu":
+        if amp == "fp16":
+            raise DsedgeError("fp16 autocast is for GPUs", hint="use --amp bf16 or --amp off on CPU")
+        native = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if amp == "auto":
+            return torch.bfloat16 if native else None
+        return torch.bfloat16
+    return None if amp == "auto" else (torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config a run was started with, plus `overrides` (e.g. more epochs, another device).
+
+    Overrides of fields in `RESUME_LOCKED` that differ from the stored value are an error.
+    """
+    run = Path(run_dir)
+    path = run / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run} is not a dsedge run folder (no {CONFIG_FILE})")
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))["train"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt: {e}") from e
+    cfg = TrainConfig(**{k: v for k, v in stored.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    overrides = dict(overrides or {})
+    clash = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != getattr(cfg, k)]
+    if clash:
+        raise DsedgeError(
+            f"cannot change {', '.join(clash)} when resuming {run}",
+            hint="start a new run instead; on resume you may change e.g. --epochs, --device, --workers",
+        )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _check_cfg(cfg: TrainConfig) -> None:
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(cfg, name) <= 0:
+            raise DsedgeError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise DsedgeError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.balance not in ("offline", "sampler", "none"):
+        raise DsedgeError(f"unknown balance mode '{cfg.balance}'", hint="offline, sampler or none")
+    if cfg.optimizer not in ("adam", "adamw", "sgd"):
+        raise DsedgeError(f"unknown optimizer '{cfg.optimizer}'", hint="adam, adamw or sgd")
+    if cfg.image_size < 32:
+        raise DsedgeError(f"image_size {cfg.image_size} is too small (DS-ResNet50 downsamples 32x)")
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int) -> int:
+    """Re-seed every RNG from (seed, epoch, rank); returns the seed for the DataLoader generator."""
+    s = (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % 2**31
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+    return s
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext) -> tuple[DatasetSplit, DatasetSplit]:
+    splits = available_splits(data)
+    if "train" not in splits:
+        raise DataError(f"{data} has no training split (found: {', '.join(splits) or 'none'})")
+    if "val" not in splits:
+        raise DataError(
+            f"{data} has no validation split (found: {', '.join(splits)})",
+            hint="training needs a 'val' split for LR scheduling, early stopping and best-weight "
+            "selection: add ISIC-2017_Validation_Data + its ground-truth CSV, ROOT/val/<CLASS>/, or val.csv",
+        )
+    train_split = load_split(data, "train")
+    val_split = load_split(data, "val", classes=train_split.classes)
+    if len(train_split) == 0 or len(val_split) == 0:
+        raise DataError(f"{data}: empty split (train {len(train_split)}, val {len(val_split)} images)")
+    if cfg.balance == "offline":
+        train_split = _offline_balanced(train_split, run_dir / "balanced", cfg.seed, ctx)
+    return train_split, val_split
+
+
+def _offline_balanced(split: DatasetSplit, out: Path, seed: int, ctx: D.DistContext) -> DatasetSplit:
+    """The paper's offline balancing, written once into the run folder (rank 0) and reused on resume."""
+    from dsedge.data.balance import write_balanced
+    from dsedge.data.folders import load_folder_split
+
+    marker = out / "balanced.json"
+    fp = split.fingerprint()
+    if ctx.is_main:
+        done = marker.is_file() and json.loads(marker.read_text()).get("source_fingerprint") == fp
+        if not done:
+            write_balanced(split, out / "train", seed=seed)
+            atomic_write_json(marker, {"source_fingerprint": fp, "seed": seed})
+    D.barrier(ctx)
+    return load_folder_split(out, "train", split.classes)
+
+
+def _loader(split: DatasetSplit, transform: Any, sampler: D.ShardedSampler, cfg: TrainConfig,
+            device: torch.device, gen_seed: int, batch_size: int) -> DataLoader:
+    from dsedge.data.dataset import ImageDataset
+    from dsedge.data.transforms import seed_worker
+
+    workers = max(0, cfg.num_workers)
+    return DataLoader(
+        ImageDataset(split, transform),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(gen_seed),
+        prefetch_factor=4 if workers else None,
+        drop_last=False,
+    )
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: Path | None,
+             run_name: str | None, ctx: D.DistContext) -> Setup:
+    _check_cfg(cfg)
+    if resume is not None:
+        run_dir = Path(resume)
+        stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) if (run_dir / CONFIG_FILE).is_file() else None
+        if stored is None:
+            raise CheckpointError(f"{run_dir} is not a dsedge run folder (no {CONFIG_FILE})")
+        for k in RESUME_LOCKED:
+            if stored["train"].get(k) != getattr(cfg, k):
+                raise DsedgeError(f"cannot resume {run_dir}: its {k} is {stored['train'].get(k)!r}, "
+                                  f"this config has {getattr(cfg, k)!r}", hint="use resume_config() / --resume RUN alone")
+        data = Path(data) if data is not None else Path(stored["data"])
+    else:
+        if data is None:
+            raise DsedgeError("no training data given", hint="dsedge train --data DIR")
+        stamp = D.broadcast_int(ctx, int(time.time()))
+        name = run_name or f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}"
+        run_dir = Path(out_dir or "runs") / name
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise DsedgeError(f"run folder {run_dir} already exists",
+                              hint="pick another --name, or continue it with --resume")
+        D.barrier(ctx)  # every rank checked before rank 0 creates it
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        D.barrier(ctx)
+    data = Path(data)
+    train_split, val_split = _load_splits(cfg, data, run_dir, ctx)
+    n_cls = len(train_split.classes)
+    if cfg.focal_alpha is not None:
+        alpha = check_alpha(cfg.focal_alpha, n_cls)
+    elif cfg.balance == "sampler":
+        alpha = [1.0 / n_cls] * n_cls  # the sampler already equalises what the model sees
+    else:
+        alpha = alpha_from_labels(train_split.labels, n_cls)
+    model_kwargs = {"simam_lambda": cfg.simam_lambda} if cfg.model == "ds_resnet50" else {}
+    amp_dtype = resolve_amp(cfg.amp, ctx.device)
+    return Setup(cfg, ctx, run_dir, data, train_split, val_split, PreprocessConfig.for_size(cfg.image_size),
+                 model_kwargs, alpha, amp_dtype, cfg.channels_last)
+
+
+def _build_model(s: Setup, console: Console) -> nn.Module:
+    from dsedge.models.zoo import create_model
+
+    pretrained = s.cfg.pretrained if s.cfg.pretrained else None
+    model = create_model(s.cfg.model, len(s.train_split.classes), pretrained=pretrained, **s.model_kwargs)
+    report = getattr(model, "init_report", None)
+    if report is not None and s.ctx.is_main:
+        console.print(report.summary(), highlight=False)
+    model.to(s.ctx.device)
+    if s.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+def _checkpoint_meta(s: Setup, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": s.cfg.model,
+        "classes": list(s.train_split.classes),
+        "model_kwargs": s.model_kwargs,
+        "simam_lambda": s.cfg.simam_lambda if s.cfg.model == "ds_resnet50" else None,
+        "input_size": s.cfg.image_size,
+        "preprocessing": s.preprocess.to_dict(),
+        "config": s.cfg.to_dict(),
+        "data_fingerprint": s.train_split.fingerprint(),
+        "val_fingerprint": s.val_split.fingerprint(),
+        "focal_alpha": s.alpha,
+        "epoch": epoch,
+        "metrics": metrics,
+    }
+
+
+# ----------------------------------------------------------------------------- epochs
+
+
+def _autocast(s: Setup) -> Any:
+    return torch.autocast(s.ctx.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None)
+
+
+def _to_device(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.to(s.ctx.device, non_blocking=True)
+    if s.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(s.ctx.device, non_blocking=True)
+
+
+def train_epoch(s: Setup, step_model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler | None, loader: DataLoader, progress: Any, task: Any) -> tuple[float, int]:
+    """One pass over `loader`; returns (loss sum over samples, number of samples) for this rank."""
+    step_model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=s.ctx.device)
+    seen = 0
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(loader):
+        if s.cfg.max_train_batches is not None and i >= s.cfg.max_train_batches:
+            break
+        x, y = _to_device(s, x, y)
+        with _autocast(s):
+            logits = step_model(x)
+        loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.detach().double() * len(y)
+        seen += len(y)
+        if progress is not None and (i % 5 == 0 or i + 1 == len(loader)):
+            dt = time.perf_counter() - t0
+            progress.update(task, completed=i + 1, loss=f"{loss_sum.item() / seen:.4f}",
+                            speed=f"{seen * s.ctx.world_size / max(dt, 1e-9):.1f}")
+    return float(loss_sum.item()), seen
+
+
+@torch.no_grad()
+def predict(s: Setup, model: nn.Module, criterion: FocalLoss, loader: DataLoader,
+            max_batches: int | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Validation pass on every rank's shard, gathered: (mean loss, labels, probabilities)."""
+    model.eval()
+    rows = []
+    for i, (x, y) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = _to_device(s, x, y)
+        with _autocast(s):
+            logits = model(x)
+        logits = logits.float()
+        losses = focal_loss(logits, y, criterion.alpha, criterion.gamma, reduction="none")
+        probs = torch.softmax(logits, dim=1)
+        rows.append(torch.cat([y.double().unsqueeze(1), losses.double().unsqueeze(1), probs.double()], 1).cpu())
+    local = torch.cat(rows) if rows else torch.zeros((0, 2 + len(s.train_split.classes)), dtype=torch.float64)
+    allrows = D.all_gather_rows(s.ctx, local).numpy()
+    mean_loss = float(allrows[:, 1].mean()) if len(allrows) else math.nan
+    return mean_loss, allrows[:, 0].astype(np.int64), allrows[:, 2:]
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _progress(s: Setup, console: Console, show: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
+        TimeElapsedColumn(), console=console, transient=True, disable=not (show and s.ctx.is_main),
+    )
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    lines = [",".join(HISTORY_FIELDS)]
+    for row in history:
+        lines.append(",".join("" if row.get(k) is None else f"{row[k]:.6g}" if isinstance(row[k], float)
+                              else str(row[k]) for k in HISTORY_FIELDS))
+    atomic_write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
+
+
+def _write_config(s: Setup) -> None:
+    atomic_write_json(s.run_dir / CONFIG_FILE, {
+        "train": s.cfg.to_dict(),
+        "data": str(s.data.resolve()),
+        "classes": list(s.train_split.classes),
+        "class_counts": {"train": s.train_split.class_counts(), "val": s.val_split.class_counts()},
+        "focal_alpha": s.alpha,
+        "preprocessing": s.preprocess.to_dict(),
+        "resolved": {
+            "device": str(s.ctx.device), "world_size": s.ctx.world_size, "backend": s.ctx.backend,
+            "amp": str(s.amp_dtype).replace("torch.", "") if s.amp_dtype else "off",
+            "channels_last": s.channels_last, "compile": s.cfg.compile, "torch": torch.__version__,
+        },
+    })
+
+
+def train(
+    cfg: TrainConfig,
+    data: Path | None = None,
+    out_dir: Path | None = None,
+    resume: Path | None = None,
+    run_name: str | None = None,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> Path:
+    """Train `cfg.model` on `data` (train + val splits) and return the run folder.
+
+    The run folder is `out_dir/run_name` (default `runs/<model>-<time>`). With
+    `resume` (a run folder), training continues from its `last` checkpoint and
+    state; `cfg` must then agree with the stored config on `RESUME_LOCKED`
+    (use `resume_config`). Under torchrun every rank calls this; rank 0 writes.
+    """
+    console = console or Console(stderr=True)
+    ctx = D.setup(cfg.device)
+    try:
+        s = _prepare(cfg, data, out_dir, Path(resume) if resume else None, run_name, ctx)
+        return _run(s, console, show_progress, resume is not None)
+    finally:
+        D.cleanup(ctx)
+
+
+def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Path:
+    from dsedge.data.transforms import eval_transform, train_transform
+    from dsedge.train.checkpoint import load_checkpoint, save_checkpoint
+    from dsedge.train.plots import plot_history
+
+    cfg, ctx = s.cfg, s.ctx
+    _seed_epoch(cfg.seed, 0, 0)  # same initial weights on every rank and in every run with this seed
+    model = _build_model(s, console)
+    criterion = FocalLoss(s.alpha, cfg.focal_gamma).to(ctx.device)
+    optimizer = _optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    scaler = torch.amp.GradScaler(ctx.device.type) if s.amp_dtype == torch.float16 else None
+    history: list[dict[str, Any]] = []
+    best_loss, bad_epochs, start_epoch = math.inf, 0, 1
+
+    if resuming:
+        last, _ = load_checkpoint(s.run_dir / "last", expect_model=cfg.model)
+        model.load_state_dict(last.state_dict())
+        trainer, opt_state = load_state(s.run_dir)
+        optimizer.load_state_dict(opt_state)
+        scheduler.load_state_dict(trainer["scheduler"])
+        if scaler is not None and trainer.get("scaler"):
+            scaler.load_state_dict(trainer["scaler"])
+        history, best_loss, bad_epochs = trainer["history"], trainer["best_val_loss"], trainer["bad_epochs"]
+        start_epoch = trainer["epoch"] + 1
+        if ctx.is_main:
+            console.print(f"resuming {s.run_dir} at epoch {start_epoch}", highlight=False)
+    if ctx.is_main:
+        _write_config(s)
+
+    step_model: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        step_model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+
+    train_sampler = D.ShardedSampler(s.train_split.labels, ctx.rank, ctx.world_size, cfg.seed,
+                                     balanced=cfg.balance == "sampler")
+    val_sampler = D.ShardedSampler(s.val_split.labels, ctx.rank, ctx.world_size, shuffle=False, pad=False)
+    t_train, t_eval = train_transform(s.preprocess), eval_transform(s.preprocess)
+    if ctx.is_main:
+        counts = ", ".join(f"{k} {v}" for k, v in s.train_split.class_counts().items())
+        console.print(
+            f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
+            f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
+            f"{s.channels_last}, compile {cfg.compile}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
+
+    with _progress(s, console, show_progress) as progress:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            if bad_epochs >= cfg.early_stop_patience:
+                break
+            t0 = time.perf_counter()
+            gen_seed = _seed_epoch(cfg.seed, epoch, ctx.rank)
+            train_sampler.set_epoch(epoch)
+            loader = _loader(s.train_split, t_train, train_sampler, cfg, ctx.device, gen_seed, cfg.batch_size)
+            n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
+            task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss="-", speed="-")
+            loss_sum, seen = train_epoch(s, step_model, criterion, optimizer, scaler, loader, progress, task)
+            t_epoch = time.perf_counter() - t0
+            loss_sum, seen = D.all_reduce_sum(ctx, [loss_sum, seen])
+            progress.remove_task(task)
+
+            val_loader = _loader(s.val_split, t_eval, val_sampler, cfg, ctx.device, gen_seed, cfg.batch_size * 2)
+            val_loss, labels, probs = predict(s, model, criterion, val_loader, cfg.max_val_batches)
+            metrics = _val_metrics(labels, probs, s.train_split.classes)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step(val_loss)
+            improved = val_loss < best_loss
+            best_loss, bad_epochs = (val_loss, 0) if improved else (best_loss, bad_epochs + 1)
+            row = {
+                "epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss,
+                "val_accuracy": metrics["accuracy"], "val_balanced_accuracy": metrics["balanced_accuracy"],
+                "val_mean_auc": metrics["mean_auc"], "lr": lr, "seconds": time.perf_counter() - t0,
+                "train_img_per_s": seen / max(t_epoch, 1e-9),
+            }
+            history.append(row)
+            if ctx.is_main:
+                meta = _checkpoint_meta(s, epoch, {"val_loss": val_loss, **metrics})
+                save_checkpoint(s.run_dir / "last", model, meta)
+                if improved:
+                    save_checkpoint(s.run_dir / "best", model, meta)
+                save_state(s.run_dir, optimizer, {
+                    "epoch": epoch, "best_val_loss": best_loss, "bad_epochs": bad_epochs,
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                    "history": history,
+                })
+                _write_history(s.run_dir, history)
+                plot_history(history, s.run_dir / "loss.png", title=cfg.model)
+                auc = "-" if row["val_mean_auc"] is None else f"{row['val_mean_auc']:.3f}"
+                console.print(
+                    f"epoch {epoch:3d}  train {row['train_loss']:.4f}  val {val_loss:.4f}"
+                    f"{' *' if improved else '  '}  acc {row['val_accuracy']:.3f}  mean AUC {auc}  "
+                    f"lr {lr:.2g}  {row['train_img_per_s']:.1f} img/s  {row['seconds']:.0f}s", highlight=False)
+            D.barrier(ctx)
+    if ctx.is_main and history and bad_epochs >= cfg.early_stop_patience:
+        console.print(f"early stop: no val-loss improvement for {bad_epochs} epochs", highlight=False)
+    return s.run_dir
+
+
+def _val_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    from dsedge.train.metrics import classification_metrics
+
+    return classification_metrics(labels, probs, classes)

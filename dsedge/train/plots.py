@@ -1,0 +1,72 @@
+"""Figures of the paper: loss curves (Fig. 5) and the confusion matrix (Fig. 4).
+
+matplotlib runs on the Agg backend (no display on servers and CI) and every
+PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dsedge.utils.io import atomic_path  # noqa: E402
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Training and validation loss per epoch (left) and validation ACC / mean AUC (right)."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
+    ax1.plot(epochs, [r["val_loss"] for r in history], "s-", label="validation loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("focal loss")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.plot(epochs, [r["val_accuracy"] for r in history], "o-", label="val ACC")
+    aucs = [r.get("val_mean_auc") for r in history]
+    if any(a is not None for a in aucs):
+        ax2.plot(epochs, [np.nan if a is None else a for a in aucs], "s-", label="val mean AUC (MEL, SK)")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, Path(path))
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
+                   title: str = "") -> Path:
+    """Confusion matrix (rows: true class, columns: predicted) with counts and row-normalised %."""
+    cm = np.asarray(matrix, dtype=np.int64)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.4 * len(classes) + 2, 1.4 * len(classes) + 1.5))
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(len(classes)), labels=list(classes))
+    ax.set_yticks(range(len(classes)), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
+                    color="white" if frac[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    return _save(fig, Path(path))
