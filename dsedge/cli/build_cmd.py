@@ -1,0 +1,47 @@
+"""`dsedge build BUNDLE`: a TensorRT engine for this GPU from the bundle's ONNX (calls `build_engine`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dsedge.cli.app import app, console
+
+
+@app.command("build")
+def build_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder (from `dsedge export`)."),
+    precision: str = typer.Option("fp16", "--precision", "-p", help="fp32 | fp16 | int8 (picks model[.fp16|.int8].onnx)."),
+    min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch of the optimization profile."),
+    opt_batch: int = typer.Option(8, "--opt-batch", help="Batch size TensorRT tunes kernels for."),
+    max_batch: int = typer.Option(32, "--max-batch", help="Largest batch the engine accepts."),
+    workspace_gb: float = typer.Option(4.0, "--workspace-gb", help="Builder workspace memory limit (GiB)."),
+    opt_level: int = typer.Option(3, "--opt-level", help="Builder optimization level 0-5 (higher: slower build)."),
+    timing_cache: Path = typer.Option(None, "--timing-cache", help="Timing cache file (default: in the bundle)."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine that runs on newer TensorRT of the same major version."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing engine."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest entry as JSON."),
+) -> None:
+    """Build a TensorRT engine (needs the tensorrt extra and an NVIDIA GPU)."""
+    from dsedge.engines.trt_build import build_engine
+    from dsedge.runtime.bundle import load_bundle
+
+    with console.status(f"building a {precision} TensorRT engine (minutes for a full model)...", spinner="dots"):
+        plan = build_engine(
+            bundle, precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+            workspace_gb=workspace_gb, opt_level=opt_level, timing_cache=timing_cache,
+            version_compatible=version_compatible, force=force,
+        )
+    entry = load_bundle(plan.parent, verify=False).artifacts[plan.name]
+    if json_out:
+        print(json.dumps({"engine": str(plan), **entry}, indent=2))
+        return
+    console.print(f"[green]engine written:[/] {plan}  ({entry['bytes'] / 1e6:.1f} MB)", highlight=False)
+    console.print(
+        f"TensorRT {entry['tensorrt_version']} on {entry['gpu']} (sm {entry['compute_capability']}), "
+        f"batch {entry['profile']['min'][0]}/{entry['profile']['opt'][0]}/{entry['profile']['max'][0]}, "
+        f"built in {entry['build_seconds']} s",
+        highlight=False,
+    )

@@ -1,0 +1,179 @@
+"""Thin, checked wrappers over cuda-python's runtime API (torch-free).
+
+TensorRT's own Python samples moved from PyCUDA to `cuda-python`; we do the
+same so the TensorRT runner needs neither torch nor PyCUDA. Every cuda-python
+call returns a tuple `(err, *results)`; `cuda_call` turns a non-success
+error into an `EngineError` naming the call, so a CUDA failure reads as a
+message instead of a silently ignored status code.
+
+Only what the TensorRT builder and runner need lives here: device
+properties (GPU name, compute capability), pinned host and device buffers,
+a stream, and a captured CUDA graph.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from dsedge.errors import EngineError, MissingDependencyError
+
+
+def import_cudart() -> ModuleType:
+    """`cuda.bindings.runtime` (cuda-python >= 12.6) or the older `cuda.cudart`, else a clear error."""
+    try:
+        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[import-not-found,no-redef]
+        except ImportError as e:
+            raise MissingDependencyError(
+                "cuda-python", "tensorrt", "device memory and streams for TensorRT"
+            ) from e
+    return cudart
+
+
+def cuda_call(result: Any, what: str = "CUDA call") -> Any:
+    """Check a cuda-python result tuple `(err, *values)`; return the value(s) or raise `EngineError`."""
+    if not isinstance(result, tuple):
+        result = (result,)
+    err, values = result[0], result[1:]
+    if int(err) != 0:  # cudaSuccess == 0 in every CUDA version
+        name = getattr(err, "name", str(err))
+        raise EngineError(f"{what} failed: {name} ({int(err)})")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def gpu_slug(name: str) -> str:
+    """File-name-safe GPU name: "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3"."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "gpu"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a TensorRT engine is tied to: the GPU model and its compute capability."""
+
+    index: int
+    name: str
+    compute_capability: str  # "9.0"
+    total_memory: int
+
+    @property
+    def slug(self) -> str:
+        return gpu_slug(self.name)
+
+
+def device_info(device: int = 0, cudart: ModuleType | None = None) -> DeviceInfo:
+    """Name and compute capability of CUDA device `device` via `cudaGetDeviceProperties`."""
+    rt = cudart or import_cudart()
+    count = cuda_call(rt.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    if device >= int(count):
+        raise EngineError(f"CUDA device {device} does not exist (found {count} device(s))")
+    prop = cuda_call(rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    name = prop.name
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return DeviceInfo(
+        index=device,
+        name=str(name).strip(),
+        compute_capability=f"{int(prop.major)}.{int(prop.minor)}",
+        total_memory=int(getattr(prop, "totalGlobalMem", 0)),
+    )
+
+
+class PinnedArray:
+    """A page-locked host buffer viewed as a NumPy array (needed for async copies and graph capture)."""
+
+    def __init__(self, cudart: ModuleType, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self._rt = cudart
+        self.dtype = np.dtype(dtype)
+        count = int(np.prod(shape))
+        self.nbytes = max(count * self.dtype.itemsize, 1)
+        self.ptr = int(cuda_call(cudart.cudaMallocHost(self.nbytes), "cudaMallocHost"))
+        buf = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
+        self.array = np.frombuffer(buf, dtype=self.dtype, count=count).reshape(shape)
+
+    def free(self) -> None:
+        if self.ptr:
+            self.array = None  # type: ignore[assignment]
+            cuda_call(self._rt.cudaFreeHost(self.ptr), "cudaFreeHost")
+            self.ptr = 0
+
+
+class DeviceBuffer:
+    """A `cudaMalloc` allocation of `nbytes`, freed by `free()`."""
+
+    def __init__(self, cudart: ModuleType, nbytes: int) -> None:
+        self._rt = cudart
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr = int(cuda_call(cudart.cudaMalloc(self.nbytes), "cudaMalloc"))
+
+    def free(self) -> None:
+        if self.ptr:
+            cuda_call(self._rt.cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+
+class Stream:
+    """A CUDA stream with async host<->device copies."""
+
+    def __init__(self, cudart: ModuleType) -> None:
+        self._rt = cudart
+        self.handle = cuda_call(cudart.cudaStreamCreate(), "cudaStreamCreate")
+
+    @property
+    def ptr(self) -> int:
+        """The raw `cudaStream_t` value TensorRT's `execute_async_v3` expects."""
+        return int(self.handle)
+
+    def h2d(self, device_ptr: int, host_ptr: int, nbytes: int) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        cuda_call(self._rt.cudaMemcpyAsync(device_ptr, host_ptr, nbytes, kind, self.handle), "cudaMemcpyAsync H2D")
+
+    def d2h(self, host_ptr: int, device_ptr: int, nbytes: int) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        cuda_call(self._rt.cudaMemcpyAsync(host_ptr, device_ptr, nbytes, kind, self.handle), "cudaMemcpyAsync D2H")
+
+    def synchronize(self) -> None:
+        cuda_call(self._rt.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
+
+    def begin_capture(self) -> None:
+        mode = self._rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        cuda_call(self._rt.cudaStreamBeginCapture(self.handle, mode), "cudaStreamBeginCapture")
+
+    def end_capture(self) -> CudaGraph:
+        graph = cuda_call(self._rt.cudaStreamEndCapture(self.handle), "cudaStreamEndCapture")
+        return CudaGraph(self._rt, graph)
+
+    def destroy(self) -> None:
+        if self.handle is not None:
+            cuda_call(self._rt.cudaStreamDestroy(self.handle), "cudaStreamDestroy")
+            self.handle = None
+
+
+class CudaGraph:
+    """A captured and instantiated CUDA graph: replays copies + TensorRT kernels with one launch."""
+
+    def __init__(self, cudart: ModuleType, graph: Any) -> None:
+        self._rt = cudart
+        self.graph = graph
+        # cudaGraphInstantiateWithFlags(graph, flags) has the same signature in CUDA 11.4+ and 12/13,
+        # unlike cudaGraphInstantiate, whose arguments changed in CUDA 12.
+        self.exec = cuda_call(cudart.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
+
+    def launch(self, stream: Stream) -> None:
+        cuda_call(self._rt.cudaGraphLaunch(self.exec, stream.handle), "cudaGraphLaunch")
+
+    def destroy(self) -> None:
+        if self.exec is not None:
+            cuda_call(self._rt.cudaGraphExecDestroy(self.exec), "cudaGraphExecDestroy")
+            cuda_call(self._rt.cudaGraphDestroy(self.graph), "cudaGraphDestroy")
+            self.exec = self.graph = None
