@@ -1,0 +1,198 @@
+"""TrtRunner: contract tests over fake TensorRT/cuda-python, plus real-TensorRT tests where it imports.
+
+The fakes compute the tiny model from the bytes at the bound device
+addresses, so the numbers coming back prove the buffer plumbing (pinned
+copies, addresses, byte counts, chunking, CUDA-graph replay), and the call log
+proves the documented sequence set_input_shape -> set_tensor_address ->
+execute_async_v3 on our stream.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_tensorrt import install
+from tiny_bundle import make_tiny_bundle, reference_logits
+
+from dsedge.engines.trt_build import build_engine
+from dsedge.engines.trt_runner import TrtRunner
+from dsedge.errors import BundleError, EngineError
+from dsedge.runtime.bundle import load_bundle
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return make_tiny_bundle(tmp_path / "bundle")
+
+
+def _batch(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 3, 32, 32)).astype(np.float32)
+
+
+def test_runner_call_sequence_and_numbers(monkeypatch, bundle: Path) -> None:
+    env = install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16", max_batch=8, opt_batch=4)
+    env.calls.clear()
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp16") as runner:
+        assert runner.max_batch == 8 and runner.info.backend == "tensorrt"
+        assert runner.info.precision == "fp16" and runner.info.device == "NVIDIA H100 80GB HBM3"
+        setup = env.names()
+        assert setup.index("deserialize_cuda_engine") < setup.index("create_execution_context")
+        addrs = env.find("set_tensor_address")
+        assert sorted(a[0] for a in addrs) == ["input", "logits"]
+        env.calls.clear()
+        x = _batch(5)
+        out = runner.infer(x)
+        np.testing.assert_allclose(out, reference_logits(x), atol=1e-3)  # fp16 weights: rounded
+        seq = [n for n in env.names() if n in ("set_input_shape", "cudaMemcpyAsync", "execute_async_v3", "cudaStreamSynchronize")]
+        assert seq == ["set_input_shape", "cudaMemcpyAsync", "execute_async_v3", "cudaMemcpyAsync", "cudaStreamSynchronize"]
+        assert env.find("set_input_shape") == [("input", (5, 3, 32, 32))]
+        (h2d,), (d2h,) = [env.find("cudaMemcpyAsync")[0]], [env.find("cudaMemcpyAsync")[1]]
+        assert h2d[2] == 5 * 3 * 32 * 32 * 4 and d2h[2] == 5 * 3 * 4  # only the live rows are copied
+        stream = env.find("execute_async_v3")[0][0]
+        assert h2d[4] is d2h[4] and int(h2d[4]) == stream  # everything on the runner's stream
+    assert env.memory == {}  # close() freed every pinned and device buffer
+
+
+def test_batches_above_profile_max_are_split_or_refused(monkeypatch, bundle: Path) -> None:
+    env = install(monkeypatch, "11.4.0")
+    build_engine(bundle, "fp32", min_batch=1, opt_batch=2, max_batch=4)
+    x = _batch(10, seed=1)
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32") as runner:
+        env.calls.clear()
+        np.testing.assert_allclose(runner.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+        assert [a[1][0] for a in env.find("set_input_shape")] == [4, 4, 2]
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32", split=False) as runner:
+        with pytest.raises(EngineError, match="exceeds the engine's profile maximum 4"):
+            runner.infer(x)
+        with pytest.raises(EngineError, match="takes N x"):
+            runner.infer(np.zeros((1, 3, 16, 16), np.float32))
+
+
+def test_batches_below_profile_min_are_padded(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp32", min_batch=2, opt_batch=2, max_batch=4)
+    x = _batch(1, seed=2)
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32") as runner:
+        out = runner.infer(x)
+    assert out.shape == (1, 3)
+    np.testing.assert_allclose(out, reference_logits(x), rtol=1e-5, atol=1e-5)
+
+
+def test_cuda_graph_captured_once_per_batch_size(monkeypatch, bundle: Path) -> None:
+    env = install(monkeypatch, "11.4.0")
+    build_engine(bundle, "fp16", max_batch=8)
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp16", cuda_graph=True) as runner:
+        env.calls.clear()
+        for seed in range(3):
+            x = _batch(3, seed)
+            np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
+        assert len(env.find("cudaStreamBeginCapture")) == 1
+        assert len(env.find("cudaGraphLaunch")) == 3
+        # one uncaptured warm-up run before capture, as TensorRT requires after a shape change
+        names = env.names()
+        assert names.index("execute_async_v3") < names.index("cudaStreamBeginCapture")
+        x = _batch(6, 9)
+        np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
+        assert len(env.find("cudaStreamBeginCapture")) == 2
+    assert len(env.find("cudaGraphExecDestroy")) == 2
+
+
+def test_refuses_engine_from_another_tensorrt_version(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16")
+    install(monkeypatch, "11.4.0")
+    with pytest.raises(EngineError, match=r"built with TensorRT 10\.3\.0\.30 and this is TensorRT 11\.4\.0"):
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+    install(monkeypatch, "10.8.0")  # same major, other minor: still refused without version compatibility
+    with pytest.raises(EngineError, match="this is TensorRT 10.8.0"):
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+
+
+def test_version_compatible_engine_runs_on_newer_minor_only(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp32", version_compatible=True)
+    install(monkeypatch, "10.8.0")
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32") as runner:
+        assert runner.runtime.engine_host_code_allowed is True
+    for version in ("10.1.0", "11.0.0"):
+        install(monkeypatch, version)
+        with pytest.raises(EngineError, match="version-compatible engine"):
+            TrtRunner.from_bundle(load_bundle(bundle), "fp32")
+
+
+def test_refuses_engine_for_another_gpu(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16")
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA L4", cc=(8, 9))
+    with pytest.raises(EngineError, match=r"compute capability 9\.0 .*is 8\.9") as e:
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+    assert "dsedge build" in e.value.hint
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA H100 PCIe", cc=(9, 0))
+    with pytest.raises(EngineError, match="built on a NVIDIA H100 80GB HBM3"):
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp16", allow_other_gpu=True) as runner:
+        assert runner.max_batch == 32
+
+
+def test_corrupt_engine_is_refused(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    plan = build_engine(bundle, "fp16")
+    plan.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(BundleError, match="does not match its manifest sha256"):
+        load_bundle(bundle)  # a damaged file is caught by the manifest hash first
+    b = load_bundle(bundle, verify=False)
+    b.add_artifact(plan.name, "tensorrt", "fp16", **{k: v for k, v in b.artifacts[plan.name].items()
+                                                      if k not in ("kind", "precision", "sha256", "bytes")})
+    b.save()  # hash matches now: TensorRT itself must refuse the plan
+    with pytest.raises(EngineError, match="cannot deserialize"):
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+
+
+def test_from_bundle_without_engine(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    with pytest.raises(BundleError, match="no TensorRT engine for int8"):
+        TrtRunner.from_bundle(load_bundle(bundle), "int8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real TensorRT: build and run an engine, compare with ONNX Runtime. Skipped where tensorrt is missing.
+
+_HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _HAVE_TRT, reason="tensorrt is not installed")
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-4), ("fp16", 2e-2)])
+def test_real_tensorrt_matches_onnxruntime(bundle: Path, precision: str, tol: float) -> None:
+    from dsedge.engines.ort_runner import OrtRunner
+
+    plan = build_engine(bundle, precision, min_batch=1, opt_batch=4, max_batch=8, workspace_gb=1, opt_level=1)
+    x = _batch(11, seed=3)
+    onnx_name = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}[precision]
+    ref = OrtRunner(bundle / onnx_name, precision, providers="CPUExecutionProvider").infer(x)
+    for graph in (False, True):
+        with TrtRunner.from_bundle(load_bundle(bundle), precision, cuda_graph=graph) as runner:
+            out = runner.infer(x)  # 11 > max 8: also exercises splitting on the real runtime
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    assert plan.is_file()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.slow
+@pytest.mark.skipif(not _HAVE_TRT, reason="tensorrt is not installed")
+def test_real_tensorrt_ds_resnet50_matches_onnxruntime(tmp_path: Path) -> None:
+    export = pytest.importorskip("dsedge.export.onnx")
+    from dsedge.engines.ort_runner import OrtRunner
+
+    bundle = export.export_bundle(None, tmp_path / "ds", model_name="ds_resnet50", random_init=True, image_size=64)
+    build_engine(bundle, "fp16", min_batch=1, opt_batch=2, max_batch=4, opt_level=1)
+    x = _batch(4, seed=4)[:, :, :32, :32].repeat(2, axis=2).repeat(2, axis=3)
+    ref = OrtRunner(Path(bundle) / "model.onnx", "fp32", providers="CPUExecutionProvider").infer(x)
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp16") as runner:
+        out = runner.infer(x)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
+    np.testing.assert_allclose(out, ref, atol=0.1 * float(np.abs(ref).max()) + 1e-3)
