@@ -1,0 +1,177 @@
+"""`dsedge doctor`: what this machine can run — the first thing to check on a new device.
+
+Reports the GPU (through `nvidia-smi`, which works without any Python CUDA
+package), CUDA through cuda-python, TensorRT, ONNX Runtime's execution
+providers, OpenVINO devices, the CPU model and the instruction-set features
+that matter for CPU inference (AVX2, AVX-512, VNNI, AMX), and package
+versions. Every probe is independent and catches its own failure, so a broken
+driver or a half-installed package shows up as a line in the report instead
+of a crash. torch is only looked up by metadata: the device runtime never
+needs it, and importing it would take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16",
+             "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+PACKAGES = ("dsedge", "numpy", "pillow", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt",
+            "cuda-python", "cuda-bindings", "torch", "torchvision")
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """CPU model, logical cores and inference-relevant ISA flags (from /proc/cpuinfo on Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "Hardware") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return {
+        "model": model,
+        "arch": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "flags": {f: f in flags for f in CPU_FLAGS},
+    }
+
+
+def nvidia_smi() -> dict[str, Any]:
+    """GPUs as `nvidia-smi` sees them (name, driver, memory, compute capability)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {"available": False, "reason": "nvidia-smi not found (no NVIDIA driver)"}
+    fields = "name,driver_version,memory.total,compute_cap"
+    for query in (fields, fields.rsplit(",", 1)[0]):  # old drivers lack compute_cap
+        try:
+            out = subprocess.run(
+                [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=15, check=True,
+            ).stdout
+        except (subprocess.SubprocessError, OSError) as e:
+            reason = f"nvidia-smi failed: {e}"
+            continue
+        gpus = []
+        for line in out.strip().splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            gpu = {"name": parts[0], "driver": parts[1], "memory_mib": parts[2]}
+            if len(parts) > 3:
+                gpu["compute_capability"] = parts[3]
+            gpus.append(gpu)
+        return {"available": bool(gpus), "gpus": gpus}
+    return {"available": False, "reason": reason}
+
+
+def cuda_info() -> dict[str, Any]:
+    """CUDA runtime/driver versions and devices through cuda-python (what the TensorRT runner uses)."""
+    try:
+        from dsedge.engines.cuda_utils import cuda_call, device_info, import_cudart
+
+        rt = import_cudart()
+        count = int(cuda_call(rt.cudaGetDeviceCount(), "cudaGetDeviceCount"))
+        return {
+            "available": count > 0,
+            "runtime_version": int(cuda_call(rt.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")),
+            "driver_version": int(cuda_call(rt.cudaDriverGetVersion(), "cudaDriverGetVersion")),
+            "devices": [vars(device_info(i, rt)) for i in range(count)],
+        }
+    except Exception as e:  # noqa: BLE001 - report, never crash
+        return {"available": False, "reason": getattr(e, "message", None) or f"{type(e).__name__}: {e}"}
+
+
+def tensorrt_info() -> dict[str, Any]:
+    try:
+        import tensorrt as trt  # type: ignore[import-not-found]
+    except Exception as e:  # noqa: BLE001 - ImportError, or a broken install raising OSError
+        return {"available": False, "reason": f"tensorrt not importable ({type(e).__name__}); pip install 'dsedge[tensorrt]'"}
+    major = int(str(trt.__version__).split(".")[0])
+    return {
+        "available": True,
+        "version": trt.__version__,
+        "typing": "strongly typed only (11.x)" if major >= 11 else "weak typing + FP16 flag, or strongly typed",
+    }
+
+
+def onnxruntime_info() -> dict[str, Any]:
+    try:
+        import onnxruntime as ort
+    except Exception as e:  # noqa: BLE001
+        return {"available": False, "reason": f"onnxruntime not importable: {e}"}
+    return {"available": True, "version": ort.__version__, "providers": ort.get_available_providers(),
+            "device": ort.get_device()}
+
+
+def openvino_info() -> dict[str, Any]:
+    try:
+        import openvino as ov  # type: ignore[import-not-found]
+
+        devices = ov.Core().available_devices
+    except Exception as e:  # noqa: BLE001
+        return {"available": False, "reason": f"openvino not usable ({type(e).__name__}); pip install 'dsedge[openvino]'"}
+    return {"available": True, "version": ov.__version__, "devices": list(devices)}
+
+
+def _summary(r: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    gpu, cuda, trt, ort, ov, cpu = r["gpu"], r["cuda"], r["tensorrt"], r["onnxruntime"], r["openvino"], r["cpu"]
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_bf16", "amx_int8") if cpu["flags"].get(f)]
+
+    def row(ok: bool, yes: str, no: str) -> dict[str, Any]:
+        return {"ok": ok, "detail": yes if ok else no}
+
+    gpus = ", ".join(f"{g['name']} (sm {g.get('compute_capability', '?')}, driver {g['driver']})" for g in gpu.get("gpus", []))
+    summary = {
+        "GPU": row(gpu["available"], gpus, gpu.get("reason", "none")),
+        "CUDA (cuda-python)": row(cuda["available"], f"runtime {cuda.get('runtime_version')}, driver {cuda.get('driver_version')}", cuda.get("reason", "no device")),
+        "TensorRT": row(trt["available"], f"{trt.get('version')}: {trt.get('typing')}", trt.get("reason", "")),
+        "ONNX Runtime": row(ort["available"], f"{ort.get('version')}: {', '.join(ort.get('providers', []))}", ort.get("reason", "")),
+        "OpenVINO": row(ov["available"], f"{ov.get('version')}: {', '.join(ov.get('devices', []))}", ov.get("reason", "")),
+        "CPU": row(True, f"{cpu['model']} x{cpu['logical_cores']}; {' '.join(isa) or 'no AVX2'}", ""),
+        "torch": row(bool(r["versions"].get("torch")), f"{r['versions'].get('torch')} (training/export only)", "not installed (not needed on a device)"),
+    }
+    backends = []
+    if trt["available"] and cuda["available"]:
+        backends.append("tensorrt")
+    if ort["available"]:
+        backends += [f"onnxruntime:{p.replace('ExecutionProvider', '')}" for p in ort["providers"]
+                     if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")]
+    if ov["available"]:
+        backends.append("openvino")
+    return summary, backends
+
+
+def doctor() -> dict[str, Any]:
+    """Probe everything; return a JSON-able report with a human `summary` and usable `backends`."""
+    report: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "gpu": nvidia_smi(),
+        "cuda": cuda_info(),
+        "tensorrt": tensorrt_info(),
+        "onnxruntime": onnxruntime_info(),
+        "openvino": openvino_info(),
+        "versions": {p: v for p in PACKAGES if (v := _version(p))},
+    }
+    report["summary"], report["backends"] = _summary(report)
+    return report

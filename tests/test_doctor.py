@@ -1,0 +1,57 @@
+"""`dsedge doctor`: every probe reports instead of crashing, and sees fake TensorRT/CUDA/GPUs when present."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from fake_tensorrt import install
+
+from dsedge.doctor import cpu_info, doctor, nvidia_smi
+
+
+def test_doctor_on_this_machine() -> None:
+    r = doctor()
+    assert r["onnxruntime"]["available"] and "CPUExecutionProvider" in r["onnxruntime"]["providers"]
+    assert "onnxruntime:CPU" in r["backends"]
+    assert set(r["summary"]) >= {"GPU", "CUDA (cuda-python)", "TensorRT", "ONNX Runtime", "OpenVINO", "CPU", "torch"}
+    assert all(isinstance(v, bool) for v in r["cpu"]["flags"].values())
+    assert r["versions"]["numpy"]
+    json.dumps(r)  # the report is JSON-able as is
+    if not r["tensorrt"]["available"]:
+        assert "dsedge[tensorrt]" in r["tensorrt"]["reason"]
+
+
+def test_cpu_flags_from_cpuinfo(tmp_path: Path) -> None:
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+                 "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile amx_bf16 amx_int8\n")
+    info = cpu_info(f)
+    assert info["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert info["flags"]["amx_bf16"] and info["flags"]["avx512_vnni"] and not info["flags"]["avx512_fp16"]
+
+
+def test_fake_gpu_stack_is_reported(monkeypatch, tmp_path: Path) -> None:
+    install(monkeypatch, "11.4.0.106", gpu_name="NVIDIA L4", cc=(8, 9))
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA L4, 575.57.08, 23034, 8.9'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert nvidia_smi()["gpus"] == [{"name": "NVIDIA L4", "driver": "575.57.08", "memory_mib": "23034",
+                                      "compute_capability": "8.9"}]
+    r = doctor()
+    assert r["tensorrt"] == {"available": True, "version": "11.4.0.106", "typing": "strongly typed only (11.x)"}
+    assert r["cuda"]["available"] and r["cuda"]["devices"][0]["compute_capability"] == "8.9"
+    assert r["backends"][0] == "tensorrt"
+
+
+def test_doctor_cli_json(capsys) -> None:
+    from dsedge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["doctor", "--json"])
+    assert e.value.code == 0
+    assert "backends" in json.loads(capsys.readouterr().out)
