@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_tensorrt import CACHE_MAGIC, PLAN_MAGIC, install
+from tiny_bundle import make_tiny_bundle
 
 from dsedge.engines import trt_build
 from dsedge.engines.trt_build import build_engine
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.runtime.bundle import load_bundle
 from dsedge.utils.io import sha256_file
-from fake_tensorrt import CACHE_MAGIC, PLAN_MAGIC, install
-from tiny_bundle import make_tiny_bundle
 
 H100 = "nvidia-h100-80gb-hbm3"
 
