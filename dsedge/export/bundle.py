@@ -1,0 +1,203 @@
+"""`export_bundle`: the export stage's one entry point (checkpoint or random init -> bundle folder).
+
+Writes, all-or-nothing through `dsedge.utils.io.atomic_dir`:
+
+    model.onnx        FP32, SimAM as `dsedge::SimAM` calls   kind "onnx" precision "fp32"
+    model.fp16.onnx   FP16 inside, FP32 I/O, SimAM in FP32    kind "onnx" precision "fp16"
+    model.inline.onnx (--inline-simam) the flat FP32 variant kind "onnx-inline" precision "fp32"
+    dsedge.json       manifest (DESIGN §4): model, classes, input/outputs, preprocessing,
+                      opset, tool versions, per-artifact sha256, parity against PyTorch
+
+Everything that can fail on user input (checkpoint, output folder, data) is
+checked before the slow export, and a parity failure aborts before anything
+is moved into place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dsedge.errors import BundleError, CheckpointError, ExportError
+
+DEFAULT_CLASSES = ["MEL", "NV", "SK"]
+FP32_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
+INLINE_FILE = "model.inline.onnx"
+
+
+def _check_output(out: Path, force: bool) -> None:
+    """Fail early (before a minutes-long export) on an output we cannot or may not write."""
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"output {out} exists and is not a folder")
+    if out.exists() and not force:
+        raise BundleError(f"output folder {out} already exists", "pass --force to replace it")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BundleError(f"cannot write the bundle to {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BundleError(f"cannot write the bundle to {out}: {parent} is not writable")
+
+
+def _load_source(
+    checkpoint: Path | None, model_name: str | None, random_init: bool
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(torch model, checkpoint meta or {}, manifest `model` block)."""
+    from dsedge.models.zoo import create_model
+    from dsedge.utils.io import sha256_file
+
+    if checkpoint is not None and random_init:
+        raise ExportError("give either a checkpoint or --random-init, not both")
+    if checkpoint is None:
+        if not random_init:
+            raise ExportError("no checkpoint given", "pass CHECKPOINT, or --model NAME --random-init")
+        name = model_name or "ds_resnet50"
+        model = create_model(name, num_classes=len(DEFAULT_CLASSES)).eval()
+        return model, {}, {"name": name, "num_classes": len(DEFAULT_CLASSES), "model_kwargs": {},
+                           "random_init": True}
+    from dsedge.train.checkpoint import checkpoint_paths, load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint, expect_model=model_name)
+    weights, _ = checkpoint_paths(checkpoint)
+    block = {"name": meta["model"], "num_classes": int(meta["num_classes"]),
+             "model_kwargs": dict(meta.get("model_kwargs", {})), "random_init": False,
+             "checkpoint": weights.name, "checkpoint_sha256": sha256_file(weights)}
+    return model, meta, block
+
+
+def _model_lambda(model: Any, meta: dict[str, Any]) -> float | None:
+    from dsedge.export.onnx import simam_lambdas
+
+    values = sorted(set(simam_lambdas(model).values()))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ExportError(f"the model mixes SimAM lambdas {values}; dsedge records one per model")
+    recorded = meta.get("simam_lambda")
+    if recorded is not None and abs(float(recorded) - values[0]) > 1e-12 * max(1.0, values[0]):
+        raise CheckpointError(
+            f"checkpoint metadata says simam_lambda={recorded} but its model_kwargs build SimAM "
+            f"with lambda={values[0]}",
+            "the checkpoint's .json does not match its weights; re-save it from the training run",
+        )
+    return values[0]
+
+
+def _preprocessing(meta: dict[str, Any], model_name: str, image_size: int | None) -> tuple[dict[str, Any], int]:
+    from dsedge.config import PreprocessConfig
+    from dsedge.models.zoo import get_spec
+
+    if "preprocessing" in meta:
+        cfg = PreprocessConfig.from_dict(meta["preprocessing"])
+        if image_size is not None and image_size != cfg.crop:
+            raise ExportError(
+                f"the checkpoint was trained with {cfg.crop}px crops; --image-size {image_size} "
+                "would not match its preprocessing",
+                "omit --image-size to export at the training size",
+            )
+        return cfg.to_dict(), cfg.crop
+    size = image_size or get_spec(model_name).input_size
+    return PreprocessConfig.for_size(size).to_dict(), size
+
+
+def export_bundle(
+    checkpoint: Path | None,
+    out: Path,
+    *,
+    model_name: str | None = None,
+    random_init: bool = False,
+    image_size: int | None = None,
+    data: Path | None = None,
+    split: str = "val",
+    parity_images: int = 150,
+    probs: bool = False,
+    inline_simam: bool = False,
+    force: bool = False,
+    opset: int = 18,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Export a checkpoint (or a random-init registry model) to a verified bundle folder; returns it.
+
+    `data`/`split`/`parity_images` choose the parity inputs (real images, else a
+    random batch); `probs` adds a softmax output; `inline_simam` also writes the
+    flat `model.inline.onnx`. Raises `ExportError`/`CheckpointError`/`BundleError`
+    with a clear message; on any failure nothing is left at `out`.
+    """
+    from dsedge.export.fp16 import convert_fp16
+    from dsedge.export.manifest import measure_parity, parity_inputs, tool_versions
+    from dsedge.export.onnx import LOGITS_NAME, PROBS_NAME, export_onnx, save_onnx
+    from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME, inline_simam as flatten
+    from dsedge.runtime.bundle import add_artifact, load_bundle, new_manifest
+    from dsedge.utils.io import atomic_dir, atomic_write_json
+
+    say = progress or (lambda _msg: None)
+    out = Path(out)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    _check_output(out, force)
+    if data is not None and not Path(data).exists():
+        raise ExportError(f"parity data not found: {data}")
+
+    model, meta, model_block = _load_source(checkpoint, model_name, random_init)
+    model_block["simam_lambda"] = _model_lambda(model, meta)
+    classes = list(meta.get("classes") or DEFAULT_CLASSES)
+    if len(classes) != model_block["num_classes"]:
+        raise CheckpointError(f"checkpoint lists {len(classes)} classes but the model has "
+                              f"{model_block['num_classes']} outputs")
+    preprocessing, size = _preprocessing(meta, model_block["name"], image_size)
+    inputs = parity_inputs(Path(data) if data else None, split, parity_images, preprocessing, size)
+
+    t0 = time.perf_counter()
+    say(f"exporting {model_block['name']} at {size}x{size} (opset {opset})")
+    result = export_onnx(model, size, opset=opset, probs=probs)
+    say(f"SimAM: {result.outline.calls} dsedge::SimAM calls, {result.outline.nodes_before} -> "
+        f"{result.outline.nodes_after} nodes")
+    say("converting to FP16")
+    fp16 = convert_fp16(result.model)
+    artifacts = [(FP32_FILE, result.model, "fp32"), (FP16_FILE, fp16, "fp16")]
+    flat = flatten(result.model) if inline_simam else None
+    if flat is not None:
+        artifacts.append((INLINE_FILE, flat, "fp32"))
+    parity = measure_parity(model, artifacts, inputs, progress=say)
+
+    input_spec = {"name": "input", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW"}
+    manifest = new_manifest(model_block, classes, input_spec, preprocessing)
+    outputs = [{"name": LOGITS_NAME, "shape": ["N", len(classes)], "dtype": "float32"}]
+    if probs:
+        outputs.append({"name": PROBS_NAME, "shape": ["N", len(classes)], "dtype": "float32",
+                        "op": "softmax(logits, axis=1)"})
+    manifest["outputs"] = outputs
+    manifest["opset"] = opset
+    manifest["simam"] = {
+        "op": f"{DOMAIN}::{FUNCTION_NAME}", "calls": result.outline.calls,
+        "nodes_before_outlining": result.outline.nodes_before,
+        "nodes_after_outlining": result.outline.nodes_after,
+    }
+    manifest["tools"] = tool_versions()
+    manifest["parity"] = parity
+    manifest["export"] = {"seconds": round(time.perf_counter() - t0, 2),
+                          "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    try:
+        with atomic_dir(out, force=force) as tmp:
+            save_onnx(result.model, tmp / FP32_FILE)
+            add_artifact(manifest, tmp, FP32_FILE, "onnx", "fp32", simam="function", opset=opset)
+            save_onnx(fp16, tmp / FP16_FILE)
+            add_artifact(manifest, tmp, FP16_FILE, "onnx", "fp16", simam="function", opset=opset,
+                         io_dtype="float32", simam_dtype="float32")
+            if flat is not None:
+                save_onnx(flat, tmp / INLINE_FILE)
+                add_artifact(manifest, tmp, INLINE_FILE, "onnx-inline", "fp32", simam="inline",
+                             opset=opset)
+            atomic_write_json(tmp / "dsedge.json", manifest)
+            load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
+    except FileExistsError:
+        raise BundleError(f"output folder {out} already exists", "pass --force to replace it") from None
+    except OSError as e:
+        raise BundleError(f"cannot write the bundle to {out}: {e.strerror or e}") from e
+    say(f"bundle written to {out}")
+    return out
