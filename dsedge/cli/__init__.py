@@ -20,6 +20,7 @@ from dsedge.errors import DsedgeError
 COMMAND_MODULES = (
     "data_cmd",
     "models_cmd",
+    "export_cmd",
 )
 
 for _name in COMMAND_MODULES:
