@@ -1,0 +1,168 @@
+"""`Predictor` / `dsedge predict`: backend choice, probabilities on full-size ISIC images, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_tensorrt import install
+from PIL import Image
+from tiny_bundle import CLASSES, make_tiny_bundle, reference_logits
+
+from dsedge.engines.base import softmax
+from dsedge.engines.trt_build import build_engine
+from dsedge.errors import BundleError, DataError, DsedgeError, EngineError, MissingDependencyError
+from dsedge.runtime import Predictor, load_bundle, predict, preprocess_files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return make_tiny_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (h, w) in enumerate([(48, 60), (70, 40), (33, 33)]):
+        p = tmp_path / f"img{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def _expected(bundle: Path, paths: list[Path]) -> np.ndarray:
+    return softmax(reference_logits(preprocess_files(paths, load_bundle(bundle).preprocessing)))
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+    from dsedge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    return int(e.value.code), out.out, out.err
+
+
+def test_onnxruntime_probabilities(bundle: Path, images: list[Path]) -> None:
+    with Predictor(bundle) as p:  # no tensorrt here: auto -> ONNX Runtime fp32
+        assert p.info.backend == "onnxruntime" and p.info.precision == "fp32"
+        results = p.predict(images, batch_size=2)
+    expected = _expected(bundle, images)
+    assert [r["image"] for r in results] == [str(x) for x in images]
+    for r, e in zip(results, expected, strict=True):
+        probs = np.array([r["probabilities"][c] for c in CLASSES])
+        np.testing.assert_allclose(probs, e, atol=1e-5)
+        assert abs(probs.sum() - 1) < 1e-5 and r["top_class"] == CLASSES[int(e.argmax())]
+    fp16 = predict(bundle, images, backend="onnxruntime", precision="fp16")
+    assert [r["top_class"] for r in fp16] == [r["top_class"] for r in results]
+
+
+def test_predict_images_in_memory(bundle: Path, images: list[Path]) -> None:
+    with Predictor(bundle, backend="onnxruntime") as p:
+        from_files = p.predict(images[:1])[0]["probabilities"]
+        from_pil = p.predict_images([Image.open(images[0])], names=["frame"])[0]
+    assert from_pil["image"] == "frame"
+    for c in CLASSES:
+        assert from_pil["probabilities"][c] == pytest.approx(from_files[c], abs=1e-6)
+
+
+def test_tensorrt_is_preferred_when_an_engine_matches(monkeypatch, bundle: Path, images: list[Path]) -> None:
+    env = install(monkeypatch, "11.4.0")
+    build_engine(bundle, "fp16", max_batch=2, opt_batch=2)
+    with Predictor(bundle) as p:
+        assert p.info.backend == "tensorrt" and p.info.precision == "fp16" and p.fallback_reason is None
+        results = p.predict(images)  # 3 images > engine max 2: the runner splits
+    assert len(env.find("execute_async_v3")) == 2
+    probs = np.array([[r["probabilities"][c] for c in CLASSES] for r in results])
+    np.testing.assert_allclose(probs, _expected(bundle, images), atol=1e-3)
+
+
+def test_fallback_to_onnxruntime_and_explicit_tensorrt(monkeypatch, bundle: Path, images: list[Path]) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16")
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA L4", cc=(8, 9))  # the bundle moved to another device
+    with Predictor(bundle) as p:
+        assert p.info.backend == "onnxruntime"
+        assert "compute capability 9.0" in p.fallback_reason
+    with pytest.raises(EngineError, match="compute capability"):
+        Predictor(bundle, backend="tensorrt")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with Predictor(bundle) as p:
+        assert p.info.backend == "onnxruntime" and "'tensorrt' is not installed" in p.fallback_reason
+    with pytest.raises(MissingDependencyError):
+        Predictor(bundle, backend="tensorrt")
+
+
+def test_bad_inputs_fail_clearly(bundle: Path, images: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(DsedgeError, match="unknown precision 'fp8'"):
+        Predictor(bundle, precision="fp8")
+    with pytest.raises(DsedgeError, match="unknown backend 'tpu'"):
+        Predictor(bundle, backend="tpu")
+    with pytest.raises(BundleError, match="no onnx int8 artifact") as e:
+        Predictor(bundle, precision="int8")
+    assert "dsedge calibrate" in e.value.hint
+    with pytest.raises(BundleError, match="bundle not found"):
+        Predictor(tmp_path / "nope")
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(images[0].read_bytes()[:200])  # truncated JPEG
+    with Predictor(bundle) as p, pytest.raises(DataError, match="corrupt.jpg"):
+        p.predict([images[0], bad])
+    # a manifest that disagrees with the model's outputs
+    b = load_bundle(bundle)
+    b.manifest["classes"] = ["MEL", "NV", "SK", "BCC"]
+    b.save()
+    with Predictor(bundle) as p, pytest.raises(BundleError, match="4 classes"):
+        p.predict(images[:1])
+
+
+def test_corrupt_engine_is_refused(monkeypatch, bundle: Path, images: list[Path], capsys) -> None:
+    install(monkeypatch, "10.3.0.30")
+    plan = build_engine(bundle, "fp16")
+    plan.write_bytes(plan.read_bytes()[:-10])  # truncated engine
+    with pytest.raises(BundleError, match="does not match its manifest sha256"):
+        Predictor(bundle)
+    code, _, err = _cli(["predict", str(bundle), str(images[0])], capsys)
+    assert code == 2 and "does not match its manifest sha256" in err and "Traceback" not in err
+
+
+def test_cli_errors_exit_2(bundle: Path, images: list[Path], tmp_path: Path, capsys) -> None:
+    code, _, err = _cli(["predict", str(bundle), str(images[0]), "--precision", "int4"], capsys)
+    assert code == 2 and "unknown precision 'int4'" in err
+    code, _, err = _cli(["predict", str(bundle), str(images[0]), "--precision", "int8"], capsys)
+    assert code == 2 and "no onnx int8 artifact" in err
+    code, _, err = _cli(["predict", str(bundle), str(tmp_path / "missing.jpg")], capsys)
+    assert code == 2 and "image not found" in err
+
+
+@pytest.mark.slow
+def test_cli_on_fullres_images(fullres_dir: Path, tmp_path: Path, capsys) -> None:
+    bundle = make_tiny_bundle(tmp_path / "b224", crop=224, resize=256)
+    paths = sorted(fullres_dir.glob("*.jpg"))
+    code, out, _ = _cli(["predict", str(bundle), *map(str, paths), "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["runner"]["backend"] == "onnxruntime" and len(report["results"]) == 7
+    expected = _expected(bundle, paths)
+    for r, e in zip(report["results"], expected, strict=True):
+        # 224x224 average pool in float32: ORT and NumPy sum in different orders
+        np.testing.assert_allclose([r["probabilities"][c] for c in CLASSES], e, atol=1e-4)
+    code, out, _ = _cli(["predict", str(bundle), *map(str, paths[:2])], capsys)
+    assert code == 0 and paths[0].name in out and "top class" in out
+
+
+def test_embedding_example(bundle: Path, images: list[Path]) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py"), str(bundle), *map(str, images)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("runner: onnxruntime fp32") and len(lines) == 1 + len(images)
+    bad = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py"), str(bundle), "missing.jpg"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "image not found" in bad.stderr
