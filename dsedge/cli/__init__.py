@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from rich.markup import escape
+
 from dsedge.cli.app import app, console, err_console
 from dsedge.errors import DsedgeError
 
@@ -21,6 +23,10 @@ COMMAND_MODULES = (
     "data_cmd",
     "models_cmd",
     "export_cmd",
+    "build_cmd",
+    "predict_cmd",
+    "doctor_cmd",
+    "triton_cmd",
 )
 
 for _name in COMMAND_MODULES:
@@ -38,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except DsedgeError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        # escape(): messages carry literal brackets, e.g. "pip install 'dsedge[tensorrt]'"
+        err_console.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False)
         if e.hint:
-            err_console.print(f"[yellow]hint:[/] {e.hint}", highlight=False)
+            err_console.print(f"[yellow]hint:[/] {escape(e.hint)}", highlight=False)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
