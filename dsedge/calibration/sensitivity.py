@@ -1,0 +1,314 @@
+"""Which layers stay float: layer groups, `--keep-fp` selectors, and the per-group sensitivity analysis.
+
+DS-ResNet50's depthwise convs and attention are the usual INT8 trouble spots
+(DESIGN §5). Rather than guess, we quantize one group at a time (stem, each
+ResNet stage, the head, all depthwise convs), measure on the validation split
+how much each costs in ACC, mean AUC and top-1 agreement with FP32, and then
+keep the most harmful groups in float, one by one, until the full model meets
+`--max-acc-drop`. The report is printed by the CLI and saved as JSON + Markdown
+in the bundle so the choice can be audited later.
+
+Groups come from the exporter's `pkg.torch.onnx.name_scopes` node metadata
+(the PyTorch module path, which survives ONNX optimisation); models without it
+fall back to node names. Torch-free.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from dsedge.errors import CalibrationError
+from dsedge.utils.io import atomic_write_json, atomic_write_text
+
+SCOPE_KEY = "pkg.torch.onnx.name_scopes"
+MODULE_KEY = "dsedge.module"
+STEM_MODULES = {"conv1", "bn1", "relu", "maxpool", "stem"}
+HEAD_MODULES = {"avgpool", "fc", "flatten", "head", "classifier", ""}
+#: `--keep-fp` kinds: a word that selects a kind of layer rather than a named node or module.
+KINDS = ("depthwise", "simam", "conv", "gemm", "add", "stem", "head")
+_STAGE_RE = re.compile(r"(layer\d+)")
+
+
+def node_module(node: onnx.NodeProto) -> str | None:
+    """PyTorch module path of an exported node ('layer1.0.dual.bn_d1'), or None without metadata.
+
+    `dsedge.module` (set by our SimAM outlining on the function calls) wins over
+    the exporter's `name_scopes` list, whose second-to-last entry is the module.
+    """
+    props = {p.key: p.value for p in node.metadata_props}
+    if MODULE_KEY in props:
+        return props[MODULE_KEY]
+    for prop in node.metadata_props:
+        if prop.key == SCOPE_KEY:
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            if isinstance(scopes, list) and len(scopes) >= 2:
+                return str(scopes[-2])
+            return ""
+    return None
+
+
+def node_stage(node: onnx.NodeProto) -> str:
+    """'stem', 'layer1'..'layer4', 'head' (or the first module name for other architectures)."""
+    module = node_module(node)
+    if module is None:
+        m = _STAGE_RE.search(node.name)
+        return m.group(1) if m else "other"
+    top = module.split(".")[0]
+    if top in STEM_MODULES:
+        return "stem"
+    if top in HEAD_MODULES:
+        return "head"
+    return top
+
+
+def _is_depthwise(node: onnx.NodeProto, weights: dict[str, tuple[int, ...]]) -> bool:
+    if node.op_type != "Conv" or len(node.input) < 2:
+        return False
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    shape = weights.get(node.input[1])
+    return group > 1 and shape is not None and len(shape) >= 2 and shape[1] == 1
+
+
+def _is_simam(node: onnx.NodeProto) -> bool:
+    if node.op_type == "SimAM":
+        return True
+    module = node_module(node) or node.name
+    return "simam" in module.split(".")[-1].lower() if module else False
+
+
+def node_kinds(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Kind selector -> names of the graph nodes it covers."""
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    out: dict[str, list[str]] = {k: [] for k in KINDS}
+    for node in model.graph.node:
+        if not node.name:
+            continue
+        if _is_depthwise(node, weights):
+            out["depthwise"].append(node.name)
+        if _is_simam(node):
+            out["simam"].append(node.name)
+        if node.op_type in ("Conv", "ConvTranspose"):
+            out["conv"].append(node.name)
+        if node.op_type in ("Gemm", "MatMul"):
+            out["gemm"].append(node.name)
+        if node.op_type == "Add":
+            out["add"].append(node.name)
+        stage = node_stage(node)
+        if stage in ("stem", "head"):
+            out[stage].append(node.name)
+    return out
+
+
+def node_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """The sensitivity groups: each stage in graph order, then all depthwise convs (if any)."""
+    groups: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.name and node.op_type not in ("Constant", "Shape"):
+            groups.setdefault(node_stage(node), []).append(node.name)
+    dw = node_kinds(model)["depthwise"]
+    if dw:
+        groups["depthwise"] = dw
+    return groups
+
+
+def resolve_keep_fp(model: onnx.ModelProto, tokens: Sequence[str]) -> list[str]:
+    """Node names selected by `--keep-fp` words: kinds, stages, module paths or exact node names."""
+    kinds = node_kinds(model)
+    stages = node_groups(model)
+    names = {n.name for n in model.graph.node if n.name}
+    selected: set[str] = set()
+    for raw in tokens:
+        token = raw.strip()
+        if not token:
+            continue
+        if token in kinds:
+            hit = set(kinds[token])
+        elif token in stages:
+            hit = set(stages[token])
+        elif token in names:
+            hit = {token}
+        else:
+            hit = {
+                n.name
+                for n in model.graph.node
+                if n.name and (m := node_module(n)) is not None and (m == token or m.startswith(token + "."))
+            }
+        if not hit and token not in kinds:
+            raise CalibrationError(
+                f"--keep-fp '{token}' matches no node of the model",
+                f"use a kind ({', '.join(KINDS)}), a stage ({', '.join(stages)}), a module path like "
+                "'layer3.2.dual' or an exact ONNX node name",
+            )
+        selected |= hit
+    return sorted(selected)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation and the greedy search
+
+
+def compare(
+    ref: dict[str, Any], probs: np.ndarray, labels: np.ndarray, classes: list[str], ref_probs: np.ndarray
+) -> dict[str, Any]:
+    """Metrics of one candidate and its deltas against the FP32 reference (ACC drop in points)."""
+    from dsedge.train.metrics import agreement, classification_metrics
+
+    m = classification_metrics(labels, probs, classes)
+    agree = agreement(ref_probs, probs)
+    auc_ref, auc = ref.get("mean_auc"), m.get("mean_auc")
+    return {
+        "accuracy": m["accuracy"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "mean_auc": auc,
+        "mel_auc": m.get("mel_auc"),
+        "sk_auc": m.get("sk_auc"),
+        "top1_agreement": agree["top1_agreement"],
+        "max_abs_prob_diff": agree["max_abs_prob_diff"],
+        "acc_drop_points": 100.0 * (ref["accuracy"] - m["accuracy"]),
+        "auc_drop": (auc_ref - auc) if auc_ref is not None and auc is not None else None,
+    }
+
+
+@dataclass
+class SensitivityReport:
+    """Everything measured: FP32 reference, one row per group, each step of the selection, the result."""
+
+    max_acc_drop: float
+    n_images: int
+    reference: dict[str, Any]
+    initial: dict[str, Any]
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    kept_float: list[str] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    met_budget: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_acc_drop_points": self.max_acc_drop,
+            "n_images": self.n_images,
+            "reference_fp32": self.reference,
+            "int8_all_groups": self.initial,
+            "groups": self.groups,
+            "steps": self.steps,
+            "kept_float_groups": self.kept_float,
+            "final": self.final,
+            "met_budget": self.met_budget,
+        }
+
+
+def _fmt(v: Any, pct: bool = False, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    if pct:
+        return f"{100 * v:.2f}"
+    return (f"{v:+.4f}" if signed else f"{v:.4f}") if isinstance(v, float) else str(v)
+
+
+def to_markdown(report: SensitivityReport) -> str:
+    """The report as a Markdown page (saved next to the INT8 model)."""
+    ref, fin = report.reference, report.final
+    lines = [
+        "# INT8 sensitivity report",
+        "",
+        f"Validation images: {report.n_images}. Budget: ACC drop <= {report.max_acc_drop:g} points. "
+        f"Result: {'**met**' if report.met_budget else '**NOT met**'}.",
+        "",
+        "| model | ACC % | ACC drop (pts) | mean AUC | AUC drop | top-1 agreement % |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| FP32 reference | {_fmt(ref['accuracy'], True)} | – | {_fmt(ref.get('mean_auc'))} | – | 100.00 |",
+    ]
+
+    def row(label: str, r: dict[str, Any]) -> str:
+        return (
+            f"| {label} | {_fmt(r['accuracy'], True)} | {r['acc_drop_points']:+.2f} | {_fmt(r.get('mean_auc'))} "
+            f"| {_fmt(r.get('auc_drop'), signed=True)} | {_fmt(r['top1_agreement'], True)} |"
+        )
+
+    lines.append(row("INT8, all groups", report.initial))
+    for g in report.groups:
+        lines.append(row(f"INT8, only `{g['group']}` ({g['nodes']} nodes)", g))
+    for s in report.steps:
+        lines.append(row(f"INT8, float: {', '.join(s['kept_float'])}", s))
+    if fin:
+        lines.append(row("**final INT8**", fin))
+    lines += ["", f"Groups kept in float: {', '.join(report.kept_float) or 'none'}.", ""]
+    return "\n".join(lines)
+
+
+def save_report(report: SensitivityReport, root: Path, stem: str = "int8_sensitivity") -> tuple[Path, Path]:
+    """Write `<stem>.json` and `<stem>.md` atomically into `root`."""
+    jpath, mpath = root / f"{stem}.json", root / f"{stem}.md"
+    atomic_write_json(jpath, report.to_dict())
+    atomic_write_text(mpath, to_markdown(report))
+    return jpath, mpath
+
+
+def _harm(row: dict[str, Any]) -> tuple[float, float, float]:
+    return (row["acc_drop_points"], 1.0 - row["top1_agreement"], row.get("auc_drop") or 0.0)
+
+
+def select_float_groups(
+    groups: dict[str, list[str]],
+    base_exclude: Sequence[str],
+    build: Callable[[list[str] | None, list[str]], Path],
+    evaluate: Callable[[Path], dict[str, Any]],
+    reference: dict[str, Any],
+    max_acc_drop: float,
+    n_images: int,
+    analyse: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[Path, list[str], SensitivityReport]:
+    """Quantize everything, measure each group alone, keep harmful groups float until the budget holds.
+
+    `build(nodes_to_quantize, nodes_to_exclude)` writes a quantized candidate
+    and returns its path; `evaluate(path)` returns `compare(...)`'s dict.
+    Returns (chosen model path, excluded node names, report). When
+    `analyse=False` only the full model is measured (no per-group rows, no
+    search). Raises nothing on a missed budget: the caller decides.
+    """
+    say = on_step or (lambda _msg: None)
+    exclude = list(base_exclude)
+    say("quantizing all groups")
+    best = build(None, exclude)
+    initial = evaluate(best)
+    report = SensitivityReport(max_acc_drop, n_images, reference, initial)
+    report.met_budget = initial["acc_drop_points"] <= max_acc_drop
+    report.final = initial
+    if not analyse:
+        return best, exclude, report
+    for name, nodes in groups.items():
+        nodes_q = [n for n in nodes if n not in set(exclude)]
+        if not nodes_q:
+            continue
+        say(f"sensitivity: only {name} in INT8")
+        row = evaluate(build(nodes_q, exclude))
+        report.groups.append({"group": name, "nodes": len(nodes_q), **row})
+    if report.met_budget:
+        return best, exclude, report
+    for g in sorted(report.groups, key=_harm, reverse=True):
+        report.kept_float.append(g["group"])
+        exclude = sorted(set(exclude) | set(groups[g["group"]]))
+        remaining = [n for names in groups.values() for n in names if n not in set(exclude)]
+        if not remaining:
+            break
+        say(f"keeping float: {', '.join(report.kept_float)}")
+        best = build(None, exclude)
+        row = evaluate(best)
+        report.steps.append({"kept_float": list(report.kept_float), **row})
+        report.final = row
+        if row["acc_drop_points"] <= max_acc_drop:
+            report.met_budget = True
+            break
+    return best, exclude, report

@@ -1,0 +1,159 @@
+"""Layer groups, --keep-fp selectors and the greedy keep-float search of the sensitivity analysis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx import helper as oh
+
+from dsedge.calibration.sensitivity import (
+    compare,
+    node_groups,
+    node_kinds,
+    node_module,
+    node_stage,
+    resolve_keep_fp,
+    save_report,
+    select_float_groups,
+)
+from dsedge.errors import CalibrationError
+
+
+def _node(op: str, name: str, scopes: list[str] | None = None, module: str | None = None, **attrs: Any):
+    n = oh.make_node(op, [f"{name}_in", f"{name}_w"] if op == "Conv" else [f"{name}_in"], [f"{name}_out"],
+                     name=name, **attrs)
+    if scopes is not None:
+        p = n.metadata_props.add()
+        p.key, p.value = "pkg.torch.onnx.name_scopes", repr(scopes)
+    if module is not None:
+        p = n.metadata_props.add()
+        p.key, p.value = "dsedge.module", module
+    return n
+
+
+def exported_like_model() -> onnx.ModelProto:
+    """Nodes carrying the metadata the dynamo exporter and our SimAM outlining leave behind."""
+    nodes = [
+        _node("Conv", "node_Conv_1", ["", "bn1", "_native_batch_norm"]),
+        _node("Relu", "node_relu", ["", "relu", "relu"]),
+        _node("SimAM", "/layer1.0.simam1/SimAM", ["layer1", "0", "simam1"], module="layer1.0.simam1"),
+        _node("Conv", "node_Conv_2", ["", "layer1", "layer1.0", "layer1.0.dual", "layer1.0.dual.bn_d1", "bn"],
+              group=8),
+        _node("Conv", "node_Conv_3", ["", "layer1", "layer1.0", "layer1.0.bn3", "bn"]),
+        _node("Add", "node_add", ["", "layer1", "layer1.0", "add"]),
+        _node("Conv", "node_Conv_4", ["", "layer2", "layer2.0", "layer2.0.bn1", "bn"]),
+        _node("Gemm", "node_linear", ["", "fc", "linear"]),
+        _node("Relu", "plain_layer3_relu"),  # no metadata: falls back to the node name
+    ]
+    inits = [
+        oh.make_tensor("node_Conv_1_w", TensorProto.FLOAT, [8, 3, 3, 3], np.zeros(216, np.float32)),
+        oh.make_tensor("node_Conv_2_w", TensorProto.FLOAT, [8, 1, 3, 3], np.zeros(72, np.float32)),
+        oh.make_tensor("node_Conv_3_w", TensorProto.FLOAT, [16, 8, 1, 1], np.zeros(128, np.float32)),
+        oh.make_tensor("node_Conv_4_w", TensorProto.FLOAT, [16, 16, 3, 3], np.zeros(2304, np.float32)),
+    ]
+    graph = oh.make_graph(nodes, "g", [], [], inits)
+    return oh.make_model(graph)
+
+
+def test_module_and_stage_from_metadata() -> None:
+    m = exported_like_model()
+    by_name = {n.name: n for n in m.graph.node}
+    assert node_module(by_name["node_Conv_2"]) == "layer1.0.dual.bn_d1"
+    assert node_module(by_name["/layer1.0.simam1/SimAM"]) == "layer1.0.simam1"  # dsedge.module wins
+    assert node_stage(by_name["node_Conv_1"]) == "stem"
+    assert node_stage(by_name["node_linear"]) == "head"
+    assert node_stage(by_name["/layer1.0.simam1/SimAM"]) == "layer1"
+    assert node_stage(by_name["plain_layer3_relu"]) == "layer3"
+
+
+def test_groups_and_kinds() -> None:
+    m = exported_like_model()
+    groups = node_groups(m)
+    assert list(groups) == ["stem", "layer1", "layer2", "head", "layer3", "depthwise"]
+    assert groups["depthwise"] == ["node_Conv_2"]
+    kinds = node_kinds(m)
+    assert kinds["simam"] == ["/layer1.0.simam1/SimAM"]
+    assert kinds["add"] == ["node_add"] and kinds["gemm"] == ["node_linear"]
+    assert set(kinds["conv"]) == {"node_Conv_1", "node_Conv_2", "node_Conv_3", "node_Conv_4"}
+
+
+def test_keep_fp_selectors() -> None:
+    m = exported_like_model()
+    assert resolve_keep_fp(m, ["depthwise"]) == ["node_Conv_2"]
+    assert resolve_keep_fp(m, ["layer2", "node_linear"]) == ["node_Conv_4", "node_linear"]
+    assert resolve_keep_fp(m, ["layer1.0.dual"]) == ["node_Conv_2"]  # module path prefix
+    assert resolve_keep_fp(m, ["simam", " "]) == ["/layer1.0.simam1/SimAM"]
+    with pytest.raises(CalibrationError, match="'layer9' matches no node"):
+        resolve_keep_fp(m, ["layer9"])
+
+
+def _fake_pipeline(harm: dict[str, float]) -> tuple[dict[str, list[str]], Any, Any, list]:
+    """Groups g1..g3 of two nodes each; quantizing a node costs harm[group] ACC points."""
+    groups = {g: [f"{g}_a", f"{g}_b"] for g in harm}
+    owner = {n: g for g, names in groups.items() for n in names}
+    built: dict[str, tuple[list[str] | None, list[str]]] = {}
+    calls: list = []
+
+    def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
+        p = Path(f"cand{len(built)}")
+        built[str(p)] = (nodes_q, exclude)
+        calls.append((nodes_q, list(exclude)))
+        return p
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        nodes_q, exclude = built[str(path)]
+        quantized = [n for n in (nodes_q or list(owner)) if n not in exclude]
+        drop = sum(harm[owner[n]] / 2 for n in quantized)
+        return {"accuracy": 0.9 - drop / 100, "mean_auc": 0.8, "top1_agreement": 1 - drop / 100,
+                "acc_drop_points": drop, "auc_drop": 0.0}
+
+    return groups, build, evaluate, calls
+
+
+def test_most_harmful_group_is_kept_float_until_budget_holds(tmp_path: Path) -> None:
+    groups, build, evaluate, calls = _fake_pipeline({"g1": 0.1, "g2": 2.0, "g3": 0.3})
+    ref = {"accuracy": 0.9, "mean_auc": 0.8}
+    chosen, excluded, report = select_float_groups(groups, [], build, evaluate, ref, 0.5, 100)
+    assert report.initial["acc_drop_points"] == pytest.approx(2.4)
+    assert [g["group"] for g in report.groups] == ["g1", "g2", "g3"]
+    assert report.kept_float == ["g2"] and report.met_budget
+    assert excluded == ["g2_a", "g2_b"]
+    assert report.final["acc_drop_points"] == pytest.approx(0.4)
+    assert calls[-1] == (None, ["g2_a", "g2_b"])  # the chosen model quantizes everything else
+    jpath, mpath = save_report(report, tmp_path)
+    data = json.loads(jpath.read_text())
+    assert data["kept_float_groups"] == ["g2"] and data["met_budget"] is True
+    md = mpath.read_text()
+    assert "only `g2`" in md and "**met**" in md
+
+
+def test_user_exclusions_are_respected_and_unreachable_budget_reported() -> None:
+    groups, build, evaluate, _ = _fake_pipeline({"g1": 1.0, "g2": 2.0})
+    ref = {"accuracy": 0.9, "mean_auc": 0.8}
+    _, excluded, report = select_float_groups(groups, ["g1_a"], build, evaluate, ref, 0.0, 100)
+    assert "g1_a" in excluded
+    assert report.groups[0]["nodes"] == 1  # g1_a was already float
+    assert not report.met_budget  # even one quantized node costs more than 0 points
+
+
+def test_without_analysis_only_the_full_model_is_measured() -> None:
+    groups, build, evaluate, calls = _fake_pipeline({"g1": 1.0, "g2": 2.0})
+    _, _, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, 0.5, 10, analyse=False)
+    assert len(calls) == 1 and report.groups == [] and not report.met_budget
+
+
+def test_compare_deltas() -> None:
+    labels = np.array([0, 1, 2, 1])
+    ref_probs = np.eye(3)[[0, 1, 2, 1]] * 0.9 + 0.05
+    probs = np.eye(3)[[0, 1, 2, 0]] * 0.9 + 0.05
+    ref = {"accuracy": 1.0, "mean_auc": 1.0}
+    row = compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs)
+    assert row["acc_drop_points"] == pytest.approx(25.0)
+    assert row["top1_agreement"] == pytest.approx(0.75)
+    assert row["auc_drop"] is not None and row["auc_drop"] >= 0
