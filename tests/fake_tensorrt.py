@@ -108,7 +108,11 @@ def make_cudart(env: FakeEnv) -> types.ModuleType:
     ok = cudaError_t.cudaSuccess
     counter = iter(range(1000, 10**9))
 
+    m.IMPLS = {}  # name -> implementation, for arity checks against the real bindings
+
     def fn(name: str, impl: Any) -> None:
+        m.IMPLS[name] = impl
+
         def wrapper(*args: Any) -> Any:
             env.record(name, *args)
             return impl(*args)

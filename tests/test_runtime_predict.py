@@ -166,3 +166,23 @@ def test_embedding_example(bundle: Path, images: list[Path]) -> None:
     bad = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py"), str(bundle), "missing.jpg"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "image not found" in bad.stderr
+
+
+@pytest.mark.slow
+def test_real_ds_resnet50_bundle(fullres_dir: Path, tmp_path: Path) -> None:
+    """The exported DS-ResNet50 (32 dsedge::SimAM function calls) through the torch-free Predictor."""
+    from dsedge.engines.ort_runner import OrtRunner
+    from dsedge.export import export_bundle
+
+    bundle = export_bundle(None, tmp_path / "ds", model_name="ds_resnet50", random_init=True, image_size=32,
+                           parity_images=2)
+    paths = sorted(fullres_dir.glob("*.jpg"))[:3]
+    with Predictor(bundle) as p:
+        results = p.predict(paths)
+    x = preprocess_files(paths, load_bundle(bundle).preprocessing)
+    assert x.shape == (3, 3, 32, 32)
+    ref = softmax(OrtRunner(Path(bundle) / "model.onnx", providers="CPUExecutionProvider").infer(x))
+    got = np.array([[r["probabilities"][c] for c in load_bundle(bundle).classes] for r in results])
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    fp16 = predict(bundle, paths, precision="fp16")
+    assert max(abs(a["top_probability"] - b["top_probability"]) for a, b in zip(fp16, results, strict=True)) < 0.05

@@ -185,10 +185,11 @@ def test_real_tensorrt_matches_onnxruntime(bundle: Path, precision: str, tol: fl
 @pytest.mark.slow
 @pytest.mark.skipif(not _HAVE_TRT, reason="tensorrt is not installed")
 def test_real_tensorrt_ds_resnet50_matches_onnxruntime(tmp_path: Path) -> None:
-    export = pytest.importorskip("dsedge.export.onnx")
     from dsedge.engines.ort_runner import OrtRunner
+    from dsedge.export import export_bundle
 
-    bundle = export.export_bundle(None, tmp_path / "ds", model_name="ds_resnet50", random_init=True, image_size=64)
+    bundle = export_bundle(None, tmp_path / "ds", model_name="ds_resnet50", random_init=True, image_size=64,
+                           parity_images=2)
     build_engine(bundle, "fp16", min_batch=1, opt_batch=2, max_batch=4, opt_level=1)
     x = _batch(4, seed=4)[:, :, :32, :32].repeat(2, axis=2).repeat(2, axis=3)
     ref = OrtRunner(Path(bundle) / "model.onnx", "fp32", providers="CPUExecutionProvider").infer(x)
@@ -196,3 +197,24 @@ def test_real_tensorrt_ds_resnet50_matches_onnxruntime(tmp_path: Path) -> None:
         out = runner.infer(x)
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
     np.testing.assert_allclose(out, ref, atol=0.1 * float(np.abs(ref).max()) + 1e-3)
+
+
+def test_fake_cudart_matches_the_real_bindings(monkeypatch) -> None:
+    """Every cuda-python function the fake provides (and the runner calls) exists with the same arity."""
+    import inspect
+    import sys
+
+    real = None
+    saved = {k: sys.modules.get(k) for k in ("cuda", "cuda.bindings", "cuda.bindings.runtime")}
+    try:
+        import cuda.bindings.runtime as real  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        pytest.skip("cuda-python is not installed")
+    env = install(monkeypatch)
+    assert real is not env.cudart and all(v is not env.cudart for v in saved.values())
+    assert len(env.cudart.IMPLS) >= 19
+    for name, impl in env.cudart.IMPLS.items():
+        assert hasattr(real, name), f"cuda.bindings.runtime has no {name}"
+        head = getattr(real, name).__doc__.splitlines()[0]  # e.g. "cudaMemcpyAsync(dst, src, ...)"
+        real_arity = len([a for a in head[head.index("(") + 1 : head.rindex(")")].split(",") if a.strip()])
+        assert len(inspect.signature(impl).parameters) == real_arity, name

@@ -72,6 +72,7 @@ def make_tiny_bundle(
         input_spec={"name": "input", "shape": ["batch", 3, crop, crop], "dtype": "float32"},
         preprocessing=pre.to_dict(),
     )
+    manifest["outputs"] = [{"name": "logits", "shape": ["batch", len(CLASSES)], "dtype": "float32"}]
     bundle = Bundle(root=root, manifest=manifest)
     files = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
     for p in precisions:

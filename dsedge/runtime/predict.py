@@ -56,6 +56,9 @@ class Predictor:
         self.classes = self.bundle.classes
         self.preprocessing = self.bundle.preprocessing
         self.fallback_reason: str | None = None
+        # the logits output, by name: a bundle exported with `--probs` has a second (softmax) output
+        outputs = self.bundle.manifest.get("outputs") or [{}]
+        self.output_name: str | None = outputs[0].get("name")
         self.runner: Runner = self._select(backend, precision, device, providers, threads, cuda_graph)
 
     # -- runner choice -------------------------------------------------------------------------
@@ -87,7 +90,7 @@ class Predictor:
         errors = []
         for p in order:
             try:
-                return TrtRunner.from_bundle(self.bundle, p, device=device, cuda_graph=graph)
+                return TrtRunner.from_bundle(self.bundle, p, device=device, cuda_graph=graph, output=self.output_name)
             except EngineError as e:
                 errors.append(e)
         if len(errors) == 1:
@@ -104,7 +107,7 @@ class Predictor:
             self.bundle.require("onnx", precision)  # raises a BundleError that lists what the bundle has
         canonical = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}[precision]
         path = self.bundle.path(canonical if canonical in names else names[0])
-        return OrtRunner(path, precision, providers=providers, threads=threads)
+        return OrtRunner(path, precision, providers=providers, threads=threads, output=self.output_name)
 
     # -- inference -----------------------------------------------------------------------------
 
