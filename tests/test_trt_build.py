@@ -8,6 +8,7 @@ trip, atomic writes and the manifest entry the runner relies on.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -214,3 +215,20 @@ def test_build_cli_with_fake_tensorrt(monkeypatch, bundle: Path, capsys) -> None
     assert out["engine"].endswith(f"model.fp32.{H100}.plan") and out["tensorrt_version"] == "11.4.0"
     assert env.find("profile.set_shape")[0][3] == (4, 3, 32, 32)
     assert env.find("set_flag") == [("VERSION_COMPATIBLE",)]
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="tensorrt is not installed")
+def test_real_build_records_engine_and_reuses_timing_cache(bundle: Path) -> None:
+    import tensorrt as trt
+
+    plan = build_engine(bundle, "fp32", max_batch=4, opt_batch=2, workspace_gb=1, opt_level=1)
+    entry = load_bundle(bundle).artifacts[plan.name]
+    assert entry["tensorrt_version"] == trt.__version__ and entry["profile"]["max"] == [4, 3, 32, 32]
+    cache = next(bundle.glob("timing.*.cache"))
+    size = cache.stat().st_size
+    assert size > 0
+    build_engine(bundle, "fp16", max_batch=4, opt_batch=2, workspace_gb=1, opt_level=1)
+    assert cache.stat().st_size >= size  # reloaded and extended, not replaced by an empty cache
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    assert runtime.deserialize_cuda_engine(plan.read_bytes()) is not None

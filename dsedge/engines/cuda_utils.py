@@ -35,6 +35,8 @@ def import_cudart() -> ModuleType:
             raise MissingDependencyError(
                 "cuda-python", "tensorrt", "device memory and streams for TensorRT"
             ) from e
+    except OSError as e:  # the package is there, the CUDA runtime library is not
+        raise EngineError(f"cuda-python cannot load the CUDA runtime: {e}") from e
     return cudart
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dsedge.engines.cuda_utils import DeviceInfo, device_info
+from dsedge.engines.cuda_utils import DeviceInfo, device_info, gpu_slug
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.utils.io import atomic_write_bytes, sha256_file
@@ -45,6 +45,8 @@ def import_tensorrt() -> ModuleType:
         import tensorrt as trt  # type: ignore[import-not-found]
     except ImportError as e:
         raise MissingDependencyError("tensorrt", "tensorrt", "building and running TensorRT engines") from e
+    except OSError as e:  # installed, but its shared libraries (libnvinfer, CUDA) do not load
+        raise EngineError(f"tensorrt is installed but cannot load: {e}", "check the CUDA/driver install; see `dsedge doctor`") from e
     return trt
 
 
@@ -65,8 +67,6 @@ def check_precision(precision: str) -> str:
 
 def engine_filename(precision: str, gpu: DeviceInfo | str) -> str:
     """`model.<precision>.<gpu-slug>.plan`: one engine per precision and GPU model in a bundle."""
-    from dsedge.engines.cuda_utils import gpu_slug
-
     slug = gpu.slug if isinstance(gpu, DeviceInfo) else gpu_slug(gpu)
     return f"model.{precision}.{slug}.plan"
 
