@@ -217,6 +217,17 @@ def test_build_cli_with_fake_tensorrt(monkeypatch, bundle: Path, capsys) -> None
     assert env.find("set_flag") == [("VERSION_COMPATIBLE",)]
 
 
+def test_build_cli_strongly_typed_on_trt10(monkeypatch, bundle: Path, capsys) -> None:
+    from dsedge.cli import main
+
+    env = install(monkeypatch, "10.3.0.30")
+    with pytest.raises(SystemExit) as e:
+        main(["build", str(bundle), "--precision", "fp16", "--strongly-typed"])
+    assert e.value.code == 0
+    assert env.find("create_network") == [(1 << 1,)] and env.find("set_flag") == []
+    assert "engine written" in capsys.readouterr().out
+
+
 @pytest.mark.tensorrt
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="tensorrt is not installed")
 def test_real_build_records_engine_and_reuses_timing_cache(bundle: Path) -> None:

@@ -21,6 +21,11 @@ def build_command(
     opt_level: int = typer.Option(3, "--opt-level", help="Builder optimization level 0-5 (higher: slower build)."),
     timing_cache: Path = typer.Option(None, "--timing-cache", help="Timing cache file (default: in the bundle)."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine that runs on newer TensorRT of the same major version."),
+    strongly_typed: bool = typer.Option(
+        None, "--strongly-typed/--weakly-typed",
+        help="TensorRT 10 only (11 is always strongly typed). Default: FP16 flag for fp16, strongly typed Q/DQ for int8; "
+        "--strongly-typed keeps the ONNX's FP32 SimAM reductions exactly.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest entry as JSON."),
 ) -> None:
@@ -32,7 +37,7 @@ def build_command(
         plan = build_engine(
             bundle, precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
             workspace_gb=workspace_gb, opt_level=opt_level, timing_cache=timing_cache,
-            version_compatible=version_compatible, force=force,
+            version_compatible=version_compatible, force=force, strongly_typed=strongly_typed,
         )
     entry = load_bundle(plan.parent, verify=False).artifacts[plan.name]
     if json_out:
