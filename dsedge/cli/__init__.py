@@ -22,6 +22,8 @@ from dsedge.errors import DsedgeError
 COMMAND_MODULES = (
     "data_cmd",
     "models_cmd",
+    "train_cmd",
+    "eval_cmd",
     "export_cmd",
     "build_cmd",
     "predict_cmd",

@@ -185,7 +185,12 @@ def _offline_balanced(split: DatasetSplit, out: Path, seed: int, ctx: D.DistCont
 
 
 def _loader(split: DatasetSplit, transform: Any, sampler: D.ShardedSampler, cfg: TrainConfig,
-            device: torch.device, gen_seed: int, batch_size: int) -> DataLoader:
+            device: torch.device, gen_seed: int, batch_size: int, drop_last: bool = False) -> DataLoader:
+    """A fresh loader per epoch: its worker seeds come from `gen_seed`, i.e. from (seed, epoch, rank).
+
+    Training drops the last partial batch (as DDP recipes do): one fixed batch shape
+    keeps a compiled model from recompiling, and BatchNorm never sees a batch of 1.
+    """
     from dsedge.data.dataset import ImageDataset
     from dsedge.data.transforms import seed_worker
 
@@ -199,7 +204,7 @@ def _loader(split: DatasetSplit, transform: Any, sampler: D.ShardedSampler, cfg:
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(gen_seed),
         prefetch_factor=4 if workers else None,
-        drop_last=False,
+        drop_last=drop_last and len(sampler) > batch_size,
     )
 
 
@@ -473,7 +478,7 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
             t0 = time.perf_counter()
             gen_seed = _seed_epoch(cfg.seed, epoch, ctx.rank)
             train_sampler.set_epoch(epoch)
-            loader = _loader(s.train_split, t_train, train_sampler, cfg, ctx.device, gen_seed, cfg.batch_size)
+            loader = _loader(s.train_split, t_train, train_sampler, cfg, ctx.device, gen_seed, cfg.batch_size, True)
             n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
             task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss="-", speed="-")
             loss_sum, seen = train_epoch(s, step_model, criterion, optimizer, scaler, loader, progress, task)

@@ -68,3 +68,40 @@ def agreement(reference_probs: np.ndarray, probs: np.ndarray) -> dict[str, float
         "max_abs_prob_diff": float(diff.max()) if diff.size else 0.0,
         "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
     }
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.2f}" if pct else f"{v:.4f}"
+
+
+def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
+    """The paper's Table 2 (per-class P / R / F1, in %) plus ACC, balanced ACC and the ISIC 2017 AUCs."""
+    lines = [f"## {title}", ""] if title else []
+    lines += ["| class | precision % | recall % | F1 % | AUC | support |", "|---|---|---|---|---|---|"]
+    for c, m in metrics["per_class"].items():
+        lines.append(
+            f"| {c} | {_fmt(m['precision'], True)} | {_fmt(m['recall'], True)} | {_fmt(m['f1'], True)} | "
+            f"{_fmt(metrics['auc'].get(c))} | {m['support']} |"
+        )
+    lines += [
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| images | {metrics['n']} |",
+        f"| ACC % | {_fmt(metrics['accuracy'], True)} |",
+        f"| balanced ACC % | {_fmt(metrics['balanced_accuracy'], True)} |",
+        f"| macro F1 % | {_fmt(metrics['macro_f1'], True)} |",
+        f"| melanoma AUC | {_fmt(metrics.get('mel_auc'))} |",
+        f"| SK AUC | {_fmt(metrics.get('sk_auc'))} |",
+        f"| mean AUC (MEL, SK) | {_fmt(metrics.get('mean_auc'))} |",
+        "",
+        "Confusion matrix (rows: true, columns: predicted):",
+        "",
+        "| true \\ pred | " + " | ".join(metrics["per_class"]) + " |",
+        "|---" * (len(metrics["per_class"]) + 1) + "|",
+    ]
+    for c, row in zip(metrics["per_class"], metrics["confusion_matrix"]):
+        lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"

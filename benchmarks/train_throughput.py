@@ -1,0 +1,137 @@
+"""Training throughput (img/s) of plain eager PyTorch vs dsedge's default training path, in ONE run.
+
+    python benchmarks/train_throughput.py --image-size 128 --batch-size 8 --steps 6 --rounds 3
+
+Each variant trains DS-ResNet50 on a fixed synthetic batch (data loading is not
+measured) with Adam + focal loss, exactly the step `dsedge.train.loop` runs:
+
+- eager:    fp32, contiguous tensors, no torch.compile (a plain PyTorch training script)
+- eager+amp+cl: bf16 autocast (where `resolve_amp("auto")` enables it) and channels_last
+- default:  what `dsedge train` does by default on this device (amp auto, channels_last, torch.compile)
+
+Variants are warmed up first (the compile time is reported on its own), then
+timed in interleaved rounds so that a noisy shared machine affects all of them
+alike; the median round is reported. Output: a Markdown table on stdout and,
+with --json, the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+from typing import Any
+
+import torch
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def make_variant(name: str, model_name: str, device: torch.device, amp: str, channels_last: bool,
+                 compile_: bool, image_size: int, batch: int) -> dict[str, Any]:
+    from dsedge.models.zoo import create_model
+    from dsedge.train.loop import resolve_amp
+    from dsedge.train.loss import FocalLoss
+
+    torch.manual_seed(0)
+    model = create_model(model_name, 3).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    step_model = torch.compile(model) if compile_ else model
+    amp_dtype = resolve_amp(amp, device)
+    crit = FocalLoss([0.3, 0.2, 0.5]).to(device)
+    x = torch.randn(batch, 3, image_size, image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 3, (batch,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = step_model(x)
+        loss = crit(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return {"name": name, "step": step, "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+            "channels_last": channels_last, "compile": compile_}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="ds_resnet50")
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-compile-variant", action="store_true", help="skip the default (compiled) variant")
+    ap.add_argument("--json", default=None, help="also write raw results to this file")
+    args = ap.parse_args()
+
+    from dsedge.train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    specs = [("eager", "off", False, False), ("eager+amp+cl", "auto", True, False)]
+    if not args.no_compile_variant:
+        specs.append(("default (compile+amp+cl)", "auto", True, True))
+    variants = []
+    for name, amp, cl, comp in specs:
+        v = make_variant(name, args.model, device, amp, cl, comp, args.image_size, args.batch_size)
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):
+            v["step"]()
+        sync(device)
+        v["warmup_s"] = time.perf_counter() - t0
+        v["rates"] = []
+        variants.append(v)
+        print(f"warmed up {name}: {v['warmup_s']:.1f}s", flush=True)
+    for r in range(args.rounds):
+        for v in variants:
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                v["step"]()
+            sync(device)
+            v["rates"].append(args.steps * args.batch_size / (time.perf_counter() - t0))
+        print(f"round {r + 1}: " + ", ".join(f"{v['name']} {v['rates'][-1]:.2f}" for v in variants), flush=True)
+
+    base = statistics.median(variants[0]["rates"])
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    print(f"\n{args.model}, train step (fwd+bwd+Adam), batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+          f"{dev_name}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| variant | amp | channels_last | compile | warm-up s | img/s (median) | rounds | vs eager |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for v in variants:
+        med = statistics.median(v["rates"])
+        rows.append({k: v[k] for k in ("name", "amp", "channels_last", "compile", "warmup_s", "rates")} | {"median": med})
+        print(f"| {v['name']} | {v['amp']} | {v['channels_last']} | {v['compile']} | {v['warmup_s']:.1f} | "
+              f"{med:.2f} | {' / '.join(f'{x:.1f}' for x in v['rates'])} | {med / base:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": dev_name, "args": vars(args), "variants": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

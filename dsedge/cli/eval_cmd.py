@@ -1,0 +1,60 @@
+"""`dsedge eval CHECKPOINT --data DIR --split val|test`: Table 2, AUCs and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dsedge.cli.app import app, console
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (.safetensors or .json), e.g. runs/X/best.safetensors."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder or CSV."),
+    split: str = typer.Option("val", "--split", help="val | test | train."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [<checkpoint folder>/eval-<split>]."),
+    model: Optional[str] = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    device: str = typer.Option("auto", "--device"),
+    workers: int = typer.Option(2, "--workers"),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Evaluate a checkpoint: per-class P/R/F1, ACC, balanced ACC, MEL/SK AUC; writes JSON, Markdown, PNG."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from dsedge.train.evaluate import evaluate_checkpoint
+
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True, disable=json_out) as bar:
+        task = bar.add_task("eval", total=None)
+        res = evaluate_checkpoint(
+            checkpoint, data, split, out, batch_size=batch_size, device=device, num_workers=workers,
+            expect_model=model, progress=lambda n: bar.advance(task, n),
+            on_total=lambda n: bar.update(task, total=n),
+        )
+    if json_out:
+        console.print_json(json.dumps(res))
+        return
+    t = Table(title=f"{res['model']} on {split} ({res['n']} images)")
+    for col in ("class", "precision %", "recall %", "F1 %", "AUC", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for c, m in res["per_class"].items():
+        auc = res["auc"].get(c)
+        t.add_row(c, f"{100 * m['precision']:.2f}", f"{100 * m['recall']:.2f}", f"{100 * m['f1']:.2f}",
+                  "n/a" if auc is None else f"{auc:.4f}", str(m["support"]))
+    console.print(t)
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    console.print(
+        f"ACC {100 * res['accuracy']:.2f} %   balanced ACC {100 * res['balanced_accuracy']:.2f} %   "
+        f"MEL AUC {f(res['mel_auc'])}   SK AUC {f(res['sk_auc'])}   mean AUC {f(res['mean_auc'])}", highlight=False)
+    for k, v in res["outputs"].items():
+        console.print(f"  {k}: {v}", highlight=False)

@@ -1,0 +1,82 @@
+"""`dsedge train`: the paper's recipe with every TrainConfig field as a flag or a TOML key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dsedge.cli.app import app, err_console
+
+
+def _alpha(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    from dsedge.errors import DsedgeError
+
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise DsedgeError(f"--focal-alpha must be comma-separated numbers, got '{value}'") from None
+
+
+@app.command("train")
+def train_command(
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset: ISIC 2017 folder, ROOT/<split>/<CLASS>/ or CSV (needs train + val)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with TrainConfig keys (top level or [train])."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run folder."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default <model>-<time>)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last epoch."),
+    model: Optional[str] = typer.Option(None, "--model", help="Registry model (see `dsedge models`)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Max epochs [100]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size [8]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [5e-4]."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="[0]."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd [adam]."),
+    plateau_factor: Optional[float] = typer.Option(None, "--plateau-factor", help="ReduceLROnPlateau factor [0.5]."),
+    plateau_patience: Optional[int] = typer.Option(None, "--plateau-patience", help="ReduceLROnPlateau patience [7]."),
+    early_stop_patience: Optional[int] = typer.Option(None, "--early-stop-patience", help="[15]."),
+    focal_gamma: Optional[float] = typer.Option(None, "--focal-gamma", help="[2]."),
+    focal_alpha: Optional[str] = typer.Option(None, "--focal-alpha", help="Per-class alphas 'a,b,c' [from training frequencies]."),
+    balance: Optional[str] = typer.Option(None, "--balance", help="offline | sampler | none [none]."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size [224]; resize = size*256/224."),
+    simam_lambda: Optional[float] = typer.Option(None, "--simam-lambda", help="SimAM lambda [1e-4]."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="torchvision ResNet50 ImageNet weights file, or 'hub'."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="[0]."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers [2]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [auto]."),
+    amp: Optional[str] = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off [auto]."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="[on]."),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the training forward [on]."),
+    max_train_batches: Optional[int] = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (smoke runs)."),
+    max_val_batches: Optional[int] = typer.Option(None, "--max-val-batches", help="Cap validation batches."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Rich progress bars."),
+) -> None:
+    """Train a model with the paper's recipe; also runs as DDP under `torchrun --nproc-per-node N`."""
+    from dsedge.config import TrainConfig, load_toml, merge_into
+    from dsedge.train.loop import resume_config, train
+
+    flags: dict[str, Any] = {
+        "model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+        "optimizer": optimizer, "plateau_factor": plateau_factor, "plateau_patience": plateau_patience,
+        "early_stop_patience": early_stop_patience, "focal_gamma": focal_gamma, "focal_alpha": _alpha(focal_alpha),
+        "balance": balance, "image_size": image_size, "simam_lambda": simam_lambda, "pretrained": pretrained,
+        "seed": seed, "num_workers": workers, "device": device, "amp": amp, "channels_last": channels_last,
+        "compile": compile_, "max_train_batches": max_train_batches, "max_val_batches": max_val_batches,
+    }
+    values: dict[str, Any] = {}
+    if config is not None:
+        raw = load_toml(config)
+        values.update(raw["train"] if isinstance(raw.get("train"), dict) else raw)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if resume is not None:
+        cfg = resume_config(resume, values)
+    else:
+        cfg = merge_into(TrainConfig(), values, source=f"config ({config})" if config else "option")
+        if data is None:
+            from dsedge.errors import DsedgeError
+
+            raise DsedgeError("missing --data", hint="dsedge train --data DIR (or --resume RUN)")
+    run_dir = train(cfg, data, out, resume=resume, run_name=name, show_progress=progress, console=err_console)
+    err_console.print(f"[green]run folder:[/] {run_dir}", highlight=False)

@@ -1,0 +1,118 @@
+"""`evaluate_checkpoint()`: the paper's Table 2 and Fig. 4 for a trained checkpoint on one split.
+
+The checkpoint's metadata supplies the model, class order and preprocessing, so
+evaluation sees exactly the tensors training's validation saw. Inference runs in
+FP32 (this is the reference the exported backends are compared against).
+Outputs (in `out_dir`): metrics.json, metrics.md (Table 2), confusion_matrix.png
+(Fig. 4) and predictions.csv (per-image probabilities).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dsedge.config import PreprocessConfig
+from dsedge.data import available_splits, load_split
+from dsedge.errors import DataError
+from dsedge.train.checkpoint import checkpoint_paths, load_checkpoint
+from dsedge.train.distributed import resolve_device
+from dsedge.train.metrics import classification_metrics, metrics_markdown
+from dsedge.utils.io import atomic_write_json, atomic_write_text, sha256_file
+
+
+@torch.no_grad()
+def predict_split(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Softmax probabilities (N x C, float64) of `model` over `loader`, in loader order."""
+    model.eval().to(device)
+    out = []
+    for x, _ in loader:
+        out.append(torch.softmax(model(x.to(device)).float(), dim=1).double().cpu())
+        if progress:
+            progress(len(x))
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "val",
+    out_dir: str | Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    num_workers: int = 2,
+    expect_model: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `checkpoint` on `split` of `data`; write the outputs; return the metrics dict.
+
+    `out_dir` defaults to `<checkpoint folder>/eval-<split>`. The returned dict is
+    `classification_metrics(...)` plus `checkpoint`, `split`, `data` and `outputs`.
+    """
+    from dsedge.data.dataset import ImageDataset
+    from dsedge.data.transforms import eval_transform
+
+    model, meta = load_checkpoint(checkpoint, expect_model=expect_model)
+    classes = list(meta["classes"])
+    splits = available_splits(data)
+    if split not in splits:
+        raise DataError(f"{data} has no '{split}' split (found: {', '.join(splits) or 'none'})")
+    ds = load_split(data, split, classes=classes)
+    if len(ds) == 0:
+        raise DataError(f"{data}: the '{split}' split is empty")
+    pre = PreprocessConfig.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else PreprocessConfig()
+    loader = DataLoader(ImageDataset(ds, eval_transform(pre)), batch_size=batch_size, shuffle=False,
+                        num_workers=max(0, num_workers))
+    if on_total:
+        on_total(len(ds))
+    probs = predict_split(model, loader, resolve_device(device), progress)
+    labels = np.asarray(ds.labels, dtype=np.int64)
+    metrics = classification_metrics(labels, probs, classes)
+
+    weights, _ = checkpoint_paths(checkpoint)
+    out = Path(out_dir) if out_dir else weights.parent / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{meta['model']} ({weights.name}) on {split}, {len(ds)} images"
+    outputs = {
+        "json": out / "metrics.json",
+        "markdown": out / "metrics.md",
+        "confusion_png": out / "confusion_matrix.png",
+        "predictions": out / "predictions.csv",
+    }
+    result = {
+        **metrics,
+        "checkpoint": str(weights),
+        "checkpoint_sha256": sha256_file(weights),
+        "model": meta["model"],
+        "epoch": meta.get("epoch"),
+        "split": split,
+        "data": str(data),
+        "data_fingerprint": ds.fingerprint(),
+        "preprocessing": pre.to_dict(),
+        "outputs": {k: str(v) for k, v in outputs.items()},
+    }
+    atomic_write_json(outputs["json"], result)
+    atomic_write_text(outputs["markdown"], metrics_markdown(metrics, title))
+    _write_predictions(outputs["predictions"], ds.samples, probs, classes)
+    from dsedge.train.plots import plot_confusion
+
+    plot_confusion(metrics["confusion_matrix"], classes, outputs["confusion_png"], title=title)
+    return result
+
+
+def _write_predictions(path: Path, samples: list, probs: np.ndarray, classes: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image", "label", "prediction", *[f"p_{c}" for c in classes]])
+    for s, p in zip(samples, probs):
+        w.writerow([s.path.name, classes[s.label], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    atomic_write_text(path, buf.getvalue())
