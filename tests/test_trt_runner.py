@@ -101,6 +101,24 @@ def test_cuda_graph_captured_once_per_batch_size(monkeypatch, bundle: Path) -> N
     assert len(env.find("cudaGraphExecDestroy")) == 2
 
 
+def test_run_resident_skips_copies(monkeypatch, bundle: Path) -> None:
+    env = install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp32", max_batch=8)
+    for graph in (False, True):
+        with TrtRunner.from_bundle(bundle, "fp32", cuda_graph=graph) as runner:  # a path works too
+            x = _batch(4, seed=5)
+            runner.infer(x)
+            env.calls.clear()
+            runner.run_resident(4)
+            runner.run_resident(4)
+            assert env.find("cudaMemcpyAsync") == []
+            assert len(env.find("execute_async_v3")) == 2  # graph: warm-up + capture; else: two runs
+            assert len(env.find("cudaGraphLaunch")) == (2 if graph else 0)
+            np.testing.assert_allclose(runner.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+            with pytest.raises(EngineError, match="outside the engine's profile"):
+                runner.run_resident(9)
+
+
 def test_refuses_engine_from_another_tensorrt_version(monkeypatch, bundle: Path) -> None:
     install(monkeypatch, "10.3.0.30")
     build_engine(bundle, "fp16")
@@ -177,6 +195,7 @@ def test_real_tensorrt_matches_onnxruntime(bundle: Path, precision: str, tol: fl
     for graph in (False, True):
         with TrtRunner.from_bundle(load_bundle(bundle), precision, cuda_graph=graph) as runner:
             out = runner.infer(x)  # 11 > max 8: also exercises splitting on the real runtime
+            runner.run_resident(8)
         np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
     assert plan.is_file()
 

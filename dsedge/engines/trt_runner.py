@@ -35,6 +35,7 @@ from dsedge.engines.cuda_utils import (
 )
 from dsedge.engines.trt_build import import_tensorrt, make_logger, parse_version
 from dsedge.errors import BundleError, EngineError
+from dsedge.runtime.bundle import Bundle, load_bundle
 
 
 def engine_mismatch(
@@ -103,7 +104,7 @@ class TrtRunner(Runner):
         self.precision = precision or entry.get("precision", "unknown")
         self.split = split
         self.use_graph = cuda_graph
-        self._graphs: dict[int, CudaGraph] = {}
+        self._graphs: dict[tuple[int, bool], CudaGraph] = {}
         self._buffers: list[Any] = []
         self.stream: Stream | None = None
 
@@ -201,44 +202,62 @@ class TrtRunner(Runner):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
-        assert self.stream is not None
         inp = self.host[self.input_name]
         inp.array[:n] = x.astype(inp.dtype, copy=False)
-        if not self.context.set_input_shape(self.input_name, tuple(x.shape)):
-            raise EngineError(f"{self.path.name} rejected the input shape {tuple(x.shape)}")
-        out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
-        if self.use_graph:
-            graph = self._graphs.get(n)
-            if graph is None:
-                graph = self._graphs[n] = self._capture(n)
-            graph.launch(self.stream)
-        else:
-            self._enqueue(n)
-        self.stream.synchronize()
+        out_shape = self._launch(n, copies=True)
         out = self.host[self.output_name].array
         count = int(np.prod(out_shape))
         return np.array(out.reshape(-1)[:count].reshape(out_shape), dtype=np.float32)
 
-    def _enqueue(self, n: int) -> None:
+    def run_resident(self, batch_size: int) -> None:
+        """Run the engine on whatever is in its device buffers, without host<->device copies.
+
+        For latency measurements like trtexec's `--noDataTransfers`: the bench
+        times this against `infer` to show what the copies cost.
+        """
+        if not self.min_batch <= batch_size <= self.max_batch:
+            raise EngineError(f"batch {batch_size} is outside the engine's profile {self.min_batch}..{self.max_batch}")
+        self._launch(int(batch_size), copies=False)
+
+    def _launch(self, n: int, copies: bool) -> tuple[int, ...]:
+        """Set the shape, run (through a cached CUDA graph if enabled), wait; return the output shape."""
+        assert self.stream is not None
+        shape = (n, *self.sample_shape)
+        if not self.context.set_input_shape(self.input_name, shape):
+            raise EngineError(f"{self.path.name} rejected the input shape {shape}")
+        out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
+        if self.use_graph:
+            graph = self._graphs.get((n, copies))
+            if graph is None:
+                graph = self._graphs[(n, copies)] = self._capture(n, copies)
+            graph.launch(self.stream)
+        else:
+            self._enqueue(n, copies)
+        self.stream.synchronize()
+        return out_shape
+
+    def _enqueue(self, n: int, copies: bool = True) -> None:
         """H2D copy of n samples, the engine, D2H copies of the outputs: all async on our stream."""
         assert self.stream is not None
-        inp = self.host[self.input_name]
-        per_sample = inp.nbytes // self.max_batch
-        self.stream.h2d(self.dev[self.input_name].ptr, inp.ptr, n * per_sample)
+        if copies:
+            inp = self.host[self.input_name]
+            per_sample = inp.nbytes // self.max_batch
+            self.stream.h2d(self.dev[self.input_name].ptr, inp.ptr, n * per_sample)
         if not self.context.execute_async_v3(self.stream.ptr):
             raise EngineError(f"TensorRT execution of {self.path.name} failed ({self._logger.tail() or 'no log'})")
-        for name in self.output_names:
-            nbytes = int(np.prod(self.context.get_tensor_shape(name))) * self.dtypes[name].itemsize
-            self.stream.d2h(self.host[name].ptr, self.dev[name].ptr, nbytes)
+        if copies:
+            for name in self.output_names:
+                nbytes = int(np.prod(self.context.get_tensor_shape(name))) * self.dtypes[name].itemsize
+                self.stream.d2h(self.host[name].ptr, self.dev[name].ptr, nbytes)
 
-    def _capture(self, n: int) -> CudaGraph:
-        """Capture copies + engine for batch size n; TensorRT wants one uncaptured run after a shape change."""
+    def _capture(self, n: int, copies: bool) -> CudaGraph:
+        """Capture (copies +) engine for batch size n; TensorRT wants one uncaptured run after a shape change."""
         assert self.stream is not None
-        self._enqueue(n)
+        self._enqueue(n, copies)
         self.stream.synchronize()
         self.stream.begin_capture()
         try:
-            self._enqueue(n)
+            self._enqueue(n, copies)
         finally:
             graph = self.stream.end_capture()
         return graph
@@ -267,6 +286,8 @@ class TrtRunner(Runner):
         cls, bundle: Any, precision: str | None = None, *, device: int = 0, **kwargs: Any
     ) -> TrtRunner:
         """The bundle's engine for `precision` that matches this TensorRT and GPU, or a clear error."""
+        if not isinstance(bundle, Bundle):
+            bundle = load_bundle(bundle, verify=True)
         trt = import_tensorrt()
         gpu = device_info(device, import_cudart())
         names = bundle.find("tensorrt", precision)
