@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,18 +11,18 @@ from dsedge.cli.app import app, console
 
 @app.command("export")
 def export_command(
-    checkpoint: Optional[Path] = typer.Argument(
+    checkpoint: Path | None = typer.Argument(
         None, help="Checkpoint (.safetensors or .json of a training run). Omit with --random-init."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to create."),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", help="Registry model name (with --random-init; with a checkpoint it must match)."
     ),
     random_init: bool = typer.Option(False, "--random-init", help="Export random weights (latency work)."),
-    image_size: Optional[int] = typer.Option(
+    image_size: int | None = typer.Option(
         None, "--image-size", help="Input size H=W (default: the checkpoint's crop, else the model's)."
     ),
-    data: Optional[Path] = typer.Option(
+    data: Path | None = typer.Option(
         None, "--data", help="Dataset for the parity check on real images (else random inputs)."
     ),
     split: str = typer.Option("val", "--split", help="Split of --data used for parity."),

@@ -131,7 +131,8 @@ def export_bundle(
     from dsedge.export.fp16 import convert_fp16
     from dsedge.export.manifest import measure_parity, parity_inputs, tool_versions
     from dsedge.export.onnx import LOGITS_NAME, PROBS_NAME, export_onnx, save_onnx
-    from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME, inline_simam as flatten
+    from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME
+    from dsedge.export.simam_function import inline_simam as flatten
     from dsedge.runtime.bundle import add_artifact, load_bundle, new_manifest
     from dsedge.utils.io import atomic_dir, atomic_write_json
 

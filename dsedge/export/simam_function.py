@@ -74,7 +74,7 @@ def simam_scope(node: onnx.NodeProto, simam_class: str = SIMAM_CLASS) -> str | N
     scopes, classes = _meta(node, SCOPES_KEY), _meta(node, CLASSES_KEY)
     if not scopes or not classes or len(scopes) != len(classes):
         return None
-    for scope, cls in zip(scopes, classes):
+    for scope, cls in zip(scopes, classes, strict=True):
         if cls == simam_class:
             return scope
     return None
