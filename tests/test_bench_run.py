@@ -1,0 +1,184 @@
+"""run_bench end to end on CPU at tiny sizes: rows, keys, reference, accuracy block, skips, files, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dsedge.bench import run as bench_run
+from dsedge.bench.run import BACKENDS, plan_runners, run_bench
+from dsedge.errors import DsedgeError
+
+SIZE = 32
+BATCHES = (1, 2)
+
+
+def _rows(result: dict[str, Any], backend: str, precision: str) -> list[dict[str, Any]]:
+    return [r for r in result["rows"] if r["backend"] == backend and r["precision"] == precision]
+
+
+@pytest.fixture(scope="module")
+def default_run(tiny_isic_session: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The embedded default job (random-init bundle, synthetic INT8) at 32 px, plus the tiny data set."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    result = run_bench(
+        None, backends="torch,onnxruntime,openvino,tensorrt", batch_sizes=BATCHES, warmup=1, iters=2,
+        image_size=SIZE, data=tiny_isic_session, split="val", out=out,
+    )
+    result["_out"] = out
+    return result
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dsedge.export import export_bundle
+
+    return export_bundle(None, tmp_path_factory.mktemp("b") / "bundle", model_name="ds_resnet50",
+                         random_init=True, image_size=32, parity_images=2)
+
+
+def test_every_expected_row_and_key(default_run: dict[str, Any]) -> None:
+    expected = {(b, p, bs) for b in ("torch", "onnxruntime", "openvino", "tensorrt") for p in BACKENDS[b]
+                for bs in BATCHES}
+    got = {(r["backend"], r["precision"], r["batch_size"]) for r in default_run["rows"]}
+    assert got == expected
+    for r in default_run["rows"]:
+        assert r["status"] in ("ok", "skipped")
+        if r["status"] == "skipped":
+            assert r["reason"]
+            continue
+        h = r["latency"]["host"]
+        assert {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "throughput", "iters"} <= set(h)
+        assert h["iters"] == 2 and h["batch_size"] == r["batch_size"]
+        assert h["min_ms"] <= h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["max_ms"]
+        assert r["speedup"] > 0 and r["runner"]["backend"] == r["backend"]
+    for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
+                 ("openvino", "fp32")):
+        assert all(r["status"] == "ok" for r in _rows(default_run, b, p)), (b, p)
+    assert default_run["source"]["random_weights"] is True
+    assert "random-init" in default_run["source"]["description"]
+    assert "synthetic" in default_run["source"]["description"]
+    assert {"cpu", "cpu_flags", "threads", "gpu", "versions"} <= set(default_run["environment"])
+
+
+def test_reference_row_speedup_is_one(default_run: dict[str, Any]) -> None:
+    ref = _rows(default_run, "torch", "fp32")
+    assert [r["speedup"] for r in ref] == [1.0, 1.0]
+    for bs in BATCHES:
+        assert str(bs) in default_run["fastest"]
+
+
+def test_skipped_rows_say_why(default_run: dict[str, Any]) -> None:
+    for r in _rows(default_run, "tensorrt", "fp16") + _rows(default_run, "tensorrt", "int8"):
+        if r["status"] == "skipped":  # no TensorRT here: the reason names the package and the extra
+            assert "tensorrt" in r["reason"]
+    for r in _rows(default_run, "torch", "fp16"):
+        assert r["status"] == "skipped" and "fp16" in r["reason"]
+
+
+def test_accuracy_block_on_tiny_set(default_run: dict[str, Any]) -> None:
+    assert default_run["data"]["n"] == 10 and default_run["agreement_reference"] == "torch fp32"
+    for r in default_run["rows"]:
+        if r["status"] != "ok":
+            continue
+        a = r["accuracy"]
+        assert 0.0 <= a["accuracy"] <= 1.0 and 0.0 <= a["balanced_accuracy"] <= 1.0
+        assert set(a["f1"]) == {"MEL", "NV", "SK"} and a["n"] == 10
+        assert "mel_auc" in a and "sk_auc" in a
+        agree = a["agreement"]
+        assert 0.0 <= agree["top1_agreement"] <= 1.0 and agree["max_abs_prob_diff"] >= agree["mean_abs_prob_diff"]
+    ref = _rows(default_run, "torch", "fp32")[0]["accuracy"]["agreement"]
+    assert ref["top1_agreement"] == 1.0 and ref["max_abs_prob_diff"] == 0.0
+    ort = _rows(default_run, "onnxruntime", "fp32")[0]["accuracy"]["agreement"]
+    assert ort["top1_agreement"] == 1.0 and ort["max_abs_prob_diff"] < 1e-4  # same weights as the torch rows
+
+
+def test_files_written(default_run: dict[str, Any]) -> None:
+    out: Path = default_run["_out"]
+    for name in ("bench.json", "bench.md", "latency.png", "accuracy_latency.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["format"] == "dsedge-bench" and len(saved["rows"]) == len(default_run["rows"])
+    md = (out / "bench.md").read_text()
+    assert "| torch | fp32 | 1 |" in md and "Skipped:" in md and "random-init" in md
+
+
+def test_unknown_names_and_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(DsedgeError, match="unknown backend"):
+        plan_runners("torch,tflite", "fp32")
+    with pytest.raises(DsedgeError, match="unknown precision"):
+        plan_runners("torch", "fp8")
+    with pytest.raises(DsedgeError, match="runs precision"):
+        plan_runners("openvino", "int8")
+    assert plan_runners("onnxruntime", "int8")[0] == ("torch", "fp32")  # the reference always runs
+    with pytest.raises(DsedgeError, match="batch sizes"):
+        run_bench(None, batch_sizes="1,x", out=tmp_path)
+    with pytest.raises(DsedgeError, match="batch sizes"):
+        run_bench(None, batch_sizes=(0,), out=tmp_path)
+    with pytest.raises(DsedgeError, match="device"):
+        run_bench(None, device="tpu", out=tmp_path)
+    with pytest.raises(DsedgeError, match="data folder"):
+        run_bench(None, data=tmp_path / "missing", out=tmp_path)
+
+
+def test_bundle_without_checkpoint_and_quick_compile(bundle: Path, tmp_path: Path) -> None:
+    """A given bundle without its checkpoint: PyTorch rows run random weights (latency only); the quick
+    torch.compile mode lists the rows it leaves out (only FP32 at the smallest batch is compiled)."""
+    res = run_bench(bundle, backends="torch-compile", precisions="bf16", batch_sizes=(1, 2),
+                    iters=1, warmup=0, compile_all=False, out=tmp_path)
+    assert res["source"]["random_weights"] is True and res["settings"]["image_size"] == 32
+    assert all(r["status"] == "ok" for r in _rows(res, "torch", "fp32"))  # the reference always runs
+    skipped = _rows(res, "torch-compile", "bf16")
+    assert len(skipped) == 2 and all(r["status"] == "skipped" and "--compile-all" in r["reason"] for r in skipped)
+    assert any("no --checkpoint" in n for n in res["source"]["notes"])
+
+
+def test_batch_above_engine_profile_is_skipped(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = bench_run.make_runner
+
+    def limited(backend: str, precision: str, source: Any, **kw: Any) -> Any:
+        runner = real(backend, precision, source, **kw)
+        if backend == "onnxruntime":
+            runner.max_batch = 1  # like a TensorRT engine built with a max-batch-1 profile
+        return runner
+
+    monkeypatch.setattr(bench_run, "make_runner", limited)
+    res = run_bench(bundle, backends="onnxruntime", precisions="fp32", batch_sizes=(1, 2), iters=1, out=tmp_path)
+    by_bs = {r["batch_size"]: r for r in _rows(res, "onnxruntime", "fp32")}
+    assert by_bs[1]["status"] == "ok"
+    assert by_bs[2]["status"] == "skipped" and "above the engine profile" in by_bs[2]["reason"]
+    assert "above the engine profile" in (tmp_path / "bench.md").read_text()
+
+
+def test_missing_backend_package_is_a_skipped_row(bundle: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    res = run_bench(bundle, backends="openvino", precisions="fp32", batch_sizes=(1,), iters=1, out=tmp_path)
+    (row,) = _rows(res, "openvino", "fp32")
+    assert row["status"] == "skipped" and "openvino" in row["reason"] and "pip install" in row["reason"]
+
+
+def test_cli(bundle: Path, tiny_isic_session: Path, tmp_path: Path) -> None:
+    """CLI with --data on a bundle without its checkpoint: agreement refers to ONNX Runtime FP32."""
+    from dsedge.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["bench", str(bundle), "--backends", "onnxruntime", "--precisions", "fp32",
+                             "--batch-sizes", "1", "--iters", "1", "--data", str(tiny_isic_session),
+                             "--out", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
+    assert "onnxruntime" in ok.output
+    res = json.loads((tmp_path / "o" / "bench.json").read_text())
+    assert res["agreement_reference"] == "onnxruntime fp32"
+    (torch_row,) = _rows(res, "torch", "fp32")
+    (ort_row,) = _rows(res, "onnxruntime", "fp32")
+    assert torch_row["accuracy"] is None  # random weights: no accuracy claim for them
+    assert ort_row["accuracy"]["agreement"]["top1_agreement"] == 1.0
+    bad = runner.invoke(app, ["bench", str(bundle), "--backends", "tflite", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "tflite" in str(bad.exception or bad.output)
