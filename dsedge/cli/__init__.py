@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "export_cmd",
     "build_cmd",
     "predict_cmd",
+    "bench_cmd",
     "doctor_cmd",
     "triton_cmd",
 )
