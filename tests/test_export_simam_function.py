@@ -32,7 +32,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def _single_call_model(lam: float, elem: int = TensorProto.FLOAT) -> onnx.ModelProto:
+def _single_call_model(lam: float, elem: int = TensorProto.FLOAT, opset: int = 18) -> onnx.ModelProto:
     """One `dsedge::SimAM` call on an input of fully symbolic shape."""
     node = helper.make_node(FUNCTION_NAME, ["x"], ["y"], domain=DOMAIN, **{"lambda": lam})
     graph = helper.make_graph(
@@ -41,8 +41,8 @@ def _single_call_model(lam: float, elem: int = TensorProto.FLOAT) -> onnx.ModelP
         [helper.make_tensor_value_info("y", elem, ["N", "C", "H", "W"])],
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)],
-        functions=[make_simam_function(18)],
+        graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)],
+        functions=[make_simam_function(opset)],
     )
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -64,6 +64,19 @@ def test_function_body_is_valid_for_float16_inputs() -> None:
     out = _run(model, x.numpy())
     assert out.dtype == np.float16
     np.testing.assert_allclose(out.astype(np.float32), simam(x.float(), 1e-4).numpy(), atol=2e-2)
+
+
+@pytest.mark.parametrize("opset", [15, 17, 21])
+def test_function_body_for_other_opsets(opset: int) -> None:
+    # before opset 18 ReduceMean takes its axes as an attribute
+    x = torch.randn(2, 3, 5, 4)
+    out = _run(_single_call_model(1e-4, opset=opset), x.numpy())
+    np.testing.assert_allclose(out, simam(x, 1e-4).numpy(), atol=1e-5)
+
+
+def test_function_needs_castlike_opset() -> None:
+    with pytest.raises(ExportError, match="opset >= 15"):
+        make_simam_function(14)
 
 
 def test_lambda_attribute_changes_the_result() -> None:

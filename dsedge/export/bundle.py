@@ -172,7 +172,7 @@ def export_bundle(
         outputs.append({"name": PROBS_NAME, "shape": ["N", len(classes)], "dtype": "float32",
                         "op": "softmax(logits, axis=1)"})
     manifest["outputs"] = outputs
-    manifest["opset"] = opset
+    manifest["opset"] = result.opset
     manifest["simam"] = {
         "op": f"{DOMAIN}::{FUNCTION_NAME}", "calls": result.outline.calls,
         "nodes_before_outlining": result.outline.nodes_before,
@@ -186,14 +186,14 @@ def export_bundle(
     try:
         with atomic_dir(out, force=force) as tmp:
             save_onnx(result.model, tmp / FP32_FILE)
-            add_artifact(manifest, tmp, FP32_FILE, "onnx", "fp32", simam="function", opset=opset)
+            add_artifact(manifest, tmp, FP32_FILE, "onnx", "fp32", simam="function", opset=result.opset)
             save_onnx(fp16, tmp / FP16_FILE)
-            add_artifact(manifest, tmp, FP16_FILE, "onnx", "fp16", simam="function", opset=opset,
+            add_artifact(manifest, tmp, FP16_FILE, "onnx", "fp16", simam="function", opset=result.opset,
                          io_dtype="float32", simam_dtype="float32")
             if flat is not None:
                 save_onnx(flat, tmp / INLINE_FILE)
                 add_artifact(manifest, tmp, INLINE_FILE, "onnx-inline", "fp32", simam="inline",
-                             opset=opset)
+                             opset=result.opset)
             atomic_write_json(tmp / "dsedge.json", manifest)
             load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
     except FileExistsError:

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from dsedge.errors import ExportError
-from dsedge.export.simam_function import OutlineReport, outline_simam
+from dsedge.export.simam_function import OutlineReport, default_opset, outline_simam
 from dsedge.models.simam import SimAM
 
 INPUT_NAME = "input"
@@ -35,7 +35,7 @@ DEFAULT_OPSET = 18
 
 @dataclass
 class ExportResult:
-    """The exported model (function form) and what outlining did."""
+    """The exported model (function form), what outlining did, and the opset it really has."""
 
     model: onnx.ModelProto
     outline: OutlineReport
@@ -96,7 +96,8 @@ def export_onnx(
     if probs:
         add_probs_output(proto)
     check_onnx(proto)
-    return ExportResult(model=proto, outline=report, image_size=image_size, opset=opset, probs=probs)
+    return ExportResult(model=proto, outline=report, image_size=image_size,
+                        opset=default_opset(proto), probs=probs)
 
 
 @contextlib.contextmanager

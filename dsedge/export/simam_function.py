@@ -36,6 +36,7 @@ from dsedge.errors import ExportError
 DOMAIN = "dsedge"
 FUNCTION_NAME = "SimAM"
 FUNCTION_VERSION = 1
+MIN_OPSET = 15
 SIMAM_CLASS = "dsedge.models.simam.SimAM"
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 CLASSES_KEY = "pkg.torch.onnx.class_hierarchy"
@@ -81,7 +82,9 @@ def simam_scope(node: onnx.NodeProto, simam_class: str = SIMAM_CLASS) -> str | N
 
 
 def make_simam_function(opset: int, default_lambda: float = 1e-4) -> onnx.FunctionProto:
-    """The `dsedge::SimAM` function body (standard ops only; n from `Shape`)."""
+    """The `dsedge::SimAM` function body (standard ops only; n from `Shape`); opset >= 15 (CastLike)."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"the SimAM function needs opset >= {MIN_OPSET} (CastLike), got {opset}")
     f32 = TensorProto.FLOAT
     i64 = TensorProto.INT64
 
@@ -110,7 +113,9 @@ def make_simam_function(opset: int, default_lambda: float = 1e-4) -> onnx.Functi
         helper.make_node("CastLike", ["four_f", "X"], ["four"]),
         helper.make_node("CastLike", ["half_f", "X"], ["half"]),
         # d = (x - mean)^2 ; v = sum(d) / n
-        helper.make_node("ReduceMean", ["X", "axes_hw"], ["mu"], keepdims=1),
+        # ReduceMean takes its axes as an input from opset 18, as an attribute before
+        helper.make_node("ReduceMean", ["X", "axes_hw"], ["mu"], keepdims=1) if opset >= 18
+        else helper.make_node("ReduceMean", ["X"], ["mu"], keepdims=1, axes=[2, 3]),
         helper.make_node("Sub", ["X", "mu"], ["xc"]),
         helper.make_node("Mul", ["xc", "xc"], ["d"]),
         helper.make_node("ReduceSum", ["d", "axes_hw"], ["dsum"], keepdims=1),
@@ -140,7 +145,8 @@ def make_simam_function(opset: int, default_lambda: float = 1e-4) -> onnx.Functi
     return fn
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's default-domain opset (the exporter may raise a requested opset, e.g. 17 -> 18)."""
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return int(imp.version)
@@ -235,7 +241,7 @@ def outline_simam(
     graph.node.extend(new_nodes)
     _prune(graph)
 
-    opset = _default_opset(model)
+    opset = default_opset(model)
     if not any(imp.domain == DOMAIN for imp in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, FUNCTION_VERSION))
     if not any(f.domain == DOMAIN and f.name == FUNCTION_NAME for f in model.functions):
