@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "train_cmd",
     "eval_cmd",
     "export_cmd",
+    "calibrate_cmd",
     "build_cmd",
     "predict_cmd",
     "bench_cmd",
