@@ -234,3 +234,13 @@ def test_failed_parity_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]  # no temp folders, old bundle intact
     load_bundle(tmp_path / "ok")
     assert json.loads((tmp_path / "ok" / "dsedge.json").read_text())["model"]["name"] == "tiny_test"
+
+
+def test_parity_metrics_count_nonfinite_outputs_as_disagreement() -> None:
+    ref = np.array([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]], np.float32)
+    ok = manifest_mod.compare(ref, ref + np.float32(1e-6))
+    assert ok["top1_agreement"] == 1.0 and 0 < ok["max_abs_logit_diff"] < 1e-5
+    bad = manifest_mod.compare(ref, np.array([[np.nan, 0, 0], [3.0, 0.0, 0.0]], np.float32))
+    assert bad["nonfinite_outputs"] == 1 and bad["top1_agreement"] == 0.5
+    assert bad["max_abs_logit_diff"] is None
+    json.dumps(bad, allow_nan=False)  # the manifest stays strict JSON

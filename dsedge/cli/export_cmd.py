@@ -55,9 +55,11 @@ def export_command(
     console.print(f"parity vs PyTorch on {where}:", highlight=False)
     for name, entry in manifest["artifacts"].items():
         p = parity["artifacts"].get(name, {})
+        diff = p.get("max_abs_logit_diff")
+        extra = f"  [yellow]{p['nonfinite_outputs']} non-finite outputs[/]" if p.get("nonfinite_outputs") else ""
         console.print(
             f"  {name:<18} {entry['precision']:<4} {entry['bytes'] / 1e6:6.1f} MB  "
-            f"max|dlogit| {p.get('max_abs_logit_diff', float('nan')):.1e}  "
-            f"top-1 {100 * p.get('top1_agreement', float('nan')):.1f}%",
+            f"max|dlogit| {'n/a' if diff is None else f'{diff:.1e}'}  "
+            f"top-1 {100 * p.get('top1_agreement', float('nan')):.1f}%{extra}",
             highlight=False,
         )
