@@ -7,7 +7,9 @@ measured) with Adam + focal loss, exactly the step `dsedge.train.loop` runs:
 
 - eager:    fp32, contiguous tensors, no torch.compile (a plain PyTorch training script)
 - eager+amp+cl: bf16 autocast (where `resolve_amp("auto")` enables it) and channels_last
-- default:  what `dsedge train` does by default on this device (amp auto, channels_last, torch.compile)
+- default:  what `dsedge train` does by default on this device: amp auto, channels_last and
+            `compile_scope` auto (fused/compiled SimAM on CPU, the whole model on CUDA)
+- full compile (--full-compile): torch.compile of the whole model + amp + channels_last
 
 Variants are warmed up first (the compile time is reported on its own), then
 timed in interleaved rounds so that a noisy shared machine affects all of them
@@ -40,8 +42,10 @@ def cpu_name() -> str:
 
 
 def make_variant(name: str, model_name: str, device: torch.device, amp: str, channels_last: bool,
-                 compile_: bool, image_size: int, batch: int) -> dict[str, Any]:
+                 scope: str, image_size: int, batch: int) -> dict[str, Any]:
+    """One training step closure; `scope` is 'off', 'simam' or 'model' as in `compile_scope`."""
     from dsedge.models.zoo import create_model
+    from dsedge.train.fused import fuse_simam_for_training
     from dsedge.train.loop import resolve_amp
     from dsedge.train.loss import FocalLoss
 
@@ -51,7 +55,9 @@ def make_variant(name: str, model_name: str, device: torch.device, amp: str, cha
         model = model.to(memory_format=torch.channels_last)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    step_model = torch.compile(model) if compile_ else model
+    if scope == "simam":
+        fuse_simam_for_training(model)
+    step_model = torch.compile(model) if scope == "model" else model
     amp_dtype = resolve_amp(amp, device)
     crit = FocalLoss([0.3, 0.2, 0.5]).to(device)
     x = torch.randn(batch, 3, image_size, image_size, device=device)
@@ -68,7 +74,7 @@ def make_variant(name: str, model_name: str, device: torch.device, amp: str, cha
         opt.step()
 
     return {"name": name, "step": step, "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
-            "channels_last": channels_last, "compile": compile_}
+            "channels_last": channels_last, "compile": scope}
 
 
 def sync(device: torch.device) -> None:
@@ -85,16 +91,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--no-compile-variant", action="store_true", help="skip the default (compiled) variant")
+    ap.add_argument("--full-compile", action="store_true",
+                    help="also time torch.compile of the whole model (minutes of compile on small CPUs)")
     ap.add_argument("--json", default=None, help="also write raw results to this file")
     args = ap.parse_args()
 
+    from dsedge.config import TrainConfig
     from dsedge.train.distributed import resolve_device
+    from dsedge.train.loop import compile_scope
 
     device = resolve_device(args.device)
-    specs = [("eager", "off", False, False), ("eager+amp+cl", "auto", True, False)]
-    if not args.no_compile_variant:
-        specs.append(("default (compile+amp+cl)", "auto", True, True))
+    default_scope = compile_scope(TrainConfig(), device)
+    specs = [("eager", "off", False, "off"), ("eager+amp+cl", "auto", True, "off"),
+             (f"default (amp+cl+compile {default_scope})", "auto", True, default_scope)]
+    if args.full_compile and default_scope != "model":
+        specs.append(("full compile+amp+cl", "auto", True, "model"))
     variants = []
     for name, amp, cl, comp in specs:
         v = make_variant(name, args.model, device, amp, cl, comp, args.image_size, args.batch_size)

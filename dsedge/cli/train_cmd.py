@@ -49,6 +49,7 @@ def train_command(
     amp: Optional[str] = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off [auto]."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="[on]."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the training forward [on]."),
+    compile_scope: Optional[str] = typer.Option(None, "--compile-scope", help="auto | model | simam [auto: model on CUDA, simam on CPU]."),
     max_train_batches: Optional[int] = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (smoke runs)."),
     max_val_batches: Optional[int] = typer.Option(None, "--max-val-batches", help="Cap validation batches."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Rich progress bars."),
@@ -70,6 +71,8 @@ def train_command(
         raw = load_toml(config)
         values.update(raw["train"] if isinstance(raw.get("train"), dict) else raw)
     values.update({k: v for k, v in flags.items() if v is not None})
+    if compile_scope is not None:
+        values["extra"] = {**values.get("extra", {}), "compile_scope": compile_scope}
     if resume is not None:
         cfg = resume_config(resume, values)
     else:

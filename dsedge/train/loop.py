@@ -5,10 +5,11 @@ loss, early stopping after 15 epochs without improvement, focal loss (gamma 2,
 alpha from training frequencies), best-validation-loss weights kept. Every
 value comes from `TrainConfig`.
 
-Speed: DS-ResNet50's SimAM and depthwise convs are chains of small memory-bound
-ops, so by default the training forward runs through `torch.compile` (which
-fuses each SimAM into a few kernels), under bf16 autocast where the hardware has
-native bf16 (CUDA, CPUs with AVX512-BF16/AMX), with channels_last activations.
+Speed: DS-ResNet50's SimAM is a chain of small memory-bound ops, so by default
+the training forward is compiled (`compile_scope`: the whole model on CUDA, the
+fused SimAM of `dsedge.train.fused` on CPU) and runs under bf16 autocast where
+the hardware has native bf16 (CUDA, CPUs with AVX512-BF16/AMX), with
+channels_last activations.
 Evaluation runs the uncompiled module (no recompilation for eval-mode BN).
 
 Reproducibility: the sample order and all augmentation RNGs are re-seeded from
@@ -43,6 +44,7 @@ from dsedge.data import available_splits, load_split
 from dsedge.data.samples import DatasetSplit
 from dsedge.errors import CheckpointError, DataError, DsedgeError
 from dsedge.train import distributed as D
+from dsedge.train.fused import fuse_simam_for_training
 from dsedge.train.loss import FocalLoss, alpha_from_labels, check_alpha, focal_loss
 from dsedge.train.state import load_state, save_state
 from dsedge.utils.io import atomic_write_json, atomic_write_text
@@ -99,6 +101,23 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return None if amp == "auto" else (torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+def compile_scope(cfg: TrainConfig, device: torch.device) -> str:
+    """What `--compile` compiles: 'model' (whole training forward), 'simam' (fused SimAM only) or 'off'.
+
+    `cfg.extra["compile_scope"]` (auto | model | simam) picks it; auto compiles the whole
+    model on CUDA and only SimAM on CPU, where inductor needs many minutes for the full
+    DS-ResNet50 graph on small machines (see `dsedge.train.fused`).
+    """
+    if not cfg.compile:
+        return "off"
+    scope = str(cfg.extra.get("compile_scope", "auto"))
+    if scope not in ("auto", "model", "simam"):
+        raise DsedgeError(f"unknown compile scope '{scope}'", hint="auto, model or simam")
+    if scope == "auto":
+        return "model" if device.type == "cuda" else "simam"
+    return scope
+
+
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config a run was started with, plus `overrides` (e.g. more epochs, another device).
 
@@ -149,7 +168,8 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> int:
 # ----------------------------------------------------------------------------- data
 
 
-def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext) -> tuple[DatasetSplit, DatasetSplit]:
+def _check_splits(data: Path) -> None:
+    """Fail before anything is written when the data lacks a train or val split."""
     splits = available_splits(data)
     if "train" not in splits:
         raise DataError(f"{data} has no training split (found: {', '.join(splits) or 'none'})")
@@ -159,6 +179,10 @@ def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext
             hint="training needs a 'val' split for LR scheduling, early stopping and best-weight "
             "selection: add ISIC-2017_Validation_Data + its ground-truth CSV, ROOT/val/<CLASS>/, or val.csv",
         )
+
+
+def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext) -> tuple[DatasetSplit, DatasetSplit]:
+    _check_splits(data)
     train_split = load_split(data, "train")
     val_split = load_split(data, "val", classes=train_split.classes)
     if len(train_split) == 0 or len(val_split) == 0:
@@ -227,6 +251,7 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
     else:
         if data is None:
             raise DsedgeError("no training data given", hint="dsedge train --data DIR")
+        _check_splits(Path(data))
         stamp = D.broadcast_int(ctx, int(time.time()))
         name = run_name or f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}"
         run_dir = Path(out_dir or "runs") / name
@@ -391,7 +416,8 @@ def _write_config(s: Setup) -> None:
         "resolved": {
             "device": str(s.ctx.device), "world_size": s.ctx.world_size, "backend": s.ctx.backend,
             "amp": str(s.amp_dtype).replace("torch.", "") if s.amp_dtype else "off",
-            "channels_last": s.channels_last, "compile": s.cfg.compile, "torch": torch.__version__,
+            "channels_last": s.channels_last, "compile": compile_scope(s.cfg, s.ctx.device),
+            "torch": torch.__version__,
         },
     })
 
@@ -452,12 +478,15 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     if ctx.is_main:
         _write_config(s)
 
+    scope = compile_scope(cfg, ctx.device)
+    if scope == "simam":
+        fuse_simam_for_training(model)
     step_model: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         step_model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    if cfg.compile:
+    if scope == "model":
         step_model = torch.compile(step_model)
 
     train_sampler = D.ShardedSampler(s.train_split.labels, ctx.rank, ctx.world_size, cfg.seed,
@@ -469,7 +498,7 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
         console.print(
             f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
             f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
-            f"{s.channels_last}, compile {cfg.compile}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
+            f"{s.channels_last}, compile {scope}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
 
     with _progress(s, console, show_progress) as progress:
         for epoch in range(start_epoch, cfg.epochs + 1):
