@@ -226,7 +226,7 @@ def outline_simam(
             domain=DOMAIN,
         )
         call.attribute.append(helper.make_attribute("lambda", float(lambdas[scope])))
-        helper.set_metadata_props(call, {SCOPES_KEY: repr(scope.split(".")), "dsedge.module": scope})
+        helper.set_metadata_props(call, {"dsedge.module": scope})  # the torch module it replaces
         replacement[producer] = call
         removed |= members
         report.scopes.append(scope)
