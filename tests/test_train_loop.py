@@ -148,3 +148,30 @@ def test_unknown_toml_key_and_existing_run(tiny_isic: Path, tmp_path: Path, caps
     (tmp_path / "runs" / "x" / "keep.txt").write_text("mine")
     assert run_cli(["train", "--data", str(tiny_isic), "--out", str(tmp_path / "runs"), "--name", "x", *FAST]) == 2
     assert "already exists" in " ".join(capsys.readouterr().err.split())
+
+
+def test_fused_simam_only_changes_training_forward():
+    """TrainSimAM: same values and gradients as SimAM in training, the model's own simam() in eval."""
+    from dsedge.models import create_model
+    from dsedge.models.simam import SimAM, simam
+    from dsedge.train.fused import TrainSimAM, fuse_simam_for_training
+
+    model = create_model("ds_resnet50", 3)
+    keys = list(model.state_dict())
+    assert fuse_simam_for_training(model) == 32
+    assert isinstance(model.layer1[0].simam1, TrainSimAM) and isinstance(model.layer1[0].simam1, SimAM)
+    assert list(model.state_dict()) == keys  # checkpoints are unaffected
+    assert fuse_simam_for_training(model) == 0
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 6, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    m = TrainSimAM(1e-4).train()
+    out, ref = m(x), simam(x_ref, 1e-4)
+    (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+    (ref * torch.arange(ref.numel()).view_as(ref)).sum().backward()
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-4, rtol=1e-4)
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m(x), simam(x, 1e-4))  # eval: bit-identical to the exported math
