@@ -1,0 +1,126 @@
+"""The paper's Table 3: train DS-ResNet50 and each baseline with the same recipe and budget, compare ACC / AUC.
+
+    python benchmarks/compare_baselines.py --data ../shared/data/isic2017 --out runs/compare \
+        --epochs 30 --image-size 224 [--models ds_resnet50,resnet50,...] [--config run.toml]
+
+Every model gets the same `TrainConfig` (the paper's recipe, plus the overrides
+given here), the same data, seed and epoch budget; only `model` differs. Each
+run's best-validation-loss checkpoint is then evaluated on the validation split
+with `evaluate_checkpoint`. Writes `<out>/table3.md` and `<out>/table3.json`.
+Finished models are skipped on a re-run (their eval results are reused), so an
+interrupted comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+PAPER_MODELS = ("vgg16", "googlenet", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "inception_v3",
+                "ds_resnet50")
+
+
+def run_model(name: str, base: Any, data: Path, out: Path, native_size: bool) -> dict[str, Any]:
+    from dsedge.models.zoo import count_parameters, create_model, get_spec
+    from dsedge.train.evaluate import evaluate_checkpoint
+    from dsedge.train.loop import train
+
+    size = get_spec(name).input_size if native_size else base.image_size
+    if name == "inception_v3" and size < 75:
+        return {"model": name, "skipped": f"inception_v3 needs >= 75 px input, got {size}"}
+    run_dir = out / name
+    result_file = run_dir / "eval-val" / "metrics.json"
+    if result_file.is_file():
+        res = json.loads(result_file.read_text())
+        wall = json.loads((run_dir / "compare.json").read_text())["train_seconds"]
+    else:
+        cfg = dataclasses.replace(base, model=name, image_size=size)
+        t0 = time.perf_counter()
+        if (run_dir / "state" / "trainer.json").is_file():
+            from dsedge.train.loop import resume_config
+
+            train(resume_config(run_dir, {"epochs": cfg.epochs}), None, resume=run_dir)
+        else:
+            train(cfg, data, out, run_name=name)
+        wall = time.perf_counter() - t0
+        (run_dir / "compare.json").write_text(json.dumps({"train_seconds": wall}))
+        res = evaluate_checkpoint(run_dir / "best.safetensors", data, "val", run_dir / "eval-val",
+                                  num_workers=base.num_workers)
+    epochs = len((run_dir / "history.csv").read_text().strip().splitlines()) - 1
+    return {
+        "model": name, "image_size": size, "params_m": count_parameters(create_model(name, 3)) / 1e6,
+        "epochs_run": epochs, "best_epoch": res.get("epoch"), "train_seconds": wall,
+        "accuracy": res["accuracy"], "balanced_accuracy": res["balanced_accuracy"],
+        "mel_auc": res["mel_auc"], "sk_auc": res["sk_auc"], "mean_auc": res["mean_auc"],
+        "macro_f1": res["macro_f1"],
+    }
+
+
+def table(rows: list[dict[str, Any]], base: Any, data: Path) -> str:
+    def f(v: float | None, pct: bool = False) -> str:
+        return "n/a" if v is None else (f"{100 * v:.2f}" if pct else f"{v:.4f}")
+
+    lines = [
+        f"Same recipe and budget for every model: {base.epochs} epochs max, batch {base.batch_size}, "
+        f"lr {base.lr}, focal gamma {base.focal_gamma}, balance {base.balance}, seed {base.seed}; data {data}, "
+        "validation split, best-validation-loss checkpoint.",
+        "",
+        "| model | input | params M | epochs | ACC % | balanced ACC % | macro F1 % | MEL AUC | SK AUC | mean AUC | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['model']} | skipped: {r['skipped']} |||||||||")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['image_size']} | {r['params_m']:.1f} | {r['epochs_run']} | {f(r['accuracy'], True)} | "
+            f"{f(r['balanced_accuracy'], True)} | {f(r['macro_f1'], True)} | {f(r['mel_auc'])} | {f(r['sk_auc'])} | "
+            f"{f(r['mean_auc'])} | {r['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from dsedge.config import TrainConfig, load_toml, merge_into
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("runs/compare"))
+    ap.add_argument("--models", default=",".join(PAPER_MODELS))
+    ap.add_argument("--config", type=Path, help="TOML with TrainConfig keys shared by every model")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--image-size", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--max-train-batches", type=int)
+    ap.add_argument("--device")
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--native-size", action="store_true", help="each model at its natural input size (299 for Inception)")
+    args = ap.parse_args()
+
+    values: dict[str, Any] = load_toml(args.config) if args.config else {}
+    values = values.get("train", values)
+    for key, attr in (("epochs", "epochs"), ("image_size", "image_size"), ("batch_size", "batch_size"),
+                      ("max_train_batches", "max_train_batches"), ("device", "device"), ("num_workers", "workers")):
+        if getattr(args, attr) is not None:
+            values[key] = getattr(args, attr)
+    if args.no_compile:
+        values["compile"] = False
+    base = merge_into(TrainConfig(), values)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        print(f"=== {name}", flush=True)
+        rows.append(run_model(name, base, args.data, args.out, args.native_size))
+        md = table(rows, base, args.data)
+        (args.out / "table3.md").write_text(md)
+        (args.out / "table3.json").write_text(json.dumps(rows, indent=2))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
