@@ -131,6 +131,7 @@ def test_data_without_validation_split(tiny_isic: Path, tmp_path: Path, capsys):
         (["--focal-alpha", "0.5,0.5"], "one alpha per class"),
         (["--amp", "fp16", "--device", "cpu"], "fp16 autocast is for GPUs"),
         (["--compile", "--compile-scope", "everything"], "unknown compile scope"),
+        (["--pretrained", "/nonexistent/resnet50.pth"], "pretrained weights file not found"),
     ],
 )
 def test_bad_options_get_clear_errors(tiny_isic: Path, tmp_path: Path, capsys, args, message):

@@ -277,10 +277,11 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
                  model_kwargs, alpha, amp_dtype, cfg.channels_last)
 
 
-def _build_model(s: Setup, console: Console) -> nn.Module:
+def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Module:
     from dsedge.models.zoo import create_model
 
-    pretrained = s.cfg.pretrained if s.cfg.pretrained else None
+    # on resume the weights come from the run's last checkpoint, not the ImageNet file
+    pretrained = s.cfg.pretrained if s.cfg.pretrained and not resuming else None
     model = create_model(s.cfg.model, len(s.train_split.classes), pretrained=pretrained, **s.model_kwargs)
     report = getattr(model, "init_report", None)
     if report is not None and s.ctx.is_main:
@@ -454,7 +455,7 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
 
     cfg, ctx = s.cfg, s.ctx
     _seed_epoch(cfg.seed, 0, 0)  # same initial weights on every rank and in every run with this seed
-    model = _build_model(s, console)
+    model = _build_model(s, console, resuming)
     criterion = FocalLoss(s.alpha, cfg.focal_gamma).to(ctx.device)
     optimizer = _optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
