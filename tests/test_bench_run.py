@@ -34,11 +34,22 @@ def default_run(tiny_isic_session: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from dsedge.models.zoo import create_model
+    from dsedge.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(5)
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "ck", create_model("ds_resnet50"),
+                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"]})
+
+
+@pytest.fixture(scope="module")
+def bundle(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dsedge.export import export_bundle
 
-    return export_bundle(None, tmp_path_factory.mktemp("b") / "bundle", model_name="ds_resnet50",
-                         random_init=True, image_size=32, parity_images=2)
+    return export_bundle(checkpoint, tmp_path_factory.mktemp("b") / "bundle", image_size=32, parity_images=2)
 
 
 def test_every_expected_row_and_key(default_run: dict[str, Any]) -> None:
@@ -130,14 +141,15 @@ def test_bundle_without_checkpoint_and_quick_compile(bundle: Path, tmp_path: Pat
     torch.compile mode lists the rows it leaves out (only FP32 at the smallest batch is compiled)."""
     res = run_bench(bundle, backends="torch-compile", precisions="bf16", batch_sizes=(1, 2),
                     iters=1, warmup=0, compile_all=False, out=tmp_path)
-    assert res["source"]["random_weights"] is True and res["settings"]["image_size"] == 32
+    assert res["source"]["random_weights"] is True and res["settings"]["image_size"] == 32  # no --checkpoint
     assert all(r["status"] == "ok" for r in _rows(res, "torch", "fp32"))  # the reference always runs
     skipped = _rows(res, "torch-compile", "bf16")
     assert len(skipped) == 2 and all(r["status"] == "skipped" and "--compile-all" in r["reason"] for r in skipped)
     assert any("no --checkpoint" in n for n in res["source"]["notes"])
 
 
-def test_batch_above_engine_profile_is_skipped(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_above_engine_profile_is_skipped(bundle: Path, checkpoint: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     real = bench_run.make_runner
 
     def limited(backend: str, precision: str, source: Any, **kw: Any) -> Any:
@@ -147,11 +159,30 @@ def test_batch_above_engine_profile_is_skipped(bundle: Path, tmp_path: Path, mon
         return runner
 
     monkeypatch.setattr(bench_run, "make_runner", limited)
-    res = run_bench(bundle, backends="onnxruntime", precisions="fp32", batch_sizes=(1, 2), iters=1, out=tmp_path)
+    res = run_bench(bundle, checkpoint=checkpoint, backends="onnxruntime", precisions="fp32", batch_sizes=(1, 2),
+                    iters=1, out=tmp_path)
+    assert res["source"]["random_weights"] is False and "checkpoint" in res["source"]["description"]
     by_bs = {r["batch_size"]: r for r in _rows(res, "onnxruntime", "fp32")}
     assert by_bs[1]["status"] == "ok"
     assert by_bs[2]["status"] == "skipped" and "above the engine profile" in by_bs[2]["reason"]
     assert "above the engine profile" in (tmp_path / "bench.md").read_text()
+
+
+def test_checkpoint_must_be_the_bundles(bundle: Path, tmp_path: Path) -> None:
+    import torch
+
+    from dsedge.models.zoo import create_model
+    from dsedge.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(6)
+    other = save_checkpoint(tmp_path / "other", create_model("ds_resnet50"),
+                            {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"]})
+    with pytest.raises(DsedgeError, match="not the checkpoint this bundle was exported from"):
+        run_bench(bundle, checkpoint=other, out=tmp_path / "o")
+    with pytest.raises(DsedgeError, match="checkpoint not found"):
+        run_bench(bundle, checkpoint=tmp_path / "missing.safetensors", out=tmp_path / "o")
+    with pytest.raises(DsedgeError, match="needs a BUNDLE"):
+        run_bench(None, checkpoint=other, out=tmp_path / "o")
 
 
 def test_missing_backend_package_is_a_skipped_row(bundle: Path, tmp_path: Path,

@@ -146,7 +146,15 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         table.add_column(h, justify="left" if i < 2 else "right")
     for row in cells:
         table.add_row(*row)
-    console.print(table, width=None if console.is_terminal else max(console.width, 170))
+    if console.is_terminal:
+        console.print(table)
+    else:  # piped / logged: rich would squeeze the table into 80 columns and truncate every number
+        width = console.width
+        console.width = max(width, 170)
+        try:
+            console.print(table)
+        finally:
+            console.width = width
     for label, reason in _skipped(result):
         console.print(f"[yellow]skipped[/] {escape(label)}: {escape(reason)}", highlight=False)
     for line in headline(result):

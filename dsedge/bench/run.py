@@ -109,6 +109,8 @@ def _bundle_source(bundle_path: Path, checkpoint: Path | None) -> Source:
     model = bundle.manifest.get("model", {})
     random_init = bool(model.get("random_init"))
     notes = []
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint, model.get("checkpoint_sha256"))
     if checkpoint is None:
         notes.append("no --checkpoint: PyTorch rows use random weights (latency only; agreement is "
                      "measured against ONNX Runtime FP32)")
@@ -118,6 +120,21 @@ def _bundle_source(bundle_path: Path, checkpoint: Path | None) -> Source:
     return Source(bundle, checkpoint, desc, size, bundle.preprocessing, bundle.classes,
                   random_weights=random_init or checkpoint is None,
                   torch_matches_bundle=checkpoint is not None, notes=notes)
+
+
+def _check_checkpoint(checkpoint: Path, expected_sha: str | None) -> None:
+    """The PyTorch rows must use the weights the bundle was exported from, or agreement means nothing."""
+    from dsedge.train.checkpoint import checkpoint_paths
+    from dsedge.utils.io import sha256_file
+
+    weights, _ = checkpoint_paths(checkpoint)
+    if not weights.is_file():
+        raise DsedgeError(f"checkpoint not found: {weights}")
+    if expected_sha and sha256_file(weights) != expected_sha:
+        raise DsedgeError(
+            f"{weights} is not the checkpoint this bundle was exported from (sha256 differs from the manifest)",
+            "pass the checkpoint given to `dsedge export`, or leave --checkpoint out",
+        )
 
 
 def _default_source(workdir: Path, image_size: int, console: Console, seed: int = 0) -> Source:
