@@ -73,7 +73,7 @@ def test_files_and_content(tmp_path: Path) -> None:
     assert "| openvino | bf16 | 1 |" in md and "4.00x" in md
     assert "tensorrt int8 (batch 1, 8)" in md and "dsedge[tensorrt]" in md  # one line for both batches
     assert "MEL 30" in md and "agreement reference: torch fp32" in md
-    assert "99.5%" in md  # the agreement column
+    assert "99.5%" in md and "1.0e-02" in md  # agreement and max |prob diff| columns
 
 
 def test_without_data_no_accuracy_columns_or_plot(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     if any("device_compute" in (r.get("latency") or {}) for r in result["rows"]):
         head += ["GPU compute ms", "GPU graph ms"]
     if with_acc:
-        head += ["ACC", "bal ACC", "MEL AUC", "SK AUC", "agree"]
+        head += ["ACC", "bal ACC", "MEL AUC", "SK AUC", "agree", "max |dp|"]
     cells = []
     for r in result["rows"]:
         if r["status"] != "ok":
@@ -117,9 +117,11 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             row += [_fmt(dc.get("p50_ms"), 3), _fmt(dg.get("p50_ms"), 3)]
         if with_acc:
             a = r.get("accuracy") or {}
-            agree = (a.get("agreement") or {}).get("top1_agreement")
+            agreement = a.get("agreement") or {}
+            maxdiff = agreement.get("max_abs_prob_diff")
             row += [_pct(a.get("accuracy")), _pct(a.get("balanced_accuracy")), _fmt(a.get("mel_auc"), 3),
-                    _fmt(a.get("sk_auc"), 3), _pct(agree)]
+                    _fmt(a.get("sk_auc"), 3), _pct(agreement.get("top1_agreement")),
+                    "–" if maxdiff is None else f"{maxdiff:.1e}"]
         cells.append(row)
     return head, cells
 
@@ -180,7 +182,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"- threads: {env['threads']}",
              f"- GPU: {env['gpu']['name']} (driver {env['gpu']['driver']})" if env.get("gpu") else "- GPU: none",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-             f"- timing: {result['settings']['timing']}", ""]
+             f"- timing: {result['settings']['timing']}"]
+    lines += [f"- note: {n}" for n in result["source"].get("notes", [])] + [""]
     if result.get("data"):
         d = result["data"]
         lines += [f"- data: {d['root']} split {d['split']} ({d['n']} images: "

@@ -154,7 +154,7 @@ def _default_source(workdir: Path, image_size: int, console: Console, seed: int 
         "random_init": True, "seed": seed,
     })
     desc = (f"random-init DS-ResNet50 (seed {seed}), {image_size}x{image_size} synthetic inputs; "
-            "INT8 calibrated on synthetic images — latency only, no accuracy meaning")
+            "INT8 calibrated on synthetic images")
     notes: list[str] = []
     bundle = None
     try:
@@ -322,6 +322,12 @@ def run_bench(
         if data is not None:
             console.print(f"[dim]loading {data} ({split})…[/]")
             eval_set = load_eval_set(data, split, source.preprocessing, source.classes)
+            if source.random_weights:
+                source.notes.append("random weights: ACC and AUC are chance level; agreement with the FP32 "
+                                    "reference is still meaningful (near-uniform probabilities make near-ties: "
+                                    "read it together with max |dp|)")
+        else:
+            source.notes.append("no --data: latency on synthetic inputs only")
         rng = np.random.default_rng(0)
         inputs = {bs: rng.standard_normal((bs, 3, source.image_size, source.image_size)).astype(np.float32)
                   for bs in sizes}
