@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dsedge.utils.io import atomic_path  # noqa: E402
@@ -43,6 +44,8 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | Path, title: str
         ax2.plot(epochs, [np.nan if a is None else a for a in aucs], "s-", label="val mean AUC (MEL, SK)")
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.legend()
     ax2.grid(alpha=0.3)
     if title:
