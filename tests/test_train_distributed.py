@@ -10,8 +10,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from dsedge.train.checkpoint import load_checkpoint
 from dsedge.train.distributed import ShardedSampler, setup
 

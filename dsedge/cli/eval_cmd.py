@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,8 @@ def eval_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.safetensors or .json), e.g. runs/X/best.safetensors."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or CSV."),
     split: str = typer.Option("val", "--split", help="val | test | train."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [<checkpoint folder>/eval-<split>]."),
-    model: Optional[str] = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder [<checkpoint folder>/eval-<split>]."),
+    model: str | None = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
     workers: int = typer.Option(2, "--workers"),

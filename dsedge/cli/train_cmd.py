@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -23,35 +23,35 @@ def _alpha(value: str | None) -> list[float] | None:
 
 @app.command("train")
 def train_command(
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset: ISIC 2017 folder, ROOT/<split>/<CLASS>/ or CSV (needs train + val)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with TrainConfig keys (top level or [train])."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset: ISIC 2017 folder, ROOT/<split>/<CLASS>/ or CSV (needs train + val)."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file with TrainConfig keys (top level or [train])."),
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run folder."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default <model>-<time>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last epoch."),
-    model: Optional[str] = typer.Option(None, "--model", help="Registry model (see `dsedge models`)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Max epochs [100]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size [8]."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [5e-4]."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="[0]."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd [adam]."),
-    plateau_factor: Optional[float] = typer.Option(None, "--plateau-factor", help="ReduceLROnPlateau factor [0.5]."),
-    plateau_patience: Optional[int] = typer.Option(None, "--plateau-patience", help="ReduceLROnPlateau patience [7]."),
-    early_stop_patience: Optional[int] = typer.Option(None, "--early-stop-patience", help="[15]."),
-    focal_gamma: Optional[float] = typer.Option(None, "--focal-gamma", help="[2]."),
-    focal_alpha: Optional[str] = typer.Option(None, "--focal-alpha", help="Per-class alphas 'a,b,c' [from training frequencies]."),
-    balance: Optional[str] = typer.Option(None, "--balance", help="offline | sampler | none [none]."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size [224]; resize = size*256/224."),
-    simam_lambda: Optional[float] = typer.Option(None, "--simam-lambda", help="SimAM lambda [1e-4]."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="torchvision ResNet50 ImageNet weights file, or 'hub'."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="[0]."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers [2]."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [auto]."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off [auto]."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="[on]."),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the training forward [on]."),
-    compile_scope: Optional[str] = typer.Option(None, "--compile-scope", help="auto | model | simam [auto: model on CUDA, simam on CPU]."),
-    max_train_batches: Optional[int] = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (smoke runs)."),
-    max_val_batches: Optional[int] = typer.Option(None, "--max-val-batches", help="Cap validation batches."),
+    name: str | None = typer.Option(None, "--name", help="Run folder name (default <model>-<time>)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its last epoch."),
+    model: str | None = typer.Option(None, "--model", help="Registry model (see `dsedge models`)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Max epochs [100]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Per-process batch size [8]."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate [5e-4]."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="[0]."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="adam | adamw | sgd [adam]."),
+    plateau_factor: float | None = typer.Option(None, "--plateau-factor", help="ReduceLROnPlateau factor [0.5]."),
+    plateau_patience: int | None = typer.Option(None, "--plateau-patience", help="ReduceLROnPlateau patience [7]."),
+    early_stop_patience: int | None = typer.Option(None, "--early-stop-patience", help="[15]."),
+    focal_gamma: float | None = typer.Option(None, "--focal-gamma", help="[2]."),
+    focal_alpha: str | None = typer.Option(None, "--focal-alpha", help="Per-class alphas 'a,b,c' [from training frequencies]."),
+    balance: str | None = typer.Option(None, "--balance", help="offline | sampler | none [none]."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Crop size [224]; resize = size*256/224."),
+    simam_lambda: float | None = typer.Option(None, "--simam-lambda", help="SimAM lambda [1e-4]."),
+    pretrained: str | None = typer.Option(None, "--pretrained", help="torchvision ResNet50 ImageNet weights file, or 'hub'."),
+    seed: int | None = typer.Option(None, "--seed", help="[0]."),
+    workers: int | None = typer.Option(None, "--workers", help="DataLoader workers [2]."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [auto]."),
+    amp: str | None = typer.Option(None, "--amp", help="auto | bf16 | fp16 | off [auto]."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last", help="[on]."),
+    compile_: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the training forward [on]."),
+    compile_scope: str | None = typer.Option(None, "--compile-scope", help="auto | model | simam [auto: model on CUDA, simam on CPU]."),
+    max_train_batches: int | None = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (smoke runs)."),
+    max_val_batches: int | None = typer.Option(None, "--max-val-batches", help="Cap validation batches."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Rich progress bars."),
 ) -> None:
     """Train a model with the paper's recipe; also runs as DDP under `torchrun --nproc-per-node N`."""

@@ -115,7 +115,7 @@ def all_gather_rows(ctx: DistContext, rows: torch.Tensor) -> torch.Tensor:
     padded[: rows.shape[0]] = rows
     out = [torch.zeros_like(padded) for _ in range(ctx.world_size)]
     dist.all_gather(out, padded)
-    return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)]).cpu()
+    return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes, strict=True)]).cpu()
 
 
 class ShardedSampler(Sampler[int]):

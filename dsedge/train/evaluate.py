@@ -113,6 +113,6 @@ def _write_predictions(path: Path, samples: list, probs: np.ndarray, classes: li
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["image", "label", "prediction", *[f"p_{c}" for c in classes]])
-    for s, p in zip(samples, probs):
+    for s, p in zip(samples, probs, strict=True):
         w.writerow([s.path.name, classes[s.label], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
     atomic_write_text(path, buf.getvalue())

@@ -102,6 +102,6 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
         "| true \\ pred | " + " | ".join(metrics["per_class"]) + " |",
         "|---" * (len(metrics["per_class"]) + 1) + "|",
     ]
-    for c, row in zip(metrics["per_class"], metrics["confusion_matrix"]):
+    for c, row in zip(metrics["per_class"], metrics["confusion_matrix"], strict=True):
         lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
