@@ -124,7 +124,8 @@ def test_synthetic_keep_fp_and_cache(bundle: Path) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["too_few", "missing_class", "empty_folder", "unreadable", "no_data", "both", "method", "keep_fp"],
+    ["too_few", "missing_class", "empty_folder", "unreadable", "no_data", "both", "method", "keep_fp",
+     "agreement"],
 )
 def test_bad_input_is_clear_and_writes_nothing(case: str, bundle: Path, tmp_path: Path) -> None:
     from conftest import make_isic_tree
@@ -152,6 +153,8 @@ def test_bad_input_is_clear_and_writes_nothing(case: str, bundle: Path, tmp_path
         kwargs["synthetic"], expected, match = True, CalibrationError, "exclude each other"
     elif case == "method":
         kwargs["method"], expected, match = "kl", CalibrationError, "unknown calibration method"
+    elif case == "agreement":
+        kwargs["min_agreement"], expected, match = 95.0, CalibrationError, "fraction"
     elif case == "keep_fp":
         kwargs["keep_fp"], expected, match = "depthwise,layer9", CalibrationError, "layer9"
     before = _snapshot(bundle)
@@ -180,8 +183,9 @@ def test_missed_budget_writes_nothing(bundle: Path, tiny_isic_session: Path, mon
 
     monkeypatch.setattr(int8_mod, "compare", harmful)
     before = _snapshot(bundle)
-    with pytest.raises(CalibrationError, match="misses the accuracy budget"):
-        calibrate_bundle(bundle, tiny_isic_session, num_images=12, sensitivity=False)
+    with pytest.raises(CalibrationError, match="misses the accuracy budget") as exc:
+        calibrate_bundle(bundle, tiny_isic_session, num_images=12, sensitivity=False, min_agreement=0.95)
+    assert "needs >= 95 %" in exc.value.message
     assert _snapshot(bundle) == before
 
 

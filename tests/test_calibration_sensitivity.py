@@ -142,6 +142,16 @@ def test_user_exclusions_are_respected_and_unreachable_budget_reported() -> None
     assert not report.met_budget  # even one quantized node costs more than 0 points
 
 
+def test_agreement_floor_also_drives_the_search() -> None:
+    groups, build, evaluate, _ = _fake_pipeline({"g1": 0.2, "g2": 0.1})  # ACC budget met from the start
+    ref = {"accuracy": 0.9, "mean_auc": 0.8}
+    _, _, plain = select_float_groups(groups, [], build, evaluate, ref, 0.5, 100)
+    assert plain.met_budget and plain.kept_float == []
+    _, excluded, strict = select_float_groups(groups, [], build, evaluate, ref, 0.5, 100, min_agreement=0.9985)
+    assert strict.met_budget and strict.kept_float == ["g1"] and excluded == ["g1_a", "g1_b"]
+    assert strict.final["top1_agreement"] >= 0.9985
+
+
 def test_without_analysis_only_the_full_model_is_measured() -> None:
     groups, build, evaluate, calls = _fake_pipeline({"g1": 1.0, "g2": 2.0})
     _, _, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, 0.5, 10, analyse=False)

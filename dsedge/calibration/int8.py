@@ -202,6 +202,7 @@ def calibrate_bundle(
     seed: int = 0,
     keep_fp: Sequence[str] | str = (),
     max_acc_drop: float = 0.5,
+    min_agreement: float = 0.0,
     split: str = "train",
     eval_split: str = "val",
     write_cache: bool = False,
@@ -214,7 +215,8 @@ def calibrate_bundle(
     """Write `model.int8.onnx` (TensorRT Q/DQ) into `bundle`, calibrated on `data`'s `split`.
 
     With data, the FP32 and INT8 models are compared on `eval_split`; when the
-    ACC drop exceeds `max_acc_drop` points and `sensitivity` is on, groups are
+    ACC drop exceeds `max_acc_drop` points (or top-1 agreement with FP32 falls
+    below `min_agreement`, off by default) and `sensitivity` is on, groups are
     kept in float (most harmful first) until it holds, else a `CalibrationError`
     is raised and nothing is written. `data=None, synthetic=True` calibrates on
     seeded random images (smoke tests and latency only; recorded as
@@ -231,6 +233,8 @@ def calibrate_bundle(
     _method(method)
     if max_acc_drop < 0:
         raise CalibrationError(f"--max-acc-drop must be >= 0 points, got {max_acc_drop}")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise CalibrationError(f"--min-agreement must be a fraction in [0, 1], got {min_agreement}")
     preprocessing = b.preprocessing
     model = onnx.load(str(model_path))
     tokens = _split_tokens(keep_fp)
@@ -295,14 +299,15 @@ def calibrate_bundle(
 
             chosen, excluded, report = select_float_groups(
                 node_groups(model), base_exclude, build, evaluate, ref_row, max_acc_drop, len(evalset),
-                analyse=sensitivity, on_step=say,
+                analyse=sensitivity, on_step=say, min_agreement=min_agreement,
             )
             if not report.met_budget:
                 fin = report.final
+                floor = f" (needs >= {100 * min_agreement:g} %)" if min_agreement else ""
                 raise CalibrationError(
-                    f"INT8 misses the accuracy budget: ACC drop {fin['acc_drop_points']:.2f} points > "
-                    f"{max_acc_drop:g} (top-1 agreement {100 * fin['top1_agreement']:.1f} %, "
-                    f"float groups tried: {', '.join(report.kept_float) or 'none'}); nothing was written",
+                    f"INT8 misses the accuracy budget: ACC drop {fin['acc_drop_points']:.2f} points "
+                    f"(budget {max_acc_drop:g}), top-1 agreement {100 * fin['top1_agreement']:.1f} %{floor}; "
+                    f"float groups tried: {', '.join(report.kept_float) or 'none'}; nothing was written",
                     "raise --max-acc-drop, add --keep-fp groups (e.g. depthwise), calibrate on more images"
                     + ("" if sensitivity else ", or enable --sensitivity"),
                 )
@@ -333,6 +338,7 @@ def calibrate_bundle(
             "quantization": {"format": "QDQ", "activations": "int8 per-tensor symmetric",
                              "weights": "int8 per-channel symmetric", "bias": "float", **EXTRA_OPTIONS},
             "max_acc_drop_points": max_acc_drop,
+            "min_top1_agreement": min_agreement,
             "accuracy": accuracy,
             "versions": _versions(),
         }

@@ -188,6 +188,7 @@ class SensitivityReport:
     n_images: int
     reference: dict[str, Any]
     initial: dict[str, Any]
+    min_agreement: float = 0.0
     groups: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     kept_float: list[str] = field(default_factory=list)
@@ -197,6 +198,7 @@ class SensitivityReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_acc_drop_points": self.max_acc_drop,
+            "min_top1_agreement": self.min_agreement,
             "n_images": self.n_images,
             "reference_fp32": self.reference,
             "int8_all_groups": self.initial,
@@ -222,7 +224,9 @@ def to_markdown(report: SensitivityReport) -> str:
     lines = [
         "# INT8 sensitivity report",
         "",
-        f"Validation images: {report.n_images}. Budget: ACC drop <= {report.max_acc_drop:g} points. "
+        f"Validation images: {report.n_images}. Budget: ACC drop <= {report.max_acc_drop:g} points"
+        + (f", top-1 agreement >= {100 * report.min_agreement:g} %" if report.min_agreement else "")
+        + ". "
         f"Result: {'**met**' if report.met_budget else '**NOT met**'}.",
         "",
         "| model | ACC % | ACC drop (pts) | mean AUC | AUC drop | top-1 agreement % |",
@@ -255,6 +259,11 @@ def save_report(report: SensitivityReport, root: Path, stem: str = "int8_sensiti
     return jpath, mpath
 
 
+def within_budget(row: dict[str, Any], max_acc_drop: float, min_agreement: float = 0.0) -> bool:
+    """The budget: ACC drop in points, and optionally a floor on top-1 agreement with FP32."""
+    return row["acc_drop_points"] <= max_acc_drop and row["top1_agreement"] >= min_agreement
+
+
 def _harm(row: dict[str, Any]) -> tuple[float, float, float]:
     return (row["acc_drop_points"], 1.0 - row["top1_agreement"], row.get("auc_drop") or 0.0)
 
@@ -269,6 +278,7 @@ def select_float_groups(
     n_images: int,
     analyse: bool = True,
     on_step: Callable[[str], None] | None = None,
+    min_agreement: float = 0.0,
 ) -> tuple[Path, list[str], SensitivityReport]:
     """Quantize everything, measure each group alone, keep harmful groups float until the budget holds.
 
@@ -283,8 +293,8 @@ def select_float_groups(
     say("quantizing all groups")
     best = build(None, exclude)
     initial = evaluate(best)
-    report = SensitivityReport(max_acc_drop, n_images, reference, initial)
-    report.met_budget = initial["acc_drop_points"] <= max_acc_drop
+    report = SensitivityReport(max_acc_drop, n_images, reference, initial, min_agreement)
+    report.met_budget = within_budget(initial, max_acc_drop, min_agreement)
     report.final = initial
     if not analyse:
         return best, exclude, report
@@ -308,7 +318,7 @@ def select_float_groups(
         row = evaluate(best)
         report.steps.append({"kept_float": list(report.kept_float), **row})
         report.final = row
-        if row["acc_drop_points"] <= max_acc_drop:
+        if within_budget(row, max_acc_drop, min_agreement):
             report.met_budget = True
             break
     return best, exclude, report

@@ -67,6 +67,10 @@ def calibrate_command(
         "module paths or node names; comma-separated or repeated.",
     ),
     max_acc_drop: float = typer.Option(0.5, "--max-acc-drop", help="Largest allowed ACC drop vs FP32, in points."),
+    min_agreement: float = typer.Option(
+        0.0, "--min-agreement",
+        help="Also require this top-1 agreement with FP32 on the eval split (fraction, e.g. 0.95; 0 = off).",
+    ),
     split: str = typer.Option("train", "--split", help="Split to calibrate on."),
     eval_split: str = typer.Option("val", "--eval-split", help="Split to check the accuracy budget on."),
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Also write calibration.cache (TensorRT 10 table)."),
@@ -85,7 +89,7 @@ def calibrate_command(
         task = bar.add_task("calibration images", total=num_images)
         result = calibrate_bundle(
             bundle, data, method=method, num_images=num_images, seed=seed, keep_fp=keep_fp,
-            max_acc_drop=max_acc_drop, split=split, eval_split=eval_split, write_cache=cache,
+            max_acc_drop=max_acc_drop, min_agreement=min_agreement, split=split, eval_split=eval_split, write_cache=cache,
             sensitivity=sensitivity, synthetic=synthetic,
             on_images=lambda n: bar.advance(task, n),
             on_step=lambda msg: bar.update(task, description=msg),
