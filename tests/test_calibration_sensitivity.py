@@ -152,6 +152,28 @@ def test_agreement_floor_also_drives_the_search() -> None:
     assert strict.final["top1_agreement"] >= 0.9985
 
 
+def test_agreement_budget_keeps_the_least_agreeing_group_first() -> None:
+    """g1 costs ACC points but keeps agreement; g2 gains ACC by luck yet flips 10 % of predictions."""
+    effect = {"g1": (0.4, 0.0), "g2": (-1.0, 0.10)}  # (acc drop points, disagreement) per group
+    groups = {g: [g] for g in effect}
+    built: dict[str, list[str]] = {}
+
+    def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
+        p = Path(f"c{len(built)}")
+        built[str(p)] = [n for n in (nodes_q or list(groups)) if n not in exclude]
+        return p
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        q = built[str(path)]
+        drop = sum(effect[g][0] for g in q)
+        return {"accuracy": 0.9, "mean_auc": 0.8, "acc_drop_points": drop, "auc_drop": 0.0,
+                "top1_agreement": 1.0 - sum(effect[g][1] for g in q)}
+
+    _, excluded, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, 0.5, 100,
+                                              min_agreement=0.95)
+    assert report.kept_float == ["g2"] and excluded == ["g2"] and report.met_budget
+
+
 def test_without_analysis_only_the_full_model_is_measured() -> None:
     groups, build, evaluate, calls = _fake_pipeline({"g1": 1.0, "g2": 2.0})
     _, _, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, 0.5, 10, analyse=False)

@@ -264,8 +264,10 @@ def within_budget(row: dict[str, Any], max_acc_drop: float, min_agreement: float
     return row["acc_drop_points"] <= max_acc_drop and row["top1_agreement"] >= min_agreement
 
 
-def _harm(row: dict[str, Any]) -> tuple[float, float, float]:
-    return (row["acc_drop_points"], 1.0 - row["top1_agreement"], row.get("auc_drop") or 0.0)
+def _harm(row: dict[str, Any], by_agreement: bool = False) -> tuple[float, float, float]:
+    """Sort key, most harmful last-to-first: ACC drop first, or agreement loss first when that is budgeted."""
+    acc, disagree, auc = row["acc_drop_points"], 1.0 - row["top1_agreement"], row.get("auc_drop") or 0.0
+    return (disagree, acc, auc) if by_agreement else (acc, disagree, auc)
 
 
 def select_float_groups(
@@ -307,7 +309,8 @@ def select_float_groups(
         report.groups.append({"group": name, "nodes": len(nodes_q), **row})
     if report.met_budget:
         return best, exclude, report
-    for g in sorted(report.groups, key=_harm, reverse=True):
+    by_agreement = min_agreement > 0 and initial["acc_drop_points"] <= max_acc_drop
+    for g in sorted(report.groups, key=lambda r: _harm(r, by_agreement), reverse=True):
         report.kept_float.append(g["group"])
         exclude = sorted(set(exclude) | set(groups[g["group"]]))
         remaining = [n for names in groups.values() for n in names if n not in set(exclude)]
