@@ -221,7 +221,7 @@ def calibrate_bundle(
     is raised and nothing is written. `data=None, synthetic=True` calibrates on
     seeded random images (smoke tests and latency only; recorded as
     `"synthetic": true`, no accuracy check). Returns the manifest's
-    `calibration` record plus `output`, `report` and `kept_float` entries.
+    `calibration` record plus `output` (the INT8 path) and `sensitivity` (the report dict or None).
     """
     say = on_step or (lambda _m: None)
     b = load_bundle(bundle)
