@@ -46,7 +46,7 @@ from dsedge.errors import CheckpointError, DataError, DsedgeError
 from dsedge.train import distributed as D
 from dsedge.train.fused import fuse_simam_for_training
 from dsedge.train.loss import FocalLoss, alpha_from_labels, check_alpha, focal_loss
-from dsedge.train.state import load_state, save_state
+from dsedge.train.state import load_state, match_param_layout, save_state
 from dsedge.utils.io import atomic_write_json, atomic_write_text
 
 HISTORY_FIELDS = (
@@ -292,12 +292,18 @@ def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Modul
     return model
 
 
-def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The configured optimizer; Adam/AdamW use PyTorch's fused kernel on CPU and CUDA.
+
+    The default (for-loop) Adam on CPU runs ~6 small ops per parameter tensor per
+    step; the fused implementation does one pass, a measurable part of a CPU step.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = next(model.parameters()).device.type in ("cpu", "cuda")
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
@@ -457,7 +463,7 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     _seed_epoch(cfg.seed, 0, 0)  # same initial weights on every rank and in every run with this seed
     model = _build_model(s, console, resuming)
     criterion = FocalLoss(s.alpha, cfg.focal_gamma).to(ctx.device)
-    optimizer = _optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     scaler = torch.amp.GradScaler(ctx.device.type) if s.amp_dtype == torch.float16 else None
@@ -469,6 +475,7 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
         model.load_state_dict(last.state_dict())
         trainer, opt_state = load_state(s.run_dir)
         optimizer.load_state_dict(opt_state)
+        match_param_layout(optimizer)
         scheduler.load_state_dict(trainer["scheduler"])
         if scaler is not None and trainer.get("scaler"):
             scaler.load_state_dict(trainer["scaler"])

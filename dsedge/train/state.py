@@ -75,3 +75,20 @@ def load_state(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
         raise CheckpointError(f"resume state in {d} is corrupt: {e}") from e
     return trainer, optimizer_from_flat(tensors, trainer.pop("optimizer"))
+
+
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every loaded per-parameter state tensor its parameter's memory layout.
+
+    safetensors stores contiguous tensors, but with channels_last the conv weights
+    (and so Adam's exp_avg / exp_avg_sq created during training) are NHWC-strided.
+    The fused Adam kernel walks param, grad and state as flat memory, so a layout
+    mismatch after resume silently mixes up elements; restoring the strides makes
+    a resumed run identical to an uninterrupted one.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            st = optimizer.state.get(p, {})
+            for key, value in st.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    st[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
