@@ -13,7 +13,7 @@ from dsedge.cli.app import app, console
 @app.command("build")
 def build_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (from `dsedge export`)."),
-    precision: str = typer.Option("fp16", "--precision", "-p", help="fp32 | fp16 | int8 (picks model[.fp16|.int8].onnx)."),
+    precision: str = typer.Option("fp16", "--precision", "-p", help="fp32 | fp16 | int8: builds from model.onnx, model.fp16.onnx or model.int8.onnx."),
     min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch of the optimization profile."),
     opt_batch: int = typer.Option(8, "--opt-batch", help="Batch size TensorRT tunes kernels for."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch the engine accepts."),

@@ -14,7 +14,7 @@ def eval_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.safetensors or .json), e.g. runs/X/best.safetensors."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or CSV."),
     split: str = typer.Option("val", "--split", help="val | test | train."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder [<checkpoint folder>/eval-<split>]."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <checkpoint folder>/eval-<split>)."),
     model: str | None = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
