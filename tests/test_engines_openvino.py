@@ -144,3 +144,18 @@ def test_missing_openvino_is_a_clear_error(tiny_onnx: Path, monkeypatch: pytest.
     with pytest.raises(MissingDependencyError) as err:
         ovr.OpenVinoRunner(tiny_onnx)
     assert "dsedge[openvino]" in (err.value.hint or "")
+
+
+def test_static_shapes_compile_per_batch_and_match_dynamic(tiny_onnx: Path) -> None:
+    """One static-shape model per batch size (bounded cache), same outputs as the dynamic model."""
+    rng = np.random.default_rng(3)
+    with ovr.OpenVinoRunner(tiny_onnx, "fp32", threads=1) as static, \
+            ovr.OpenVinoRunner(tiny_onnx, "fp32", threads=1, static_shapes=False) as dynamic:
+        assert static.info.extra["static_shapes"] is True
+        assert dynamic.info.extra["static_shapes"] is False
+        for n in (1, 2, 1, 3, 4, 5, 2):
+            x = rng.standard_normal((n, 3, H, W)).astype(np.float32)
+            np.testing.assert_allclose(static.infer(x), dynamic.infer(x), atol=1e-5, rtol=1e-5)
+        assert len(static._requests) == ovr.MAX_STATIC_SHAPES
+        assert (1, 3, H, W) not in static._requests  # least recently used, dropped
+        assert list(static._requests)[-1] == (2, 3, H, W)
