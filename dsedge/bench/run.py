@@ -54,7 +54,7 @@ QUICK_COMPILE_REASON = ("torch.compile compiles each shape and precision anew (a
 class Source:
     """Where the weights and artifacts come from, and what the report must say about them."""
 
-    bundle: Any | None  # dsedge.runtime.bundle.Bundle
+    bundle: Any  # dsedge.runtime.bundle.Bundle
     checkpoint: Path | None
     description: str
     image_size: int
@@ -155,29 +155,20 @@ def _default_source(workdir: Path, image_size: int, console: Console, seed: int 
     })
     desc = (f"random-init DS-ResNet50 (seed {seed}), {image_size}x{image_size} synthetic inputs; "
             "INT8 calibrated on synthetic images")
-    notes: list[str] = []
-    bundle = None
-    try:
-        from dsedge.export import export_bundle
-    except ImportError as e:
-        notes.append(f"dsedge.export is not available ({e}): no ONNX artifacts")
-    else:
-        console.print("[dim]exporting a random-init DS-ResNet50 bundle…[/]")
-        t0 = time.perf_counter()
-        bpath = export_bundle(ckpt, workdir / "bundle", image_size=image_size, parity_images=4)
-        notes.append(f"export took {time.perf_counter() - t0:.1f} s")
-        try:
-            from dsedge.calibration.int8 import calibrate_bundle
-        except ImportError as e:
-            notes.append(f"dsedge.calibration is not available ({e}): no INT8 artifact")
-        else:
-            console.print("[dim]calibrating INT8 on 16 synthetic images…[/]")
-            t0 = time.perf_counter()
-            calibrate_bundle(bpath, None, synthetic=True, num_images=16, sensitivity=False)
-            notes.append(f"synthetic INT8 calibration took {time.perf_counter() - t0:.1f} s")
-        from dsedge.runtime.bundle import load_bundle
+    from dsedge.calibration.int8 import calibrate_bundle
+    from dsedge.export import export_bundle
+    from dsedge.runtime.bundle import load_bundle
 
-        bundle = load_bundle(bpath)
+    notes: list[str] = []
+    console.print("[dim]exporting a random-init DS-ResNet50 bundle…[/]")
+    t0 = time.perf_counter()
+    bpath = export_bundle(ckpt, workdir / "bundle", image_size=image_size, parity_images=4)
+    notes.append(f"export took {time.perf_counter() - t0:.1f} s")
+    console.print("[dim]calibrating INT8 on 16 synthetic images…[/]")
+    t0 = time.perf_counter()
+    calibrate_bundle(bpath, None, synthetic=True, num_images=16, sensitivity=False)
+    notes.append(f"synthetic INT8 calibration took {time.perf_counter() - t0:.1f} s")
+    bundle = load_bundle(bpath)
     return Source(bundle, ckpt, desc, image_size, pre, classes, random_weights=True,
                   torch_matches_bundle=True, notes=notes)
 
@@ -186,8 +177,6 @@ def _default_source(workdir: Path, image_size: int, console: Console, seed: int 
 
 
 def _onnx_path(source: Source, precision: str) -> Path:
-    if source.bundle is None:
-        raise EngineError("no bundle (export is not available here)")
     return source.bundle.require("onnx", precision)
 
 
@@ -212,7 +201,7 @@ def make_runner(
             raise EngineError("OpenVINO is the CPU backend; this run benches CUDA (use --device cpu)")
         from dsedge.engines.openvino_runner import OpenVinoRunner
 
-        inline = source.bundle.find("onnx-inline", "fp32") if source.bundle is not None else []
+        inline = source.bundle.find("onnx-inline", "fp32")
         if inline:
             return OpenVinoRunner(source.bundle.path(inline[0]), precision, threads=threads, inline=False)
         return OpenVinoRunner(_onnx_path(source, "fp32"), precision, threads=threads)
@@ -225,8 +214,6 @@ def make_runner(
             raise EngineError("TensorRT needs a CUDA GPU and --device cpu was given")
         from dsedge.engines.trt_runner import TrtRunner
 
-        if source.bundle is None:
-            raise EngineError("no bundle (export is not available here)")
         return TrtRunner.from_bundle(source.bundle, precision, cuda_graph=True, split=False)
     raise EngineError(f"unknown backend {backend!r}")  # pragma: no cover - validated earlier
 
@@ -353,7 +340,7 @@ def run_bench(
         "format": "dsedge-bench",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(threads),
-        "source": {"description": source.description, "bundle": str(source.bundle.root) if source.bundle else None,
+        "source": {"description": source.description, "bundle": str(source.bundle.root),
                    "checkpoint": str(checkpoint) if checkpoint else None, "random_weights": source.random_weights,
                    "synthetic_inputs": True, "notes": source.notes},
         "settings": {"backends": sorted({b for b, _ in pairs}), "precisions": sorted({p for _, p in pairs}),
