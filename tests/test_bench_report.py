@@ -97,3 +97,26 @@ def test_terminal_table_and_headline() -> None:
 def test_markdown_is_stable_text() -> None:
     md = markdown(make_result())
     assert md.startswith("# dsedge bench") and md.endswith("\n")
+
+
+def test_headline_names_the_fastest_artifact_within_the_agreement_target() -> None:
+    result = make_result()
+    result["agreement_target"] = 0.995
+    result["fastest_agreeing"] = {"1": {"label": "openvino fp32", "p50_ms": 24.0, "speedup": 2.5,
+                                        "top1_agreement": 1.0}}
+    lines = headline(result)
+    assert any(line.startswith("batch 1: fastest at >= 99.5% top-1 agreement is openvino fp32") and "2.50x" in line
+               for line in lines)
+
+
+def test_fastest_agreeing_filters_rows_by_measured_agreement() -> None:
+    from dsedge.bench.run import _fastest
+
+    def row(backend: str, precision: str, p50: float, agree: float | None) -> dict:
+        acc = {"agreement": {"top1_agreement": agree}} if agree is not None else None
+        return {"status": "ok", "backend": backend, "precision": precision, "batch_size": 1, "speedup": 1.0,
+                "latency": {"host": {"p50_ms": p50}}, "accuracy": acc}
+
+    rows = [row("openvino", "bf16", 10.0, 0.97), row("openvino", "fp32", 20.0, 1.0), row("onnxruntime", "fp32", 15.0, None)]
+    assert _fastest(rows)["1"]["label"] == "openvino bf16"
+    assert _fastest(rows, 0.995)["1"]["label"] == "openvino fp32"

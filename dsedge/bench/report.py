@@ -171,6 +171,11 @@ def headline(result: dict[str, Any]) -> list[str]:
         extra = f", top-1 agreement {100 * agree:.1f}%" if agree is not None else ""
         lines.append(f"batch {bs}: fastest dsedge artifact is {best['label']} at p50 {best['p50_ms']:.2f} ms "
                      f"({best['speedup']:.2f}x PyTorch eager FP32{extra})")
+    target = result.get("agreement_target")
+    for bs, best in sorted(result.get("fastest_agreeing", {}).items(), key=lambda kv: int(kv[0])):
+        lines.append(f"batch {bs}: fastest at >= {100 * target:.1f}% top-1 agreement is {best['label']} "
+                     f"at p50 {best['p50_ms']:.2f} ms ({best['speedup']:.2f}x PyTorch eager FP32, "
+                     f"agreement {100 * best['top1_agreement']:.1f}%)")
     return lines
 
 

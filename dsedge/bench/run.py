@@ -243,16 +243,26 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _fastest(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per batch size: the fastest dsedge artifact row (ONNX Runtime, OpenVINO, TensorRT)."""
+#: Top-1 agreement with the FP32 reference an artifact needs to count as a drop-in replacement.
+AGREEMENT_TARGET = 0.995
+
+
+def _fastest(rows: list[dict[str, Any]], min_agreement: float | None = None) -> dict[str, Any]:
+    """Per batch size: the fastest dsedge artifact row (ONNX Runtime, OpenVINO, TensorRT).
+
+    With `min_agreement`, only rows whose measured top-1 agreement with the FP32
+    reference reaches it count (rows without accuracy data are left out).
+    """
     best: dict[str, Any] = {}
     for r in rows:
         if r["status"] != "ok" or r["backend"] not in ARTIFACT_BACKENDS or r.get("speedup") is None:
             continue
+        agree = ((r.get("accuracy") or {}).get("agreement") or {}).get("top1_agreement")
+        if min_agreement is not None and (agree is None or agree < min_agreement):
+            continue
         key = str(r["batch_size"])
         p50 = r["latency"]["host"]["p50_ms"]
         if key not in best or p50 < best[key]["p50_ms"]:
-            agree = ((r.get("accuracy") or {}).get("agreement") or {}).get("top1_agreement")
             best[key] = {"label": f"{r['backend']} {r['precision']}", "p50_ms": p50, "speedup": r["speedup"],
                          "top1_agreement": agree}
     return best
@@ -352,6 +362,8 @@ def run_bench(
         "rows": rows,
     }
     result["fastest"] = _fastest(rows)
+    result["fastest_agreeing"] = _fastest(rows, AGREEMENT_TARGET)
+    result["agreement_target"] = AGREEMENT_TARGET
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     files = write_report(result, out)
     print_table(result, console)
