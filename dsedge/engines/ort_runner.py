@@ -47,6 +47,7 @@ class OrtRunner(Runner):
         providers: str | list[str] = "auto",
         threads: int | None = None,
         output: str | None = None,
+        allow_spinning: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -59,6 +60,11 @@ class OrtRunner(Runner):
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if not allow_spinning:
+            # Idle intra-op threads busy-wait for the next run by default. Benchmarks that
+            # interleave several sessions in one process (A, B, A, B, ...) must turn that off,
+            # or the idle session's spinning threads steal the cores from the running one.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._providers = best_providers(providers)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=self._providers)

@@ -1,0 +1,42 @@
+"""ONNX Runtime runner (torch-free): outputs, options and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from tiny_bundle import BIAS, WEIGHT, tiny_model
+
+from dsedge.engines.ort_runner import OrtRunner, best_providers
+from dsedge.errors import EngineError
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_model(crop=8), str(path))
+    return path
+
+
+def test_logits_match_numpy_and_options_do_not_change_results(model_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    expected = x.mean(axis=(2, 3)) @ WEIGHT.T + BIAS
+    with OrtRunner(model_path) as default, OrtRunner(model_path, threads=1, allow_spinning=False) as quiet:
+        assert np.allclose(default.infer(x), expected, atol=1e-5)
+        assert np.array_equal(default.infer(x), quiet.infer(x))
+        assert default.info.backend == "onnxruntime" and default.info.extra["provider"] == "CPUExecutionProvider"
+
+
+def test_bad_inputs(model_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="not found"):
+        OrtRunner(tmp_path / "absent.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    with pytest.raises(EngineError, match="cannot load"):
+        OrtRunner(broken)
+    with pytest.raises(EngineError, match="not available"):
+        best_providers("NoSuchExecutionProvider")
+    with OrtRunner(model_path) as runner, pytest.raises(ValueError, match="N x 3"):
+        runner.infer(np.zeros((3, 8, 8), np.float32))
