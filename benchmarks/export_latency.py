@@ -13,9 +13,7 @@ The FP16 artifact is timed too for reference (ORT CPU runs it mostly in FP32).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,14 +26,10 @@ from dsedge.runtime.bundle import load_bundle
 
 
 def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
+    """CPU model for the results table (same source as `dsedge doctor`)."""
+    from dsedge.doctor import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def _session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,14 +34,10 @@ import numpy as np
 
 
 def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """CPU model for the results table (same source as `dsedge doctor`)."""
+    from dsedge.doctor import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def accuracy_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:

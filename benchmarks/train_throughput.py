@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import time
 from typing import Any
 
@@ -32,14 +30,10 @@ import torch
 
 
 def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    """CPU model for the results table (same source as `dsedge doctor`)."""
+    from dsedge.doctor import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def make_variant(name: str, model_name: str, device: torch.device, amp: str, channels_last: bool,

@@ -30,13 +30,9 @@ _PACKAGES = ("dsedge", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openv
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from dsedge.doctor import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def _gpu() -> dict[str, Any] | None:
