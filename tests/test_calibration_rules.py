@@ -112,27 +112,28 @@ def test_int32_bias_fails(calibrated: tuple[Path, Path], tmp_path: Path) -> None
     assert "no-int32-bias" in _rules(check_qdq_rules(model))
 
 
-def test_uint8_activations_fail(calibrated: tuple[Path, Path], tmp_path: Path) -> None:
+def _quantize_raw(calibrated: tuple[Path, Path], out: Path, *, per_channel: bool, activation: str,
+                  extra_options: dict) -> Path:
+    """ORT's quantize_static with settings TensorRT rejects (our own wrapper would not produce them)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model_path, ranges = calibrated
-    out = tmp_path / "u8.onnx"
-    quantize_static(str(model_path), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, extra_options={"QuantizeBias": False},
+    quantize_static(str(model_path), str(out), None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, extra_options=extra_options,
                     calibration_cache_path=str(ranges))
+    return out
+
+
+def test_uint8_activations_fail(calibrated: tuple[Path, Path], tmp_path: Path) -> None:
+    out = _quantize_raw(calibrated, tmp_path / "u8.onnx", per_channel=True, activation="QUInt8",
+                        extra_options={"QuantizeBias": False})
     assert "int8-types" in _rules(check_qdq_rules(out))
 
 
 def test_per_tensor_weights_fail(calibrated: tuple[Path, Path], tmp_path: Path) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    model_path, ranges = calibrated
-    out = tmp_path / "pt.onnx"
-    quantize_static(str(model_path), str(out), None, quant_format=QuantFormat.QDQ, per_channel=False,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, extra_options=EXTRA_OPTIONS,
-                    calibration_cache_path=str(ranges))
+    out = _quantize_raw(calibrated, tmp_path / "pt.onnx", per_channel=False, activation="QInt8",
+                        extra_options=EXTRA_OPTIONS)
     violations = check_qdq_rules(out)
     assert _rules(violations) == {"per-channel-weights"}
     assert {v.node for v in violations} == {"conv1", "dw"}

@@ -15,7 +15,6 @@ fall back to node names. Torch-free.
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +25,9 @@ import numpy as np
 import onnx
 
 from dsedge.errors import CalibrationError
+from dsedge.export.simam_function import SCOPES_KEY, metadata_list
 from dsedge.utils.io import atomic_write_json, atomic_write_text
 
-SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 MODULE_KEY = "dsedge.module"
 STEM_MODULES = {"conv1", "bn1", "relu", "maxpool", "stem"}
 HEAD_MODULES = {"avgpool", "fc", "flatten", "head", "classifier", ""}
@@ -46,16 +45,10 @@ def node_module(node: onnx.NodeProto) -> str | None:
     props = {p.key: p.value for p in node.metadata_props}
     if MODULE_KEY in props:
         return props[MODULE_KEY]
-    for prop in node.metadata_props:
-        if prop.key == SCOPE_KEY:
-            try:
-                scopes = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return None
-            if isinstance(scopes, list) and len(scopes) >= 2:
-                return str(scopes[-2])
-            return ""
-    return None
+    scopes = metadata_list(node, SCOPES_KEY)
+    if scopes is None:
+        return None
+    return scopes[-2] if len(scopes) >= 2 else ""  # "" = a top-level node of the model
 
 
 def node_stage(node: onnx.NodeProto) -> str:

@@ -59,7 +59,8 @@ class OutlineReport:
     scopes: list[str] = field(default_factory=list)
 
 
-def _meta(node: onnx.NodeProto, key: str) -> list[str] | None:
+def metadata_list(node: onnx.NodeProto, key: str) -> list[str] | None:
+    """A list-valued node metadata entry (the exporter writes them as Python literals), or None."""
     for prop in node.metadata_props:
         if prop.key == key:
             try:
@@ -72,7 +73,7 @@ def _meta(node: onnx.NodeProto, key: str) -> list[str] | None:
 
 def simam_scope(node: onnx.NodeProto, simam_class: str = SIMAM_CLASS) -> str | None:
     """Name of the SimAM module (e.g. `layer1.0.simam1`) a node was exported from, if any."""
-    scopes, classes = _meta(node, SCOPES_KEY), _meta(node, CLASSES_KEY)
+    scopes, classes = metadata_list(node, SCOPES_KEY), metadata_list(node, CLASSES_KEY)
     if not scopes or not classes or len(scopes) != len(classes):
         return None
     for scope, cls in zip(scopes, classes, strict=True):
