@@ -62,3 +62,13 @@ def test_batch_helper_and_non_rgb_inputs(tmp_path: Path) -> None:
     batch = preprocess_files([tmp_path / "a.png", tmp_path / "b.png"], cfg.to_dict())
     assert batch.shape == (2, 3, 32, 32) and batch.dtype == np.float32
     _check([tmp_path / "a.png", tmp_path / "b.png"], cfg)
+
+
+def test_thin_in_memory_image_is_refused_before_resizing() -> None:
+    """Issue 14.6: the shorter side was scaled without an aspect cap (3.4 GB for 1x12000)."""
+    from PIL import Image
+
+    from dsedge.errors import DataError
+
+    with pytest.raises(DataError, match="aspect ratio"):
+        preprocess_image(Image.new("RGB", (12000, 1)), PreprocessConfig().to_dict())

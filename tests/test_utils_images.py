@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dsedge.errors import DataError
-from dsedge.utils.images import load_rgb
+from dsedge.utils.images import check_geometry, load_image, load_rgb
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,47 @@ def test_garbage_and_missing_files(tmp_path: Path) -> None:
         load_rgb(path)
     with pytest.raises(DataError, match="not found"):
         load_rgb(tmp_path / "absent.jpg")
+
+
+def test_thin_image_is_refused_before_decoding(tmp_path: Path) -> None:
+    """A 134-byte 1x12000 PNG made preprocessing allocate 3.4 GB; it must fail fast and clearly."""
+    path = tmp_path / "thin.png"
+    Image.new("RGB", (1, 12000), (90, 60, 40)).save(path, optimize=True)
+    assert path.stat().st_size < 1000
+    with pytest.raises(DataError, match=r"thin.png.*1x12000.*aspect ratio 12000"):
+        load_rgb(path)
+    with pytest.raises(DataError, match="aspect ratio"):
+        check_geometry(60000, 1, "wide.png")
+
+
+def test_ordinary_aspect_ratios_pass(tmp_path: Path) -> None:
+    check_geometry(6688, 4459, "isic.jpg")  # the widest ISIC 2017 original (1.5:1)
+    check_geometry(1920, 1080, "16x9.jpg")
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (100, 10), (1, 2, 3)).save(path)  # 10:1 is the limit, still loadable
+    assert load_rgb(path).size == (100, 10)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    arr = np.zeros((10, 20, 3), dtype=np.uint8)
+    arr[:, :10] = 255  # left half white
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(arr).save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.image.size == (10, 20) and loaded.exif_transposed
+    top = np.asarray(loaded.image)[:5].mean()
+    assert top > 200  # the white half is now on top
+
+
+def test_icc_profile_is_converted_to_srgb(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.createProfile("sRGB")
+    path = tmp_path / "icc.png"
+    img = Image.new("RGB", (8, 8), (120, 80, 60))
+    img.save(path, icc_profile=ImageCms.ImageCmsProfile(srgb).tobytes())
+    loaded = load_image(path)
+    assert loaded.icc_converted  # sRGB -> sRGB: converted, values kept
+    assert np.abs(np.asarray(loaded.image).astype(int) - [120, 80, 60]).max() <= 2

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dsedge.utils.images import load_rgb
+from dsedge.utils.images import check_geometry, load_rgb
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -37,7 +37,8 @@ def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, 
 
 
 def preprocess_image(image: Image.Image, cfg: dict[str, Any]) -> np.ndarray:
-    """One RGB PIL image -> float32 array 3 x crop x crop."""
+    """One RGB PIL image -> float32 array 3 x crop x crop (`DataError` for a 1x12000-like image)."""
+    check_geometry(*image.size, getattr(image, "filename", "") or "image")
     resize, crop = int(cfg["resize"]), int(cfg["crop"])
     w, h = resized_size(*image.size, resize)
     img = image.resize((w, h), _RESAMPLE[cfg.get("interpolation", "bilinear")])
