@@ -22,8 +22,16 @@ import json, sys
 import dsedge.runtime
 from dsedge.runtime import Predictor, load_bundle, predict, preprocess_files
 import dsedge.engines.trt_runner, dsedge.engines.trt_build, dsedge.engines.ort_runner, dsedge.doctor
+import dsedge.engines.openvino_runner, dsedge.runtime.backends, dsedge.runtime.quality
+import dsedge.runtime.decision, dsedge.runtime.heatmap, dsedge.runtime.results
 with Predictor(sys.argv[1]) as p:
     results = p.predict([sys.argv[2]])
+try:
+    import openvino  # noqa: F401 - the OpenVINO backend, when installed, must stay torch-free too
+    with Predictor(sys.argv[1], backend="openvino") as ov:
+        ov.predict([sys.argv[2]])
+except ImportError:
+    pass
 dsedge.doctor.doctor()
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
 print(json.dumps({"heavy": heavy, "top": results[0]["top_class"], "backend": p.info.backend}))
@@ -33,7 +41,7 @@ print(json.dumps({"heavy": heavy, "top": results[0]["top_class"], "backend": p.i
 def test_runtime_does_not_import_torch(tmp_path: Path) -> None:
     bundle = make_tiny_bundle(tmp_path / "bundle")
     img = tmp_path / "x.png"
-    Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(img)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 200, 3), dtype=np.uint8)).save(img)
     out = subprocess.run([sys.executable, "-c", CHILD, str(bundle), str(img)],
                          capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""`dsedge predict BUNDLE IMAGE...`: class probabilities per image with the best runner available."""
+"""`dsedge predict BUNDLE INPUT...`: a decision per image (refer / benign class / cannot assess)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,67 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dsedge.cli.app import app, console
+from dsedge.cli.app import app, console, err_console
 
 
 @app.command("predict")
 def predict_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (from `dsedge export`)."),
-    images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, ...)."),
-    backend: str = typer.Option("auto", "--backend", "-b", help="auto | tensorrt | onnxruntime."),
-    precision: str = typer.Option(None, "--precision", "-p", help="fp32 | fp16 | int8 (default: best available)."),
+    inputs: list[str] = typer.Argument(..., help="Image files, folders of images, or globs ('scans/*.jpg')."),
+    backend: str = typer.Option("auto", "--backend", "-b", help="auto | tensorrt | onnxruntime | openvino."),
+    precision: str = typer.Option(None, "--precision", "-p",
+                                  help="fp32 | fp16 | bf16 | int8 (default: best available)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per inference call."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
+    heatmaps: Path | None = typer.Option(None, "--heatmaps",
+                                         help="Write class-activation overlays here (bundle exported with --cam)."),
+    no_quality: bool = typer.Option(False, "--no-quality-checks", help="Skip the input-quality checks."),
 ) -> None:
-    """Classify images: probability of every class and the top class (TensorRT if built here, else ONNX Runtime)."""
+    """Classify images: decision, melanoma risk and calibrated probabilities; exit 1 if any file failed."""
     from dsedge.runtime.predict import Predictor
+    from dsedge.runtime.results import expand_inputs, results_csv
+    from dsedge.utils.io import atomic_write_text
 
-    with Predictor(bundle, backend=backend, precision=precision) as predictor:
-        results = predictor.predict(images, batch_size=batch_size)
-        info = predictor.info
-        reason = predictor.fallback_reason
+    paths = expand_inputs(inputs)
+    with Predictor(bundle, backend=backend, precision=precision, quality_checks=not no_quality) as predictor:
+        results = predictor.predict(paths, batch_size=batch_size, heatmaps=heatmaps)
+        info, reason, classes = predictor.info, predictor.fallback_reason, predictor.classes
+        policy = predictor.policy
+    if csv_out is not None:
+        atomic_write_text(csv_out, results_csv(results, classes))
     if json_out:
-        print(json.dumps({"runner": info.to_dict(), "fallback_reason": reason, "results": results}, indent=2))
-        return
-    classes = list(results[0]["probabilities"]) if results else []
+        print(json.dumps({"runner": info.to_dict(), "fallback_reason": reason, "policy": policy.to_dict(),
+                          "results": results}, indent=2))
+    else:
+        _print_table(bundle, info, classes, results, policy.fitted)
+        if reason and backend == "auto":
+            console.print(f"[dim]TensorRT not used: {escape(reason)}[/]", highlight=False)
+    failed = [r for r in results if r.get("error")]
+    for r in failed:
+        err_console.print(f"[bold red]error:[/] {escape(r['error'])}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_table(bundle: Path, info, classes: list[str], results: list[dict], fitted: bool) -> None:  # noqa: ANN001
     table = Table(title=f"{bundle}  ({info.backend} {info.precision}, {info.device})")
     table.add_column("image", overflow="fold")
+    table.add_column("decision", style="bold")
+    table.add_column("melanoma risk", justify="right")
     for c in classes:
         table.add_column(c, justify="right")
-    table.add_column("top class", style="bold")
+    table.add_column("notes", overflow="fold")
     for r in results:
-        probs = [f"{r['probabilities'][c]:.3f}" for c in classes]
-        table.add_row(Path(r["image"]).name, *probs, f"{r['top_class']} ({r['top_probability']:.2f})")
+        probs = r.get("probabilities") or {}
+        risk = r.get("melanoma_risk")
+        notes = r.get("error") or ", ".join(r.get("reasons") or []) or ("uncertain" if r.get("uncertain") else "")
+        table.add_row(Path(r["image"]).name, r["decision"], "" if risk is None else f"{risk:.3f}",
+                      *[f"{probs[c]:.3f}" if c in probs else "" for c in classes], escape(notes))
     console.print(table)
-    if reason and backend == "auto":
-        console.print(f"[dim]TensorRT not used: {reason}[/]", highlight=False)
+    if not fitted:
+        console.print("[yellow]this bundle has no fitted risk calibration: probabilities are raw softmax and "
+                      "'refer' means MEL is the top class (run `dsedge risk BUNDLE --data DIR`)[/]", highlight=False)

@@ -4,7 +4,8 @@ Artifacts are listed in `manifest["artifacts"]`, keyed by file name::
 
     "model.fp16.onnx": {"kind": "onnx", "precision": "fp16", "sha256": "...", "bytes": 123, ...}
 
-`kind` is one of "onnx", "tensorrt", "calibration-cache"; ONNX entries carry
+`kind` is one of "onnx", "tensorrt", "calibration-cache", "onnx-inline", "report" (PNGs of
+`dsedge risk`) and "model-card" (MODEL_CARD.md); ONNX entries carry
 `"simam": "function" | "inline"`, TensorRT entries their TensorRT version, GPU
 and profile. `load_bundle` verifies every hash before anything is used, so a
 tampered or truncated file is refused rather than silently run.
@@ -23,7 +24,7 @@ from dsedge.utils.io import atomic_write_json, sha256_file
 MANIFEST_NAME = "dsedge.json"
 FORMAT = "dsedge-bundle"
 FORMAT_VERSION = 1
-KINDS = ("onnx", "tensorrt", "calibration-cache", "onnx-inline")
+KINDS = ("onnx", "tensorrt", "calibration-cache", "onnx-inline", "report", "model-card")
 
 
 def new_manifest(
@@ -63,6 +64,11 @@ class Bundle:
     @property
     def artifacts(self) -> dict[str, dict[str, Any]]:
         return self.manifest.get("artifacts", {})
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of `dsedge.json`: names this exact bundle (it holds every artifact's sha256)."""
+        return sha256_file(self.root / MANIFEST_NAME)
 
     def path(self, filename: str) -> Path:
         return self.root / filename

@@ -1,39 +1,52 @@
 """Classify images with a bundle: the one entry point a device application needs (torch-free).
 
-`Predictor` loads and verifies a bundle (every artifact's sha256), picks the
-best runner available on this machine — a TensorRT engine built for this
-TensorRT version and GPU when `tensorrt` and `cuda-python` import, else ONNX
-Runtime with its best execution provider — preprocesses images with the
-NumPy/Pillow twin of the training-eval transform, and returns class
-probabilities with the manifest's class names. Why TensorRT was not used (no
-package, no engine, an engine for another GPU) is kept in `fallback_reason`.
+`Predictor` loads and verifies a bundle (every artifact's sha256), picks the engine
+(`dsedge.runtime.backends`: TensorRT built for this GPU, else ONNX Runtime; OpenVINO on request)
+and turns each image into one result a device UI can act on:
+
+1. input quality first (`dsedge.runtime.quality`): size and aspect ratio from the file header
+   (a 1x12000 PNG is never decoded), then brightness, contrast and blur on the pixels; EXIF
+   orientation and ICC profiles are applied by loading. A failed check gives
+   `decision: "cannot assess"` and the model is not run on that image.
+2. the engine on a batch of the images that passed; logits -> calibrated probabilities,
+   melanoma risk, decision ("refer" / benign class) and `uncertain` (`dsedge.runtime.decision`).
+3. an optional class-activation-map overlay of the top class, from the engine's own `cam` output.
+
+One bad file (missing, corrupt) yields an entry with `error` for that file; the batch goes on.
+Every result names the model, its version and the bundle's sha256 (of `dsedge.json`, which
+holds the sha256 of every artifact).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from dsedge.engines.base import Runner, RunnerInfo, softmax
-from dsedge.errors import BundleError, DsedgeError, EngineError
+from dsedge.errors import BundleError, DataError
+from dsedge.runtime.backends import BACKENDS, PRECISIONS, all_outputs, select_runner
 from dsedge.runtime.bundle import Bundle, load_bundle
-from dsedge.runtime.preprocess import preprocess_files, preprocess_image
+from dsedge.runtime.decision import DecisionPolicy, cannot_assess
+from dsedge.runtime.heatmap import CAM_OUTPUT, write_overlay
+from dsedge.runtime.preprocess import preprocess_image
+from dsedge.runtime.quality import QualityReport, QualityThresholds, assess, assess_size
+from dsedge.utils.images import LoadedImage, load_image
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
-# Preference when no precision is asked for: TensorRT engines are built for speed (fp16 first);
-# ONNX Runtime on a CPU computes FP16 in FP32 anyway, so the FP32 model is its best choice.
-TRT_ORDER = ("fp16", "int8", "fp32")
-ORT_ORDER = ("fp32", "fp16", "int8")
+__all__ = ["BACKENDS", "PRECISIONS", "Predictor", "predict"]
 
 
-def _check_choice(value: str | None, allowed: Sequence[str], what: str) -> None:
-    if value is not None and value not in allowed:
-        raise DsedgeError(f"unknown {what} {value!r}", f"use one of: {', '.join(allowed)}")
+@dataclass
+class _Item:
+    """One image on its way through the predictor."""
+
+    name: str
+    result: dict[str, Any]
+    image: Image.Image | None = None
+    tensor: np.ndarray | None = None
 
 
 class Predictor:
@@ -49,117 +62,138 @@ class Predictor:
         providers: str | list[str] = "auto",
         threads: int | None = None,
         cuda_graph: bool = False,
+        quality_checks: bool = True,
     ) -> None:
-        _check_choice(backend, BACKENDS, "backend")
-        _check_choice(precision, PRECISIONS, "precision")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=True)
         self.classes = self.bundle.classes
         self.preprocessing = self.bundle.preprocessing
-        self.fallback_reason: str | None = None
-        # the logits output, by name: a bundle exported with `--probs` has a second (softmax) output
+        self.policy = DecisionPolicy.from_manifest(self.bundle.manifest)
+        clinical = self.bundle.manifest.get("clinical") or {}
+        self.thresholds = QualityThresholds.from_dict(clinical.get("quality"))
+        self.quality_checks = quality_checks
         outputs = self.bundle.manifest.get("outputs") or [{}]
         self.output_name: str | None = outputs[0].get("name")
-        self.runner: Runner = self._select(backend, precision, device, providers, threads, cuda_graph)
+        self.has_cam = any(o.get("name") == CAM_OUTPUT for o in outputs)
+        self.runner, self.fallback_reason = select_runner(
+            self.bundle, backend, precision, device=device, providers=providers, threads=threads,
+            cuda_graph=cuda_graph, output=self.output_name)
+        self.identity = self._identity()
 
-    # -- runner choice -------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        model = self.bundle.manifest.get("model", {})
+        version = model.get("version") or (
+            f"sha256:{model['checkpoint_sha256'][:12]}" if model.get("checkpoint_sha256") else "random-init")
+        return {"model": model.get("name"), "model_version": version, "bundle_sha256": self.bundle.sha256}
 
-    def _select(
-        self, backend: str, precision: str | None, device: int, providers: Any, threads: int | None, graph: bool
-    ) -> Runner:
-        if backend in ("auto", "tensorrt"):
-            try:
-                return self._tensorrt(precision, device, graph)
-            except DsedgeError as e:
-                if backend == "tensorrt":
-                    raise
-                self.fallback_reason = e.message
-        return self._onnxruntime(precision, providers, threads)
-
-    def _tensorrt(self, precision: str | None, device: int, graph: bool) -> Runner:
-        if not self.bundle.find("tensorrt", precision):
-            raise BundleError(
-                f"bundle {self.bundle.root} has no TensorRT engine"
-                + (f" for {precision}" if precision else ""),
-                "run `dsedge build BUNDLE --precision ...` on this device",
-            )
-        from dsedge.engines.trt_runner import (
-            TrtRunner,  # imports tensorrt lazily, raises if missing
-        )
-
-        order = [precision] if precision else [p for p in TRT_ORDER if self.bundle.find("tensorrt", p)]
-        errors = []
-        for p in order:
-            try:
-                return TrtRunner.from_bundle(self.bundle, p, device=device, cuda_graph=graph, output=self.output_name)
-            except EngineError as e:
-                errors.append(e)
-        if len(errors) == 1:
-            raise errors[0]
-        raise EngineError("; ".join(e.message for e in errors), errors[0].hint)
-
-    def _onnxruntime(self, precision: str | None, providers: Any, threads: int | None) -> Runner:
-        from dsedge.engines.ort_runner import OrtRunner
-
-        if precision is None:
-            precision = next((p for p in ORT_ORDER if self.bundle.find("onnx", p)), "fp32")
-        names = self.bundle.find("onnx", precision)
-        if not names:
-            self.bundle.require("onnx", precision)  # raises a BundleError that lists what the bundle has
-        canonical = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}[precision]
-        path = self.bundle.path(canonical if canonical in names else names[0])
-        return OrtRunner(path, precision, providers=providers, threads=threads, output=self.output_name)
+    @property
+    def info(self):  # noqa: ANN201 - RunnerInfo
+        return self.runner.info
 
     # -- inference -----------------------------------------------------------------------------
 
-    @property
-    def info(self) -> RunnerInfo:
-        return self.runner.info
-
-    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed N x 3 x H x W float32 -> N x classes probabilities."""
-        logits = self.runner.infer(batch)
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Preprocessed N x 3 x H x W float32 -> every engine output ("logits", "cam" if exported)."""
+        outs = all_outputs(self.runner, batch, self.output_name)
+        logits = outs["logits"]
         if logits.ndim != 2 or logits.shape[1] != len(self.classes):
             raise BundleError(
                 f"the model returns shape {tuple(logits.shape)} but the manifest lists "
                 f"{len(self.classes)} classes ({', '.join(self.classes)})",
                 "re-export the bundle",
             )
-        return softmax(logits)
+        return outs
 
-    def _results(self, names: Sequence[str], probs: np.ndarray) -> list[dict[str, Any]]:
-        out = []
-        for name, p in zip(names, probs, strict=True):
-            top = int(np.argmax(p))
-            out.append(
-                {
-                    "image": name,
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed batch -> N x classes calibrated probabilities."""
+        return self.policy.probabilities(self.infer(batch)["logits"]).astype(np.float32)
+
+    def _prepare(self, name: str, loaded: LoadedImage | None, error: str | None = None) -> _Item:
+        base = {"image": name, **self.identity}
+        if error is not None:
+            return _Item(name, {**base, "error": error, "quality": None, **cannot_assess(["error"])})
+        assert loaded is not None
+        report = assess(loaded.image, self.thresholds) if self.quality_checks else QualityReport({})
+        if loaded.exif_transposed:
+            report.notes.append("exif orientation applied")
+        if loaded.icc_converted:
+            report.notes.append("icc profile converted to sRGB")
+        item = _Item(name, {**base, "error": None, "quality": report.to_dict()}, loaded.image)
+        if not report.ok:
+            item.result.update(cannot_assess(report.flags))
+            return item
+        try:
+            item.tensor = preprocess_image(loaded.image, self.preprocessing)
+        except DataError as e:
+            item.result.update(error=e.message, **cannot_assess(["error"]))
+        return item
+
+    def _load(self, path: Path) -> _Item:
+        """Header geometry first (no decode of a too-small or too-thin file), then the pixels."""
+        if self.quality_checks:
+            try:
+                with Image.open(path) as img:
+                    size = img.size
+            except Exception:  # noqa: BLE001 - load_image below names the real problem
+                size = None
+            if size is not None:
+                report = assess_size(*size, self.thresholds)
+                if not report.ok:
+                    base = {"image": str(path), **self.identity, "error": None, "quality": report.to_dict()}
+                    return _Item(str(path), {**base, **cannot_assess(report.flags)})
+        try:
+            return self._prepare(str(path), load_image(path))
+        except DataError as e:
+            return self._prepare(str(path), None, error=e.message)
+
+    def _run(self, items: list[_Item], heatmaps: Path | None) -> list[dict[str, Any]]:
+        ready = [it for it in items if it.tensor is not None]
+        if ready:
+            outs = self.infer(np.stack([it.tensor for it in ready]))
+            probs = self.policy.probabilities(outs["logits"])
+            cams = outs.get(CAM_OUTPUT)
+            for i, (it, p) in enumerate(zip(ready, probs, strict=True)):
+                top = int(np.argmax(p))
+                it.result.update({
                     "probabilities": {c: float(v) for c, v in zip(self.classes, p, strict=True)},
                     "top_class": self.classes[top],
                     "top_probability": float(p[top]),
-                }
-            )
-        return out
+                    "reasons": [],
+                    **self.policy.decide(p),
+                })
+                if heatmaps is not None and cams is not None and it.image is not None:
+                    target = heatmaps / f"{Path(it.name).stem}.{self.classes[top]}.cam.png"
+                    it.result["heatmap"] = str(write_overlay(target, it.image, cams[i][top], self.preprocessing))
+        for it in items:
+            it.result.setdefault("probabilities", None)
+            it.result.setdefault("top_class", None)
+            it.result.setdefault("top_probability", None)
+            it.image = it.tensor = None
+        return [it.result for it in items]
 
-    def predict(self, paths: Sequence[str | Path], batch_size: int | None = None) -> list[dict[str, Any]]:
-        """Classify image files: [{"image", "probabilities": {class: p}, "top_class", "top_probability"}]."""
-        paths = [Path(p) for p in paths]
-        if not paths:
-            return []
+    def predict(self, paths: Sequence[str | Path], batch_size: int | None = None,
+                heatmaps: str | Path | None = None) -> list[dict[str, Any]]:
+        """Classify image files: one result per path, in order (see the module docstring)."""
+        self._check_heatmaps(heatmaps)
         size = batch_size or min(self.runner.max_batch or 16, 16)
+        out_dir = Path(heatmaps) if heatmaps is not None else None
         results: list[dict[str, Any]] = []
+        paths = [Path(p) for p in paths]
         for i in range(0, len(paths), size):
-            chunk = paths[i : i + size]
-            probs = self.predict_batch(preprocess_files(chunk, self.preprocessing))
-            results += self._results([str(p) for p in chunk], probs)
+            results += self._run([self._load(p) for p in paths[i:i + size]], out_dir)
         return results
 
-    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Classify in-memory RGB PIL images (camera frames) instead of files."""
-        if not images:
-            return []
-        batch = np.stack([preprocess_image(img.convert("RGB"), self.preprocessing) for img in images])
+    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None,
+                       heatmaps: str | Path | None = None) -> list[dict[str, Any]]:
+        """Classify in-memory PIL images (camera frames) instead of files."""
+        self._check_heatmaps(heatmaps)
         labels = list(names) if names else [f"image{i}" for i in range(len(images))]
-        return self._results(labels, self.predict_batch(batch))
+        items = [self._prepare(n, LoadedImage(img.convert("RGB"), img.size)) for n, img in zip(labels, images, strict=True)]
+        return self._run(items, Path(heatmaps) if heatmaps is not None else None) if items else []
+
+    def _check_heatmaps(self, heatmaps: str | Path | None) -> None:
+        if heatmaps is not None and not self.has_cam:
+            raise BundleError(f"bundle {self.bundle.root} has no `cam` output, so it cannot draw heat-maps",
+                              "re-export with `dsedge export ... --cam`")
 
     def close(self) -> None:
         self.runner.close()
@@ -178,7 +212,8 @@ def predict(
     backend: str = "auto",
     precision: str | None = None,
     batch_size: int | None = None,
+    quality_checks: bool = True,
 ) -> list[dict[str, Any]]:
     """One-shot convenience: load the bundle, classify `images`, release the runner."""
-    with Predictor(bundle, backend=backend, precision=precision) as p:
+    with Predictor(bundle, backend=backend, precision=precision, quality_checks=quality_checks) as p:
         return p.predict(images, batch_size=batch_size)

@@ -1,0 +1,66 @@
+"""Reliability diagram (calibration before/after temperature scaling) and ROC curves with the
+operating point marked. matplotlib on Agg; PNGs written atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from dsedge.utils.io import atomic_path  # noqa: E402
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(curves: dict[str, tuple[list[dict[str, Any]], float]], path: str | Path, title: str = "") -> Path:
+    """`curves`: label -> (reliability bins, ECE). One line per label against the diagonal."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for (label, (bins, ece)), marker in zip(curves.items(), "os^v", strict=False):
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker=marker,
+                label=f"{label} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title(title or "reliability diagram")
+    return _save(fig, path)
+
+
+def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], path: str | Path,
+             point: tuple[str, float, float] | None = None, title: str = "") -> Path:
+    """One-vs-rest ROC per class; `point` = (class, sensitivity, specificity) is marked."""
+    labels = np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    for i, c in enumerate(classes):
+        positive = labels == i
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, probs[:, i])
+        ax.plot(fpr, tpr, label=c)
+    if point is not None:
+        name, sens, spec = point
+        ax.plot([1 - spec], [sens], "r*", ms=14, label=f"{name} operating point (sens {sens:.2f}, spec {spec:.2f})")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title or "ROC (one vs rest)")
+    return _save(fig, path)
