@@ -2,10 +2,28 @@
 
 TensorRT cannot be installed on our machines, so the builder and runner are
 checked against these fakes: they expose the documented API surface (names,
-signatures, return conventions such as cuda-python's `(err, value)` tuples)
-and record each call in `FakeEnv.calls`, so tests can assert the exact
-sequence. The 11.x fake has no `BuilderFlag.FP16/INT8` (removed in 11.0): any
-attempt to use them raises AttributeError, as the real module would.
+signatures, enum values, return conventions such as cuda-python's
+`(err, value)` tuples) and record each call in `FakeEnv.calls`, so tests can
+assert the exact sequence.
+
+Version-specific facts the fake mirrors (NVIDIA's Python API docs and headers):
+
+* `NetworkDefinitionCreationFlag`: on 10.x EXPLICIT_BATCH = 0 (deprecated) and
+  STRONGLY_TYPED = 1; on 11.x STRONGLY_TYPED = 0 (deprecated and ignored: every
+  network is strongly typed) and 1 is PREFER_JIT_PYTHON_PLUGINS.
+* `BuilderFlag` values are the C++ enum's; 11.x removed FP16/INT8/BF16/FP8/INT4/FP4
+  and the precision-constraint flags (AttributeError, as in the real module).
+  TF32 is on by default in a new builder config.
+* A strongly typed network refuses precision builder flags (the build fails).
+* `set_timing_cache` returns False for a cache made on another GPU or TensorRT
+  version (unless `ignore_mismatch`).
+* `deserialize_cuda_engine` returns None (and logs an error) for a plan from
+  another TensorRT version (any component, patch and build included) or another
+  compute capability; a version-compatible plan runs on the same or a newer
+  TensorRT of the same major, 10.x plans also on 11.x and 8.x plans on 10.x,
+  and only with `engine_host_code_allowed`.
+* The engine inspector reports per-layer precisions when the config asked for
+  `ProfilingVerbosity.DETAILED`.
 
 The fakes also *work*: the "parser" reads the real ONNX file (the tiny
 GAP -> Gemm test model), the "plan" is JSON with a magic header, "device
@@ -13,6 +31,8 @@ memory" is host memory addressed through ctypes, copies really move bytes,
 CUDA-graph capture defers work until launch, and `execute_async_v3` computes
 the tiny model from the bytes at the bound addresses. So data-flow mistakes
 (wrong address, wrong byte count, missing copy) show up as wrong numbers.
+Faults can be injected through `FakeEnv.capture_fault` ("enqueue", "end",
+"instantiate") and `FakeEnv.device_count`.
 """
 
 from __future__ import annotations
@@ -32,6 +52,20 @@ from onnx import numpy_helper
 PLAN_MAGIC = b"FAKEPLAN"
 CACHE_MAGIC = b"FAKECACHE"
 
+# cudaError_t values used below (CUDA runtime API)
+CUDA_SUCCESS, CUDA_ERROR_MEMORY_ALLOCATION, CUDA_ERROR_INVALID_DEVICE = 0, 2, 101
+CUDA_ERROR_CAPTURE_UNSUPPORTED, CUDA_ERROR_CAPTURE_INVALIDATED = 900, 901
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(version).split(".") if p.isdigit())
+
+
+def cache_info(data: bytes) -> dict[str, Any]:
+    """What a fake timing cache holds: {"gpu", "version", "entries"} (tests read files with it)."""
+    assert data.startswith(CACHE_MAGIC), data[:20]
+    return json.loads(data[len(CACHE_MAGIC):])
+
 
 @dataclass
 class FakeEnv:
@@ -40,9 +74,13 @@ class FakeEnv:
     trt_version: str
     gpu_name: str
     cc: tuple[int, int]
+    device_count: int = 1
+    current_device: int = 0
+    capture_fault: str | None = None  # "enqueue" | "end" | "instantiate"
     calls: list[tuple[str, Any]] = field(default_factory=list)
     memory: dict[int, Any] = field(default_factory=dict)  # address -> ctypes buffer
     capturing: dict[int, list] = field(default_factory=dict)  # stream id -> deferred ops
+    graphs: set[int] = field(default_factory=set)  # live cudaGraph_t / cudaGraphExec_t ids
     trt: types.ModuleType | None = None
     cudart: types.ModuleType | None = None
 
@@ -80,7 +118,9 @@ class _Props:
         self.totalGlobalMem = 80 << 30
 
 
-class _Stream:
+class _Handle:
+    """cuda-python returns typed handle objects (cudaStream_t, cudaGraph_t, ...) that convert with int()."""
+
     def __init__(self, ident: int) -> None:
         self.ident = ident
 
@@ -88,13 +128,21 @@ class _Stream:
         return self.ident
 
 
+class _Graph(_Handle):
+    def __init__(self, ident: int, ops: list) -> None:
+        super().__init__(ident)
+        self.ops = ops
+
+
 def make_cudart(env: FakeEnv) -> types.ModuleType:
     m = types.ModuleType("cuda.bindings.runtime")
-    ok = 0
 
     class cudaError_t(enum.IntEnum):  # noqa: N801 - cuda-python's names
-        cudaSuccess = 0
-        cudaErrorMemoryAllocation = 2
+        cudaSuccess = CUDA_SUCCESS
+        cudaErrorMemoryAllocation = CUDA_ERROR_MEMORY_ALLOCATION
+        cudaErrorInvalidDevice = CUDA_ERROR_INVALID_DEVICE
+        cudaErrorStreamCaptureUnsupported = CUDA_ERROR_CAPTURE_UNSUPPORTED
+        cudaErrorStreamCaptureInvalidated = CUDA_ERROR_CAPTURE_INVALIDATED
 
     class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
         cudaMemcpyHostToDevice = 1
@@ -119,18 +167,31 @@ def make_cudart(env: FakeEnv) -> types.ModuleType:
 
         setattr(m, name, wrapper)
 
-    fn("cudaGetDeviceCount", lambda: (ok, 1))
+    def set_device(d: int) -> tuple:
+        if not 0 <= int(d) < env.device_count:
+            return (cudaError_t.cudaErrorInvalidDevice,)
+        env.current_device = int(d)
+        return (ok,)
+
+    fn("cudaGetDeviceCount", lambda: (ok, env.device_count))
     fn("cudaGetDeviceProperties", lambda d: (ok, _Props(env)))
-    fn("cudaSetDevice", lambda d: (ok,))
+    fn("cudaSetDevice", set_device)
     fn("cudaRuntimeGetVersion", lambda: (ok, 12080))
     fn("cudaDriverGetVersion", lambda: (ok, 12080))
     fn("cudaMalloc", lambda n: (ok, env.alloc(n)))
     fn("cudaMallocHost", lambda n: (ok, env.alloc(n)))
     fn("cudaFree", lambda p: (ok,) if env.memory.pop(p, None) is not None else (cudaError_t(2),))
     fn("cudaFreeHost", lambda p: (ok,) if env.memory.pop(p, None) is not None else (cudaError_t(2),))
-    fn("cudaStreamCreate", lambda: (ok, _Stream(next(counter))))
+    fn("cudaStreamCreate", lambda: (ok, _Handle(next(counter))))
     fn("cudaStreamDestroy", lambda s: (ok,))
-    fn("cudaStreamSynchronize", lambda s: (ok,))
+
+    def synchronize(stream: Any) -> tuple:
+        if int(stream) in env.capturing:  # forbidden while capturing: it also invalidates the capture
+            env.capturing[int(stream)].append(None)
+            return (cudaError_t.cudaErrorStreamCaptureUnsupported,)
+        return (ok,)
+
+    fn("cudaStreamSynchronize", synchronize)
 
     def memcpy(dst: int, src: int, n: int, kind: Any, stream: Any) -> tuple:
         assert int(dst) in env.memory or int(src) in env.memory, "copy touches no allocation"
@@ -140,29 +201,106 @@ def make_cudart(env: FakeEnv) -> types.ModuleType:
     fn("cudaMemcpyAsync", memcpy)
 
     def begin(stream: Any, mode: Any) -> tuple:
+        assert int(stream) not in env.capturing, "capture begun twice on one stream"
         env.capturing[int(stream)] = []
         return (ok,)
 
     def end(stream: Any) -> tuple:
-        return (ok, env.capturing.pop(int(stream)))
+        ops = env.capturing.pop(int(stream))  # capture mode always ends, even on error
+        if env.capture_fault == "end" or None in ops:
+            return (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
+        graph = _Graph(next(counter), ops)
+        env.graphs.add(int(graph))
+        return (ok, graph)
 
     fn("cudaStreamBeginCapture", begin)
     fn("cudaStreamEndCapture", end)
-    fn("cudaGraphInstantiateWithFlags", lambda g, flags: (ok, list(g)))
 
-    def launch(graph_exec: list, stream: Any) -> tuple:
-        for op in graph_exec:
+    def instantiate(graph: _Graph, flags: int) -> tuple:
+        if env.capture_fault == "instantiate":
+            return (cudaError_t.cudaErrorStreamCaptureInvalidated, None)
+        exec_ = _Graph(next(counter), list(graph.ops))
+        env.graphs.add(int(exec_))
+        return (ok, exec_)
+
+    fn("cudaGraphInstantiateWithFlags", instantiate)
+
+    def launch(graph_exec: _Graph, stream: Any) -> tuple:
+        for op in graph_exec.ops:
             op()
         return (ok,)
 
+    def destroy(graph: _Graph) -> tuple:
+        env.graphs.discard(int(graph))
+        return (ok,)
+
     fn("cudaGraphLaunch", launch)
-    fn("cudaGraphExecDestroy", lambda g: (ok,))
-    fn("cudaGraphDestroy", lambda g: (ok,))
+    fn("cudaGraphExecDestroy", destroy)
+    fn("cudaGraphDestroy", destroy)
     return m
 
 
 # ---------------------------------------------------------------------------------------------
 # tensorrt
+
+#: BuilderFlag values of NvInfer.h (TensorRT 10.x); 11.x keeps the numbers and drops the precision flags.
+BUILDER_FLAGS = {
+    "FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6,
+    "SPARSE_WEIGHTS": 7, "SAFETY_SCOPE": 8, "OBEY_PRECISION_CONSTRAINTS": 9, "PREFER_PRECISION_CONSTRAINTS": 10,
+    "DIRECT_IO": 11, "REJECT_EMPTY_ALGORITHMS": 12, "VERSION_COMPATIBLE": 13, "EXCLUDE_LEAN_RUNTIME": 14,
+    "FP8": 15, "ERROR_ON_TIMING_CACHE_MISS": 16, "BF16": 17, "DISABLE_COMPILATION_CACHE": 18, "STRIP_PLAN": 19,
+    "REFIT_IDENTICAL": 20, "WEIGHT_STREAMING": 21, "INT4": 22, "REFIT_INDIVIDUAL": 23, "STRICT_NANS": 24,
+    "MONITOR_MEMORY": 25, "FP4": 26, "EDITABLE_TIMING_CACHE": 27,
+}
+REMOVED_IN_11 = ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
+                 "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO")
+PRECISION_FLAGS = ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4")
+# how the engine inspector spells a tensor's type (DETAILED verbosity, no execution context attached)
+INSPECTOR_TYPES = {"FP32": "Row major linear FP32", "FP16": "Row major linear FP16 format",
+                   "INT8": "Row major linear Int8 format"}
+_FLOAT_OPS = ("Conv", "Gemm", "MatMul", "GlobalAveragePool", "ReduceMean", "Sigmoid", "Mul", "Add", "Div", "Sub")
+
+
+def plan_runs_on(plan: dict, version: str, cc: tuple[int, int], host_code_allowed: bool) -> str | None:
+    """Why the real runtime would refuse this plan here (None: it deserializes)."""
+    built, running = version_tuple(plan["version"]), version_tuple(version)
+    if plan.get("version_compatible"):
+        pairs = {(built[0], built[0]), (10, 11), (8, 10)}
+        if (built[0], running[0]) not in pairs or running < built:
+            return f"version-compatible plan from {plan['version']} cannot run on {version}"
+        if not host_code_allowed:
+            return "the plan contains host code (lean runtime); set engine_host_code_allowed"
+    elif built != running:
+        return f"plan built with TensorRT {plan['version']}, this is {version}"
+    if tuple(plan["cc"]) != tuple(cc):
+        return f"plan built for SM {plan['cc']}, this GPU is SM {list(cc)}"
+    return None
+
+
+def _layer_precisions(model: onnx.ModelProto, strongly_typed: bool, flags: set[str]) -> list[dict]:
+    """The precision each ONNX node would run in: typed from the model, or chosen by the flags."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types_ = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
+    types_.update({t.name: t.data_type for t in g.initializer})
+    dq_outputs = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    layers = []
+    for node in g.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Cast", "Flatten"):
+            continue
+        if strongly_typed:
+            if any(i in dq_outputs for i in node.input):
+                precision = "INT8"
+            else:
+                elem = types_.get(node.input[0], onnx.TensorProto.FLOAT)
+                precision = "FP16" if elem == onnx.TensorProto.FLOAT16 else "FP32"
+        elif "INT8" in flags and node.op_type in ("Conv", "Gemm", "MatMul"):
+            precision = "INT8"
+        else:
+            precision = "FP16" if "FP16" in flags and node.op_type in _FLOAT_OPS else "FP32"
+        layers.append({"name": node.name or f"{node.op_type}_{len(layers)}", "type": node.op_type,
+                       "precision": precision})
+    return layers
 
 
 def make_trt(env: FakeEnv) -> types.ModuleType:
@@ -194,15 +332,19 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
         def log(self, severity: Any, msg: str) -> None:
             pass
 
-    flags = {"STRONGLY_TYPED": 1} if major >= 11 else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
-    m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", flags)
-    bflags = ["GPU_FALLBACK", "REFIT", "DEBUG", "SPARSE_WEIGHTS", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
-    if major < 11:
-        bflags += ["FP16", "INT8", "BF16", "FP8", "OBEY_PRECISION_CONSTRAINTS"]
+    if major >= 11:
+        creation = {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
+        bflags = {k: v for k, v in BUILDER_FLAGS.items() if k not in REMOVED_IN_11}
+    else:
+        creation = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+        bflags = dict(BUILDER_FLAGS)
+    m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", creation)
     m.BuilderFlag = enum.IntEnum("BuilderFlag", bflags)
-    m.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"])
-    m.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
-    m.DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
+    m.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1})
+    m.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
+    m.DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3})
+    m.ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity", {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2})
+    m.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", {"ONELINE": 0, "JSON": 1})
     m.ILogger, m.Logger = ILogger, Logger
 
     def nptype(dt: Any) -> type:
@@ -217,8 +359,12 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
     class Network:
         def __init__(self, flags: int) -> None:
             self.flags = flags
+            typed_bit = 1 << int(m.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+            self.strongly_typed = major >= 11 or bool(flags & typed_bit)
+            self.prefer_jit_plugins = major >= 11 and bool(flags & (1 << 1))
             self.inputs: list[Tensor] = []
             self.model: dict | None = None
+            self.onnx: onnx.ModelProto | None = None
 
         @property
         def num_inputs(self) -> int:
@@ -244,6 +390,7 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             self.network.inputs = [Tensor(g.input[0].name, tuple(dims))]
             weights = {t.name: numpy_helper.to_array(t).astype(np.float32).tolist() for t in g.initializer}
             self.network.model = {"input": g.input[0].name, "output": g.output[0].name, "weights": weights}
+            self.network.onnx = model
             return True
 
         @property
@@ -257,10 +404,12 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
         def __init__(self, data: bytes) -> None:
             if data and not data.startswith(CACHE_MAGIC):
                 raise RuntimeError("invalid timing cache")
-            self.entries = int(data[len(CACHE_MAGIC):] or 0) if data else 0
+            info = cache_info(data) if data else {"gpu": None, "version": None, "entries": 0}
+            self.gpu, self.version, self.entries = info["gpu"], info["version"], int(info["entries"])
 
         def serialize(self) -> bytes:
-            return CACHE_MAGIC + str(self.entries).encode()
+            info = {"gpu": self.gpu, "version": self.version, "entries": self.entries}
+            return CACHE_MAGIC + json.dumps(info).encode()
 
     class Profile:
         def __init__(self) -> None:
@@ -272,10 +421,11 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
 
     class Config:
         def __init__(self) -> None:
-            self.flags: set = set()
+            self.flags: set = {"TF32"}  # TF32 is on by default (NVIDIA's BuilderFlag.TF32 docs)
             self.cache: TimingCache | None = None
             self.profiles: list[Profile] = []
             self._level = 3
+            self.profiling_verbosity = m.ProfilingVerbosity.LAYER_NAMES_ONLY
 
         def set_memory_pool_limit(self, pool: Any, size: int) -> None:
             env.record("set_memory_pool_limit", pool, size)
@@ -293,12 +443,23 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             env.record("set_flag", flag.name)
             self.flags.add(flag.name)
 
+        def clear_flag(self, flag: Any) -> None:
+            env.record("clear_flag", flag.name)
+            self.flags.discard(flag.name)
+
+        def get_flag(self, flag: Any) -> bool:
+            return flag.name in self.flags
+
         def create_timing_cache(self, data: bytes) -> TimingCache:
             env.record("create_timing_cache", bytes(data))
             return TimingCache(bytes(data))
 
         def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
             env.record("set_timing_cache", cache.entries, ignore_mismatch)
+            here = (env.gpu_name, env.trt_version)
+            if cache.entries and (cache.gpu, cache.version) != here and not ignore_mismatch:
+                return False  # the documented failure: a cache from another device/version
+            cache.gpu, cache.version = here
             self.cache = cache
             return True
 
@@ -314,7 +475,8 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
 
     class Builder:
         def __init__(self, logger: Any) -> None:
-            env.record("Builder")
+            env.record("Builder", env.current_device)
+            self.logger = logger
 
         def create_network(self, flags: int = 0) -> Network:
             env.record("create_network", flags)
@@ -330,16 +492,26 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             env.record("build_serialized_network")
             if network.model is None or not config.profiles or config.cache is None:
                 return None
+            if network.strongly_typed and config.flags & set(PRECISION_FLAGS):
+                self.logger.log(Severity.ERROR, "precision builder flags are not allowed on a strongly typed network")
+                return None
             config.cache.entries += 1  # a build adds timings to the cache
             name = network.model["input"]
             lo, opt, hi = config.profiles[0].shapes[name]
-            plan = {**network.model, "profile": [lo, opt, hi], "version": env.trt_version}
+            layers = []
+            if config.profiling_verbosity == m.ProfilingVerbosity.DETAILED and network.onnx is not None:
+                layers = _layer_precisions(network.onnx, network.strongly_typed, config.flags)
+            plan = {**network.model, "profile": [lo, opt, hi], "version": env.trt_version, "cc": list(env.cc),
+                    "device": env.current_device, "version_compatible": "VERSION_COMPATIBLE" in config.flags,
+                    "tf32": "TF32" in config.flags, "layers": layers,
+                    "verbosity": int(config.profiling_verbosity)}
             return PLAN_MAGIC + json.dumps(plan).encode()
 
     class Context:
         def __init__(self, engine: Engine) -> None:
             self.engine = engine
             self.shape: tuple | None = None
+            self.ran_shape: tuple | None = None  # shape of the last enqueue outside a capture
             self.addresses: dict[str, int] = {}
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
@@ -362,6 +534,14 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
         def execute_async_v3(self, stream_handle: int) -> bool:
             env.record("execute_async_v3", stream_handle)
             plan, shape = self.engine.plan, self.shape
+            capturing = int(stream_handle) in env.capturing
+            if capturing and (env.capture_fault == "enqueue" or self.ran_shape != shape):
+                # TensorRT needs one enqueue outside capture after a shape change; a capture fault
+                # (e.g. a synchronizing call inside) also invalidates the capture
+                env.capturing[int(stream_handle)].append(None)
+                return False
+            if not capturing:
+                self.ran_shape = shape
             src, dst = self.addresses[plan["input"]], self.addresses[plan["output"]]
             w = np.asarray(plan["weights"]["W"], dtype=np.float32)
             b = np.asarray(plan["weights"]["B"], dtype=np.float32)
@@ -374,6 +554,21 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
 
             env.submit(int(stream_handle), run)
             return True
+
+    class Inspector:
+        def __init__(self, engine: Engine) -> None:
+            self.engine = engine
+
+        def get_engine_information(self, fmt: Any) -> str:
+            env.record("get_engine_information", fmt)
+            plan = self.engine.plan
+            if plan["verbosity"] != int(m.ProfilingVerbosity.DETAILED):
+                return json.dumps({"Layers": [layer["name"] for layer in plan["layers"]], "Bindings": []})
+            layers = [{"Name": layer["name"], "LayerType": layer["type"],
+                       "Inputs": [{"Name": "in", "Format/Datatype": INSPECTOR_TYPES[layer["precision"]]}],
+                       "Outputs": [{"Name": "out", "Format/Datatype": INSPECTOR_TYPES[layer["precision"]]}]}
+                      for layer in plan["layers"]]
+            return json.dumps({"Layers": layers, "Bindings": [plan["input"], plan["output"]]})
 
     class Engine:
         def __init__(self, plan: dict) -> None:
@@ -400,19 +595,30 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             env.record("create_execution_context")
             return Context(self)
 
+        def create_engine_inspector(self) -> Inspector:
+            return Inspector(self)
+
     class Runtime:
         def __init__(self, logger: Any) -> None:
-            env.record("Runtime")
+            env.record("Runtime", env.current_device)
+            self.logger = logger
             self.engine_host_code_allowed = False
 
         def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
             env.record("deserialize_cuda_engine", len(data))
             if not bytes(data).startswith(PLAN_MAGIC):
+                self.logger.log(Severity.ERROR, "magic tag does not match")
                 return None
             try:
-                return Engine(json.loads(bytes(data)[len(PLAN_MAGIC):]))
+                plan = json.loads(bytes(data)[len(PLAN_MAGIC):])
             except ValueError:
+                self.logger.log(Severity.ERROR, "corrupt plan")
                 return None
+            why = plan_runs_on(plan, env.trt_version, env.cc, self.engine_host_code_allowed)
+            if why:
+                self.logger.log(Severity.ERROR, why)
+                return None
+            return Engine(plan)
 
     m.Builder, m.OnnxParser, m.Runtime = Builder, OnnxParser, Runtime
     return m
@@ -423,9 +629,10 @@ def install(
     trt_version: str = "10.3.0.30",
     gpu_name: str = "NVIDIA H100 80GB HBM3",
     cc: tuple[int, int] = (9, 0),
+    device_count: int = 1,
 ) -> FakeEnv:
     """Put fake `tensorrt` and `cuda.bindings.runtime` into sys.modules (undone by monkeypatch)."""
-    env = FakeEnv(trt_version=trt_version, gpu_name=gpu_name, cc=cc)
+    env = FakeEnv(trt_version=trt_version, gpu_name=gpu_name, cc=cc, device_count=device_count)
     env.trt, env.cudart = make_trt(env), make_cudart(env)
     cuda_pkg = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")

@@ -1,9 +1,13 @@
 """Contract tests of `build_engine` against fake TensorRT 10.x and 11.x modules (tests/fake_tensorrt.py).
 
-They pin the builder calls NVIDIA documents for each major version: weak typing
-plus the FP16 flag on 10.x, strongly typed networks and no precision flags on
-11.x, the optimization profile, the workspace limit, the timing cache round
-trip, atomic writes and the manifest entry the runner relies on.
+They pin the builder calls NVIDIA documents for each version: strongly typed
+networks from the ONNX's own precision (creation flag 1 << STRONGLY_TYPED on
+10.x, no flag on 11.x where bit 1 means something else), the deprecated FP16
+flag path only on request or without an FP16 ONNX on 10.x, TF32 cleared for
+strict FP32, per-layer precisions from the engine inspector, the device made
+current before the builder, the optimization profile, the workspace limit, the
+timing cache (per GPU and TensorRT version; a refused cache starts fresh),
+atomic writes and the manifest entry the runner relies on.
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ import importlib.util
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import CACHE_MAGIC, PLAN_MAGIC, install
+from fake_tensorrt import PLAN_MAGIC, cache_info, install
 from tiny_bundle import make_tiny_bundle
 
 from dsedge.engines import trt_build
-from dsedge.engines.trt_build import build_engine
+from dsedge.engines.trt_build import TensorRTWarning, build_engine
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.runtime.bundle import load_bundle
 from dsedge.utils.io import sha256_file
@@ -40,14 +45,29 @@ def _add_int8(bundle: Path) -> None:
     b.save()
 
 
-def test_trt10_fp16_uses_fp16_flag_on_weakly_typed_network(monkeypatch, bundle: Path) -> None:
+def _add_mixed_int8(bundle: Path) -> None:
+    """A stand-in for the mixed INT8/FP16 Q/DQ model: float layers typed FP16, derived from model.fp16.onnx."""
+    shutil.copy(bundle / "model.fp16.onnx", bundle / "model.int8.onnx")
+    b = load_bundle(bundle)
+    b.add_artifact("model.int8.onnx", "onnx", "int8", simam="function", source="model.fp16.onnx")
+    b.save()
+
+
+def _fp32_only_bundle(tmp_path: Path) -> Path:
+    return make_tiny_bundle(tmp_path / "fp32only", precisions=("fp32",))
+
+
+def test_trt10_fp16_is_strongly_typed_from_the_fp16_onnx(monkeypatch, bundle: Path) -> None:
     env = install(monkeypatch, "10.3.0.30")
-    plan = build_engine(bundle, "fp16", min_batch=1, opt_batch=4, max_batch=16, workspace_gb=2, opt_level=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TensorRTWarning)  # the preferred path warns about nothing
+        plan = build_engine(bundle, "fp16", min_batch=1, opt_batch=4, max_batch=16, workspace_gb=2, opt_level=4)
 
     assert plan == bundle / f"model.fp16.{H100}.plan"
     assert plan.read_bytes().startswith(PLAN_MAGIC)
-    assert env.find("create_network") == [(0,)]
-    assert env.find("set_flag") == [("FP16",)]
+    strongly = 1 << int(env.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert strongly == 2 and env.find("create_network") == [(strongly,)]
+    assert env.find("set_flag") == []  # no deprecated BuilderFlag.FP16
     assert env.find("parse_from_file") == [(str(bundle / "model.fp16.onnx"),)]
     assert env.find("profile.set_shape") == [("input", (1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))]
     assert env.find("set_memory_pool_limit") == [(env.trt.MemoryPoolType.WORKSPACE, 2 << 30)]
@@ -63,43 +83,91 @@ def test_trt10_fp16_uses_fp16_flag_on_weakly_typed_network(monkeypatch, bundle: 
     assert entry["gpu"] == "NVIDIA H100 80GB HBM3" and entry["compute_capability"] == "9.0"
     assert entry["profile"] == {"input": "input", "min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [16, 3, 32, 32]}
     assert entry["sha256"] == sha256_file(plan)
-    assert entry["onnx"] == "model.fp16.onnx" and entry["strongly_typed"] is False
-    assert entry["builder_flags"] == ["FP16"] and entry["version_compatible"] is False
+    assert entry["onnx"] == "model.fp16.onnx" and entry["strongly_typed"] is True
+    assert entry["typing"] == "strongly typed: precision from model.fp16.onnx"
+    assert entry["builder_flags"] == [] and entry["version_compatible"] is False
+    # the inspector's per-layer precisions: the Gemm runs in FP16, as the ONNX says
+    assert entry["layer_precisions"]["detailed"] is True
+    assert entry["layer_precisions"]["counts"] == {"FP16": 2}
 
 
-def test_trt11_is_strongly_typed_without_precision_flags(monkeypatch, bundle: Path) -> None:
+def test_trt10_weakly_typed_fp16_flag_path(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+    env = install(monkeypatch, "10.3.0.30")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TensorRTWarning)  # 10.3: the flag is not deprecated yet
+        plan = build_engine(bundle, "fp16", strongly_typed=False)
+    assert env.find("create_network") == [(0,)] and env.find("set_flag") == [("FP16",)]
+    entry = load_bundle(bundle).artifacts[plan.name]
+    assert entry["typing"] == "weakly typed: BuilderFlag FP16" and entry["builder_flags"] == ["FP16"]
+    assert entry["strongly_typed"] is False
+    # a bundle without model.fp16.onnx: the flag path on the FP32 model is the only fp16 route on 10.x
+    only32 = _fp32_only_bundle(tmp_path)
+    env.calls.clear()
+    build_engine(only32, "fp16")
+    assert env.find("parse_from_file") == [(str(only32 / "model.onnx"),)] and env.find("set_flag") == [("FP16",)]
+    # 10.12+ deprecates BuilderFlag.FP16: still possible on request, with a warning
+    install(monkeypatch, "10.13.3.9")
+    with pytest.warns(TensorRTWarning, match="deprecates BuilderFlag.FP16"):
+        build_engine(bundle, "fp16", strongly_typed=False, force=True)
+
+
+def test_trt11_is_strongly_typed_without_any_creation_flag(monkeypatch, bundle: Path, tmp_path: Path) -> None:
     env = install(monkeypatch, "11.4.0.106")
     assert not hasattr(env.trt.BuilderFlag, "FP16")  # the fake mirrors the 11.x removal
+    assert int(env.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 0
+    assert int(env.trt.NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS) == 1
     plan = build_engine(bundle, "fp16")
-    strongly = 1 << int(env.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    assert env.find("create_network") == [(strongly,)]
+    # STRONGLY_TYPED is deprecated and ignored on 11.x; bit 1 would ask for JIT Python plugins
+    assert env.find("create_network") == [(0,)]
     assert env.find("set_flag") == []
     assert env.find("profile.set_shape") == [("input", (1, 3, 32, 32), (8, 3, 32, 32), (32, 3, 32, 32))]
     entry = load_bundle(bundle).artifacts[plan.name]
     assert entry["strongly_typed"] is True and entry["builder_flags"] == []
-    assert entry["tensorrt_version"] == "11.4.0.106"
+    assert entry["tensorrt_version"] == "11.4.0.106" and entry["layer_precisions"]["counts"] == {"FP16": 2}
+    with pytest.raises(BundleError, match="no onnx fp16 artifact"):  # 11.x: no flag path to fall back on
+        build_engine(_fp32_only_bundle(tmp_path), "fp16")
 
 
-@pytest.mark.parametrize("version", ["10.3.0.30", "11.4.0.106"])
-def test_int8_builds_the_qdq_model_strongly_typed(monkeypatch, bundle: Path, version: str) -> None:
+@pytest.mark.parametrize("version,flags", [("10.3.0.30", 1 << 1), ("11.4.0.106", 0)])
+def test_int8_builds_the_qdq_model_strongly_typed(monkeypatch, bundle: Path, version: str, flags: int) -> None:
     _add_int8(bundle)
     env = install(monkeypatch, version)
-    plan = build_engine(bundle, "int8")
+    with pytest.warns(TensorRTWarning, match="unquantized layers in FP32"):
+        plan = build_engine(bundle, "int8")  # a Q/DQ model derived from the FP32 graph
     assert env.find("parse_from_file") == [(str(bundle / "model.int8.onnx"),)]
     assert env.find("set_flag") == []  # explicit quantization: no INT8 flag on either version
-    assert env.find("create_network") == [(1 << 1,)]
+    assert env.find("create_network") == [(flags,)]
     assert plan.name == f"model.int8.{H100}.plan"
+    assert load_bundle(bundle).artifacts[plan.name]["layer_precisions"]["counts"] == {"FP32": 2}
 
 
-def test_trt10_weakly_typed_int8_on_request_and_fp32_without_flags(monkeypatch, bundle: Path) -> None:
+def test_int8_from_the_mixed_fp16_qdq_model_runs_float_layers_in_fp16(monkeypatch, bundle: Path) -> None:
+    _add_mixed_int8(bundle)
+    env = install(monkeypatch, "10.3.0.30")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TensorRTWarning)
+        plan = build_engine(bundle, "int8")
+    assert env.find("set_flag") == []
+    layers = load_bundle(bundle).artifacts[plan.name]["layer_precisions"]
+    assert layers["counts"] == {"FP16": 2} and layers["fp32_layer_count"] == 0
+
+
+def test_trt10_weakly_typed_int8_on_request_and_strict_fp32(monkeypatch, bundle: Path) -> None:
     _add_int8(bundle)
     env = install(monkeypatch, "10.3.0.30")
     build_engine(bundle, "int8", strongly_typed=False)
-    assert env.find("set_flag") == [("INT8",), ("FP16",)]
+    assert env.find("set_flag") == [("INT8",), ("FP16",)] and env.find("create_network") == [(0,)]
     env.calls.clear()
-    build_engine(bundle, "fp32")
-    assert env.find("set_flag") == [] and env.find("create_network") == [(0,)]
+    plan = build_engine(bundle, "fp32")
+    # TF32 is on by default in a builder config: a strict FP32 engine clears it
+    assert env.find("set_flag") == [] and env.find("clear_flag") == [("TF32",)]
+    assert env.find("create_network") == [(0,)]
     assert env.find("parse_from_file") == [(str(bundle / "model.onnx"),)]
+    entry = load_bundle(bundle).artifacts[plan.name]
+    assert entry["tf32"] is False and entry["typing"] == "weakly typed: FP32 (no flags)"
+    env.calls.clear()
+    plan = build_engine(bundle, "fp32", tf32=True, force=True)
+    assert env.find("set_flag") == [("TF32",)] and load_bundle(bundle).artifacts[plan.name]["tf32"] is True
 
 
 def test_trt11_refuses_weak_typing(monkeypatch, bundle: Path) -> None:
@@ -112,27 +180,60 @@ def test_version_compatible_flag(monkeypatch, bundle: Path) -> None:
     env = install(monkeypatch, "11.4.0")
     plan = build_engine(bundle, "fp32", version_compatible=True)
     assert env.find("set_flag") == [("VERSION_COMPATIBLE",)]
-    assert load_bundle(bundle).artifacts[plan.name]["version_compatible"] is True
+    entry = load_bundle(bundle).artifacts[plan.name]
+    assert entry["version_compatible"] is True and entry["layer_precisions"]["detailed"] is True
 
 
-def test_timing_cache_is_saved_and_reloaded(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+def test_builder_is_created_on_the_requested_device(monkeypatch, bundle: Path) -> None:
+    env = install(monkeypatch, "10.3.0.30", device_count=2)
+    plan = build_engine(bundle, "fp16", device=1)
+    names = env.names()
+    assert env.find("cudaSetDevice") == [(1,)]
+    assert names.index("cudaSetDevice") < names.index("Builder")
+    assert env.find("Builder") == [(1,)]  # TensorRT saw device 1 as current when the builder was made
+    assert load_bundle(bundle).artifacts[plan.name]["device"] == 1
+    with pytest.raises(EngineError, match=r"cudaSetDevice\(3\) failed"):
+        build_engine(bundle, "fp16", device=3, force=True)
+
+
+def test_timing_cache_is_saved_and_reloaded(monkeypatch, bundle: Path) -> None:
     env = install(monkeypatch, "10.3.0.30")
-    default_cache = bundle / f"timing.{H100}.cache"
+    default_cache = bundle / f"timing.{H100}.trt10.3.0.30.cache"  # GPU and TensorRT version in the name
     build_engine(bundle, "fp32")
     assert env.find("create_timing_cache") == [(b"",)]
-    assert default_cache.read_bytes() == CACHE_MAGIC + b"1"
+    assert cache_info(default_cache.read_bytes())["entries"] == 1
+    first = default_cache.read_bytes()
     env.calls.clear()
     build_engine(bundle, "fp16")  # the second build starts from the first build's timings
-    assert env.find("create_timing_cache") == [(CACHE_MAGIC + b"1",)]
+    assert env.find("create_timing_cache") == [(first,)]
     assert env.find("set_timing_cache") == [(1, False)]
-    assert default_cache.read_bytes() == CACHE_MAGIC + b"2"
-    # an explicit path, and a corrupt cache file that TensorRT rejects: start from an empty cache
-    custom = tmp_path / "shared.cache"
-    custom.write_bytes(b"garbage")
+    assert cache_info(default_cache.read_bytes())["entries"] == 2
+    entry = load_bundle(bundle).artifacts[f"model.fp16.{H100}.plan"]
+    assert entry["timing_cache"] == {"file": default_cache.name, "status": "loaded"}
+
+
+def test_unreadable_or_foreign_timing_cache_starts_fresh_with_a_warning(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+    # a shared cache written on another GPU: set_timing_cache returns False there
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA L4", cc=(8, 9))
+    shared = tmp_path / "shared.cache"
+    build_engine(bundle, "fp32", timing_cache=shared)
+    foreign = shared.read_bytes()
+    env = install(monkeypatch, "10.3.0.30")
+    with pytest.warns(TensorRTWarning, match="refused it .*starting a fresh timing cache"):
+        plan = build_engine(bundle, "fp32", timing_cache=shared)
+    assert env.find("set_timing_cache") == [(1, False), (0, False)]
+    assert shared.read_bytes() == foreign  # the other GPU's cache is left alone
+    rebuilt = tmp_path / "shared.rebuilt.cache"
+    assert cache_info(rebuilt.read_bytes()) == {"gpu": "NVIDIA H100 80GB HBM3", "version": "10.3.0.30", "entries": 1}
+    assert load_bundle(bundle).artifacts[plan.name]["timing_cache"]["status"] == "fresh (refused)"
+    # a corrupt file TensorRT cannot read at all
+    bad = tmp_path / "bad.cache"
+    bad.write_bytes(b"garbage")
     env.calls.clear()
-    build_engine(bundle, "fp32", timing_cache=custom, force=True)
+    with pytest.warns(TensorRTWarning, match="cannot read it"):
+        build_engine(bundle, "fp32", timing_cache=bad, force=True)
     assert env.find("create_timing_cache") == [(b"garbage",), (b"",)]
-    assert custom.read_bytes() == CACHE_MAGIC + b"1"
+    assert cache_info((tmp_path / "bad.rebuilt.cache").read_bytes())["entries"] == 1
 
 
 def test_engine_written_atomically_and_existing_engine_needs_force(monkeypatch, bundle: Path) -> None:
@@ -217,15 +318,20 @@ def test_build_cli_with_fake_tensorrt(monkeypatch, bundle: Path, capsys) -> None
     assert env.find("set_flag") == [("VERSION_COMPATIBLE",)]
 
 
-def test_build_cli_strongly_typed_on_trt10(monkeypatch, bundle: Path, capsys) -> None:
+def test_build_cli_typing_and_tf32_options(monkeypatch, bundle: Path, capsys) -> None:
     from dsedge.cli import main
 
     env = install(monkeypatch, "10.3.0.30")
     with pytest.raises(SystemExit) as e:
-        main(["build", str(bundle), "--precision", "fp16", "--strongly-typed"])
+        main(["build", str(bundle), "--precision", "fp16", "--weakly-typed"])
     assert e.value.code == 0
-    assert env.find("create_network") == [(1 << 1,)] and env.find("set_flag") == []
-    assert "engine written" in capsys.readouterr().out
+    assert env.find("create_network") == [(0,)] and env.find("set_flag") == [("FP16",)]
+    assert "weakly typed: BuilderFlag FP16" in capsys.readouterr().out
+    env.calls.clear()
+    with pytest.raises(SystemExit) as e:
+        main(["build", str(bundle), "--precision", "fp32", "--tf32", "--json"])
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)["tf32"] is True
+    assert env.find("set_flag") == [("TF32",)]
 
 
 @pytest.mark.tensorrt
@@ -236,10 +342,15 @@ def test_real_build_records_engine_and_reuses_timing_cache(bundle: Path) -> None
     plan = build_engine(bundle, "fp32", max_batch=4, opt_batch=2, workspace_gb=1, opt_level=1)
     entry = load_bundle(bundle).artifacts[plan.name]
     assert entry["tensorrt_version"] == trt.__version__ and entry["profile"]["max"] == [4, 3, 32, 32]
-    cache = next(bundle.glob("timing.*.cache"))
+    assert entry["tf32"] is False  # strict FP32: TF32 cleared
+    cache = bundle / entry["timing_cache"]["file"]
+    assert trt.__version__ in cache.name
     size = cache.stat().st_size
     assert size > 0
-    build_engine(bundle, "fp16", max_batch=4, opt_batch=2, workspace_gb=1, opt_level=1)
+    fp16 = build_engine(bundle, "fp16", max_batch=4, opt_batch=2, workspace_gb=1, opt_level=1)
     assert cache.stat().st_size >= size  # reloaded and extended, not replaced by an empty cache
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     assert runtime.deserialize_cuda_engine(plan.read_bytes()) is not None
+    # the engine inspector saw what the layers run in: the strongly typed FP16 Gemm in FP16
+    layers = load_bundle(bundle).artifacts[fp16.name]["layer_precisions"]
+    assert layers["detailed"] is True and layers["counts"].get("FP16", 0) >= 1, layers

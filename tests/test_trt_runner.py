@@ -17,7 +17,7 @@ import pytest
 from fake_tensorrt import install
 from tiny_bundle import make_tiny_bundle, reference_logits
 
-from dsedge.engines.trt_build import build_engine
+from dsedge.engines.trt_build import TensorRTWarning, build_engine
 from dsedge.engines.trt_runner import TrtRunner
 from dsedge.errors import BundleError, EngineError
 from dsedge.runtime.bundle import load_bundle
@@ -82,7 +82,7 @@ def test_batches_below_profile_min_are_padded(monkeypatch, bundle: Path) -> None
     np.testing.assert_allclose(out, reference_logits(x), rtol=1e-5, atol=1e-5)
 
 
-def test_cuda_graph_captured_once_per_batch_size(monkeypatch, bundle: Path) -> None:
+def test_cuda_graph_captured_per_batch_size_and_recaptured_after_a_shape_change(monkeypatch, bundle: Path) -> None:
     env = install(monkeypatch, "11.4.0")
     build_engine(bundle, "fp16", max_batch=8)
     with TrtRunner.from_bundle(load_bundle(bundle), "fp16", cuda_graph=True) as runner:
@@ -98,7 +98,43 @@ def test_cuda_graph_captured_once_per_batch_size(monkeypatch, bundle: Path) -> N
         x = _batch(6, 9)
         np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
         assert len(env.find("cudaStreamBeginCapture")) == 2
-    assert len(env.find("cudaGraphExecDestroy")) == 2
+        # back to batch 3: the context was reshaped since that graph was captured, so capture again
+        x = _batch(3, 7)
+        np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
+        assert len(env.find("cudaStreamBeginCapture")) == 3
+        assert len(env.find("cudaGraphExecDestroy")) == 2  # the stale graphs were destroyed, not kept
+        assert runner.info.extra["cuda_graph"] is True and runner.info.extra["cuda_graph_error"] is None
+    assert len(env.find("cudaGraphExecDestroy")) == 3
+    assert env.graphs == set() and env.capturing == {}  # nothing leaked, no stream left capturing
+
+
+@pytest.mark.parametrize("fault", ["enqueue", "end", "instantiate"])
+def test_failed_capture_is_ended_discarded_and_runs_without_graph(monkeypatch, bundle: Path, fault: str) -> None:
+    env = install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp32", max_batch=8)
+    env.capture_fault = fault
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32", cuda_graph=True) as runner:
+        x = _batch(4, seed=11)
+        with pytest.warns(TensorRTWarning, match="CUDA graph capture failed"):
+            out = runner.infer(x)
+        np.testing.assert_allclose(out, reference_logits(x), rtol=1e-5, atol=1e-5)
+        assert env.capturing == {}  # the capture was ended, so the stream works again
+        assert env.graphs == set()  # the broken graph was destroyed
+        assert runner.info.extra["cuda_graph"] is False and runner.info.extra["cuda_graph_error"]
+        env.calls.clear()
+        x = _batch(5, seed=12)
+        np.testing.assert_allclose(runner.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+        assert env.find("cudaStreamBeginCapture") == [] and len(env.find("execute_async_v3")) == 1
+
+
+def test_runner_sets_its_device_before_deserializing(monkeypatch, bundle: Path) -> None:
+    env = install(monkeypatch, "10.3.0.30", device_count=2)
+    build_engine(bundle, "fp32", device=1)
+    env.calls.clear()
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32", device=1):
+        names = env.names()
+        assert env.find("cudaSetDevice") == [(1,)] and names.index("cudaSetDevice") < names.index("Runtime")
+        assert env.find("Runtime") == [(1,)]
 
 
 def test_run_resident_skips_copies(monkeypatch, bundle: Path) -> None:
@@ -119,27 +155,55 @@ def test_run_resident_skips_copies(monkeypatch, bundle: Path) -> None:
                 runner.run_resident(9)
 
 
-def test_refuses_engine_from_another_tensorrt_version(monkeypatch, bundle: Path) -> None:
+def test_refuses_engine_from_another_tensorrt_release(monkeypatch, bundle: Path) -> None:
     install(monkeypatch, "10.3.0.30")
     build_engine(bundle, "fp16")
     install(monkeypatch, "11.4.0")
     with pytest.raises(EngineError, match=r"built with TensorRT 10\.3\.0\.30 and this is TensorRT 11\.4\.0"):
         TrtRunner.from_bundle(load_bundle(bundle), "fp16")
-    install(monkeypatch, "10.8.0")  # same major, other minor: still refused without version compatibility
+    install(monkeypatch, "10.8.0")  # same major, other minor: refused without version compatibility
     with pytest.raises(EngineError, match="this is TensorRT 10.8.0"):
         TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+    install(monkeypatch, "10.3.1.4")  # same major.minor, other patch: TensorRT refuses it too
+    with pytest.raises(EngineError, match=r"this is TensorRT 10\.3\.1\.4 .*patch version included"):
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+    install(monkeypatch, "10.3.0.30")  # the release that built it
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp16") as runner:
+        assert runner.max_batch == 32
 
 
-def test_version_compatible_engine_runs_on_newer_minor_only(monkeypatch, bundle: Path) -> None:
+def test_version_compatible_engine_runs_on_newer_releases_and_on_11(monkeypatch, bundle: Path) -> None:
     install(monkeypatch, "10.3.0.30")
     build_engine(bundle, "fp32", version_compatible=True)
-    install(monkeypatch, "10.8.0")
-    with TrtRunner.from_bundle(load_bundle(bundle), "fp32") as runner:
-        assert runner.runtime.engine_host_code_allowed is True
-    for version in ("10.1.0", "11.0.0"):
+    for version in ("10.3.1", "10.8.0", "11.0.0", "11.4.0.106"):  # NVIDIA: 10.x VC plans run on 11.x
+        install(monkeypatch, version)
+        with TrtRunner.from_bundle(load_bundle(bundle), "fp32") as runner:
+            assert runner.runtime.engine_host_code_allowed is True  # the plan's lean runtime is host code
+            x = _batch(2, seed=6)
+            np.testing.assert_allclose(runner.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+    for version in ("10.1.0", "10.3.0.29", "12.0.0"):
         install(monkeypatch, version)
         with pytest.raises(EngineError, match="version-compatible engine"):
             TrtRunner.from_bundle(load_bundle(bundle), "fp32")
+
+
+def test_from_bundle_tries_the_next_matching_engine(monkeypatch, bundle: Path) -> None:
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA H100 PCIe")
+    pcie = build_engine(bundle, "fp16")
+    install(monkeypatch, "10.3.0.30")
+    hbm = build_engine(bundle, "fp16")
+    # the PCIe plan (preferred on a PCIe card) is damaged in a way its manifest hash still covers
+    pcie.write_bytes(b"\x00garbage")
+    b = load_bundle(bundle, verify=False)
+    b.add_artifact(pcie.name, "tensorrt", "fp16", **{k: v for k, v in b.artifacts[pcie.name].items()
+                                                     if k not in ("kind", "precision", "sha256", "bytes")})
+    b.save()
+    env = install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA H100 PCIe")
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp16", allow_other_gpu=True) as runner:
+        assert runner.path == hbm
+    assert len(env.find("deserialize_cuda_engine")) == 2  # the PCIe plan first, then the next match
+    with pytest.raises(EngineError, match=f"{pcie.name}: TensorRT cannot deserialize"):
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")  # without allow_other_gpu only the broken one matches
 
 
 def test_refuses_engine_for_another_gpu(monkeypatch, bundle: Path) -> None:

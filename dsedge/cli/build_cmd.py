@@ -20,12 +20,17 @@ def build_command(
     workspace_gb: float = typer.Option(4.0, "--workspace-gb", help="Builder workspace memory limit (GiB)."),
     opt_level: int = typer.Option(3, "--opt-level", help="Builder optimization level 0-5 (higher: slower build)."),
     timing_cache: Path = typer.Option(None, "--timing-cache", help="Timing cache file (default: in the bundle)."),
-    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine that runs on newer TensorRT of the same major version."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine that also runs on newer TensorRT (same major; 10.x plans also on 11.x)."),
     strongly_typed: bool = typer.Option(
         None, "--strongly-typed/--weakly-typed",
-        help="TensorRT 10 only (11 is always strongly typed). Default: FP16 flag for fp16, strongly typed Q/DQ for int8; "
-        "--strongly-typed keeps the ONNX's FP32 SimAM reductions exactly.",
+        help="Default: strongly typed, precision from the ONNX (fp16 from model.fp16.onnx, int8 from the Q/DQ model). "
+        "--weakly-typed (TensorRT 10 only; deprecated there from 10.12) uses BuilderFlag.FP16/INT8 instead.",
     ),
+    tf32: bool = typer.Option(
+        False, "--tf32/--no-tf32",
+        help="fp32 only: allow TF32 (10-bit mantissa) convolutions on Ampere and newer; default is strict FP32.",
+    ),
+    device: int = typer.Option(0, "--device", help="CUDA device index to build on."),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest entry as JSON."),
 ) -> None:
@@ -38,6 +43,7 @@ def build_command(
             bundle, precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
             workspace_gb=workspace_gb, opt_level=opt_level, timing_cache=timing_cache,
             version_compatible=version_compatible, force=force, strongly_typed=strongly_typed,
+            tf32=tf32, device=device,
         )
     entry = load_bundle(plan.parent, verify=False).artifacts[plan.name]
     if json_out:
@@ -50,3 +56,8 @@ def build_command(
         f"built in {entry['build_seconds']} s",
         highlight=False,
     )
+    tf32_note = {True: "TF32 on", False: "TF32 off", None: "TF32 unknown"}[entry.get("tf32")]
+    console.print(f"{entry.get('typing', '?')}; {tf32_note}", highlight=False)
+    counts = (entry.get("layer_precisions") or {}).get("counts")
+    if counts:
+        console.print("layers: " + ", ".join(f"{n} {p}" for p, n in counts.items()), highlight=False)

@@ -25,7 +25,13 @@ from dsedge.errors import EngineError, MissingDependencyError
 
 
 def import_cudart() -> ModuleType:
-    """`cuda.bindings.runtime` (cuda-python >= 12.6) or the older `cuda.cudart`, else a clear error."""
+    """`cuda.bindings.runtime` (cuda-python >= 12.6) or the older `cuda.cudart`, else a clear error.
+
+    Both imports can fail two ways: ImportError (the package is missing) and
+    OSError (the package is there but the CUDA runtime library it wraps does
+    not load). Either becomes a `DsedgeError`, from either import, so a broken
+    CUDA install never surfaces as a raw traceback.
+    """
     try:
         from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
     except ImportError:
@@ -35,9 +41,17 @@ def import_cudart() -> ModuleType:
             raise MissingDependencyError(
                 "cuda-python", "tensorrt", "device memory and streams for TensorRT"
             ) from e
-    except OSError as e:  # the package is there, the CUDA runtime library is not
-        raise EngineError(f"cuda-python cannot load the CUDA runtime: {e}") from e
+        except OSError as e:  # the legacy module is there, the CUDA runtime library is not
+            raise _cannot_load(e) from e
+    except OSError as e:
+        raise _cannot_load(e) from e
     return cudart
+
+
+def _cannot_load(e: OSError) -> EngineError:
+    return EngineError(
+        f"cuda-python cannot load the CUDA runtime: {e}", "check the CUDA/driver install; see `dsedge doctor`"
+    )
 
 
 def cuda_call(result: Any, what: str = "CUDA call") -> Any:
@@ -89,6 +103,16 @@ def device_info(device: int = 0, cudart: ModuleType | None = None) -> DeviceInfo
         compute_capability=f"{int(prop.major)}.{int(prop.minor)}",
         total_memory=int(getattr(prop, "totalGlobalMem", 0)),
     )
+
+
+def set_device(device: int, cudart: ModuleType | None = None) -> None:
+    """Make CUDA device `device` current for this thread.
+
+    TensorRT builds and deserializes on the *current* device, so this must run
+    before `trt.Builder` / `trt.Runtime` are created, not only for metadata.
+    """
+    rt = cudart or import_cudart()
+    cuda_call(rt.cudaSetDevice(int(device)), f"cudaSetDevice({device})")
 
 
 class PinnedArray:
@@ -152,8 +176,28 @@ class Stream:
         cuda_call(self._rt.cudaStreamBeginCapture(self.handle, mode), "cudaStreamBeginCapture")
 
     def end_capture(self) -> CudaGraph:
+        """End a capture and instantiate its graph; on failure nothing is left behind (see `abort_capture`)."""
         graph = cuda_call(self._rt.cudaStreamEndCapture(self.handle), "cudaStreamEndCapture")
         return CudaGraph(self._rt, graph)
+
+    def abort_capture(self) -> None:
+        """End a capture that went wrong and throw its graph away, never raising.
+
+        After a failed capture the stream stays in capture mode until
+        `cudaStreamEndCapture`; a later non-captured launch on it would fail too.
+        The end call reports the capture's own error (e.g. invalidated), which is
+        not news here, and any partial graph it returns is destroyed.
+        """
+        try:
+            result = self._rt.cudaStreamEndCapture(self.handle)
+        except Exception:  # noqa: BLE001 - best effort cleanup after the real error
+            return
+        graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+        if graph is not None:
+            try:
+                self._rt.cudaGraphDestroy(graph)
+            except Exception:  # noqa: BLE001
+                pass
 
     def destroy(self) -> None:
         if self.handle is not None:
@@ -169,7 +213,11 @@ class CudaGraph:
         self.graph = graph
         # cudaGraphInstantiateWithFlags(graph, flags) has the same signature in CUDA 11.4+ and 12/13,
         # unlike cudaGraphInstantiate, whose arguments changed in CUDA 12.
-        self.exec = cuda_call(cudart.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
+        try:
+            self.exec = cuda_call(cudart.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
+        except EngineError:
+            cudart.cudaGraphDestroy(graph)  # do not leak the captured graph
+            raise
 
     def launch(self, stream: Stream) -> None:
         cuda_call(self._rt.cudaGraphLaunch(self.exec, stream.handle), "cudaGraphLaunch")

@@ -3,40 +3,64 @@
 The precision of an engine comes from the ONNX we feed the parser:
 `model.onnx` (fp32), `model.fp16.onnx` (FP16 weights/activations, FP32 I/O,
 SimAM reductions in FP32) and `model.int8.onnx` (explicit Q/DQ). How the
-builder is told about it depends on the TensorRT major version, decided at
-run time from `tensorrt.__version__`:
+builder is told about it depends on the TensorRT version, decided at run time
+from `tensorrt.__version__`:
 
-* TensorRT 11+: weak typing is gone (`BuilderFlag.FP16/INT8` were removed), so
-  every network is strongly typed and no precision flag is ever set.
-* TensorRT 10 (Jetson JetPack 6 ships 10.3): fp16 uses the FP16 builder flag on
-  a weakly typed network by default (`strongly_typed=True` switches to the 11.x
-  path); int8 builds the Q/DQ model strongly typed, as NVIDIA recommends for
-  explicit quantization. `strongly_typed=False` on int8 gives the old
-  weakly typed route with INT8+FP16 flags.
+* Strong typing is the default everywhere: the network is strongly typed and
+  no precision flag is set, so each layer runs in the type the ONNX gives it
+  (fp16 from `model.fp16.onnx`, int8 from the Q/DQ model). TensorRT 11 knows
+  nothing else (weak typing and `BuilderFlag.FP16/INT8` were removed; its
+  deprecated STRONGLY_TYPED creation flag is ignored, so we pass none), and
+  TensorRT 10.12+ deprecated `BuilderFlag.FP16` in favour of it.
+* TensorRT 10 keeps the weakly typed flag path (`strongly_typed=False`, or an
+  fp16 build of a bundle without `model.fp16.onnx`): `BuilderFlag.FP16`
+  (+ INT8 for int8) on a weakly typed network, for older 10.x deployments.
+  The manifest says which path built the engine (`typing`, `builder_flags`).
+* fp32 clears `BuilderFlag.TF32` (on by default: Ampere+ and Orin would run
+  FP32 convolutions with 10-bit mantissas) unless `tf32=True`; the manifest
+  records the state of TF32 for every engine.
 
-Every build uses an optimization profile min/opt/max on the batch dimension of
-the input, a persistent timing cache (loaded, used, saved atomically), a
-workspace limit and the builder optimization level, and can make a
-version-compatible engine. The serialized engine lands atomically in the bundle
-as `model.<precision>.<gpu-slug>.plan` with a manifest entry recording the
-TensorRT version, GPU name, compute capability, precision, profile and sha256 —
-what `TrtRunner` checks before it runs an engine.
+Every build makes `device` the current CUDA device before the builder exists,
+uses an optimization profile min/opt/max on the batch dimension of the input,
+a persistent timing cache per GPU and TensorRT version (a cache TensorRT
+refuses — another GPU or version — is replaced by a fresh one with a
+warning), a workspace limit, the builder optimization level, detailed
+profiling verbosity (so the engine inspector can report per-layer
+precisions, recorded in the manifest) and can make a version-compatible
+engine. The serialized engine lands atomically in the bundle as
+`model.<precision>.<gpu-slug>.plan` with a manifest entry recording the
+TensorRT version, GPU name, compute capability, precision, typing, TF32,
+profile and sha256 — what `TrtRunner` checks before it runs an engine.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dsedge.engines.cuda_utils import DeviceInfo, device_info, gpu_slug
+from dsedge.engines.cuda_utils import DeviceInfo, device_info, gpu_slug, import_cudart, set_device
+from dsedge.engines.trt_inspect import inspect_plan
+from dsedge.engines.trt_versions import major_minor, version_tuple
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.utils.io import atomic_write_bytes, sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FOR_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+#: TensorRT 10.12 deprecated BuilderFlag.FP16 (strong typing supersedes it); 11.0 removed it.
+FP16_FLAG_DEPRECATED = (10, 12)
+
+
+class TensorRTWarning(UserWarning):
+    """Something about a TensorRT build or run the user should know, that does not stop it."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, TensorRTWarning, stacklevel=3)
 
 
 def import_tensorrt() -> ModuleType:
@@ -51,12 +75,8 @@ def import_tensorrt() -> ModuleType:
 
 
 def parse_version(version: str) -> tuple[int, int]:
-    """(major, minor) of a version string like "10.3.0.30" or "11.4.0"."""
-    parts = str(version).split(".")
-    try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError as e:
-        raise EngineError(f"cannot parse TensorRT version {version!r}") from e
+    """(major, minor) of a version string like "10.3.0.30"; compatibility checks use `trt_versions`."""
+    return major_minor(version)
 
 
 def check_precision(precision: str) -> str:
@@ -89,12 +109,67 @@ def make_logger(trt: ModuleType) -> Any:
     return _Logger()
 
 
-def _pick_onnx(bundle: Bundle, precision: str) -> Path:
+
+@dataclass
+class TypingPlan:
+    """How one build gets its precision: which ONNX, strong or weak typing, which builder flags."""
+
+    onnx: Path
+    strongly_typed: bool
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def typing(self) -> str:
+        if self.strongly_typed:
+            return f"strongly typed: precision from {self.onnx.name}"
+        return "weakly typed: " + (f"BuilderFlag {'+'.join(self.flags)}" if self.flags else "FP32 (no flags)")
+
+
+def _onnx_if_present(bundle: Bundle, precision: str) -> Path | None:
     names = bundle.find("onnx", precision)
+    if not names:
+        return None
     canonical = ONNX_FOR_PRECISION[precision]
-    if canonical in names:
-        return bundle.path(canonical)
-    return bundle.require("onnx", precision)  # another name, or a clear BundleError with a hint
+    return bundle.path(canonical if canonical in names else names[0])
+
+
+def typing_plan(bundle: Bundle, precision: str, version: str, strongly_typed: bool | None) -> TypingPlan:
+    """Choose the ONNX and typing for `precision` on TensorRT `version` (see the module docstring)."""
+    major = version_tuple(version)[0]
+    if major >= 11 and strongly_typed is False:
+        raise EngineError(
+            "TensorRT 11 removed weakly typed networks; strongly_typed=False is not possible",
+            "drop --weakly-typed; precision comes from the ONNX file",
+        )
+    if precision == "fp32":
+        fp32_onnx = _onnx_if_present(bundle, "fp32") or bundle.require("onnx", "fp32")
+        return TypingPlan(fp32_onnx, bool(strongly_typed) or major >= 11)
+    if precision == "int8":
+        qdq = _onnx_if_present(bundle, "int8") or bundle.require("onnx", "int8")
+        if strongly_typed is False:
+            return TypingPlan(qdq, False, ["INT8", "FP16"])
+        return TypingPlan(qdq, True)
+    fp16_onnx = _onnx_if_present(bundle, "fp16")
+    if fp16_onnx is not None and strongly_typed is not False:
+        return TypingPlan(fp16_onnx, True)
+    if major >= 11 or strongly_typed:
+        bundle.require("onnx", "fp16")  # raises: strong typing needs the FP16 ONNX
+    if version_tuple(version)[:2] >= FP16_FLAG_DEPRECATED:
+        warn(f"TensorRT {version} deprecates BuilderFlag.FP16 (weak typing); "
+             "a strongly typed build from model.fp16.onnx is the supported path")
+    source = fp16_onnx or _onnx_if_present(bundle, "fp32") or bundle.require("onnx", "fp32")
+    return TypingPlan(source, False, ["FP16"])
+
+
+def network_flags(trt: ModuleType, version: str, strongly_typed: bool) -> int:
+    """`create_network` flags. TensorRT 10: 1 << STRONGLY_TYPED (read from the module, = 1 there).
+
+    TensorRT 11: 0. Every network is strongly typed and its STRONGLY_TYPED (= 0) is deprecated
+    and ignored; bit 1 there means PREFER_JIT_PYTHON_PLUGINS, so values are never hard-coded.
+    """
+    if not strongly_typed or version_tuple(version)[0] >= 11:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
 def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
@@ -103,29 +178,6 @@ def _check_profile(min_batch: int, opt_batch: int, max_batch: int) -> None:
             f"invalid batch profile min={min_batch} opt={opt_batch} max={max_batch}",
             "need 1 <= --min-batch <= --opt-batch <= --max-batch",
         )
-
-
-def _network_flags(trt: ModuleType, strongly_typed: bool) -> int:
-    if not strongly_typed:
-        return 0
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    return 0 if flag is None else 1 << int(flag)
-
-
-def _typing_plan(major: int, precision: str, strongly_typed: bool | None) -> tuple[bool, list[str]]:
-    """(strongly typed network?, builder precision flags) for this TensorRT major version."""
-    if major >= 11:
-        if strongly_typed is False:
-            raise EngineError(
-                "TensorRT 11 removed weakly typed networks; strongly_typed=False is not possible",
-                "drop --weakly-typed; precision comes from the ONNX file",
-            )
-        return True, []
-    if strongly_typed is None:
-        strongly_typed = precision == "int8"  # Q/DQ: explicit quantization wants strong typing
-    if strongly_typed or precision == "fp32":
-        return strongly_typed, []
-    return False, ["FP16"] if precision == "fp16" else ["INT8", "FP16"]
 
 
 def _sample_dims(network: Any, bundle: Bundle, input_name: str) -> list[int]:
@@ -143,17 +195,59 @@ def _sample_dims(network: Any, bundle: Bundle, input_name: str) -> list[int]:
     return [d if d > 0 else fallback[k] for k, d in enumerate(dims)]
 
 
-def _load_timing_cache(config: Any, path: Path) -> Any:
+def timing_cache_name(gpu: DeviceInfo, version: str) -> str:
+    """`timing.<gpu-slug>.trt<version>.cache`: timings are only valid for one GPU model and TensorRT."""
+    return f"timing.{gpu.slug}.trt{version}.cache"
+
+
+def _attach_timing_cache(config: Any, path: Path) -> tuple[Path, str]:
+    """Load `path` into the config; (where to save the cache after the build, what happened).
+
+    A cache TensorRT cannot read (truncated, other format) or refuses
+    (`set_timing_cache` returns False: made on another GPU or TensorRT version)
+    is not an error: we warn and start a fresh one, saved beside the refused
+    file (never over it: it may be another GPU's shared cache).
+    """
     data = path.read_bytes() if path.is_file() else b""
     try:
         cache = config.create_timing_cache(data)
-    except Exception:  # noqa: BLE001 - unreadable (other TensorRT version, truncated): start fresh
+    except Exception:  # noqa: BLE001 - TensorRT raises for an unreadable blob
         cache = None
-    if cache is None and data:
-        cache = config.create_timing_cache(b"")
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        raise EngineError(f"TensorRT refused the timing cache {path}", "delete the file and build again")
-    return cache
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return path, "loaded" if data else "new"
+    save_to = path.with_name(f"{path.stem}.rebuilt{path.suffix}") if data else path
+    why = "cannot read it" if cache is None else "refused it (made on another GPU or TensorRT version)"
+    warn(f"TensorRT {why}: {path}; starting a fresh timing cache, saved to {save_to.name}")
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
+        raise EngineError(f"TensorRT refused even an empty timing cache for {path}", "report this with `dsedge doctor`")
+    return save_to, "fresh (unreadable)" if cache is None else "fresh (refused)"
+
+
+def _set_tf32(trt: ModuleType, config: Any, precision: str, tf32: bool) -> bool | None:
+    """Clear TF32 for a strict fp32 engine (or keep it with `tf32=True`); the TF32 state, None if unknown."""
+    flag = getattr(trt.BuilderFlag, "TF32", None)
+    if flag is None:
+        if precision == "fp32" and not tf32:
+            warn("this TensorRT has no BuilderFlag.TF32: FP32 layers may use TF32 on Ampere and newer")
+        return None
+    if precision == "fp32":
+        (config.set_flag if tf32 else config.clear_flag)(flag)
+    return bool(config.get_flag(flag))
+
+
+def _check_int8_layers(layers: dict[str, Any] | None, bundle: Bundle, plan: TypingPlan) -> None:
+    """Warn when an INT8 engine runs its unquantized layers in FP32 (a Q/DQ model from the FP32 graph)."""
+    entry = bundle.artifacts.get(plan.onnx.name, {})
+    source = entry.get("source")
+    counts = (layers or {}).get("counts", {})
+    fp32_source = source == ONNX_FOR_PRECISION["fp32"]
+    if fp32_source or (counts.get("FP32", 0) and not counts.get("FP16", 0)):
+        warn(
+            f"{plan.onnx.name} keeps its unquantized layers in FP32 "
+            f"({counts.get('FP32', '?')} FP32 layers, {counts.get('FP16', 0)} FP16): they run in FP32 on "
+            "TensorRT; recalibrate so the float layers are FP16 (`dsedge calibrate`)"
+        )
 
 
 def build_engine(
@@ -169,16 +263,18 @@ def build_engine(
     version_compatible: bool = False,
     force: bool = False,
     strongly_typed: bool | None = None,
+    tf32: bool = False,
     device: int = 0,
 ) -> Path:
     """Build a TensorRT engine for `precision` from the bundle's ONNX and record it in the manifest.
 
-    `timing_cache` defaults to `timing.<gpu-slug>.cache` in the bundle; it is
-    read before and written after the build, so rebuilds (other precisions,
-    other profiles) skip the kernel timing they already did. Returns the
-    engine's path. Raises `MissingDependencyError` without tensorrt/cuda-python,
-    `BundleError` for a missing ONNX or an existing engine (without `force`),
-    `EngineError` for parser or builder failures.
+    `timing_cache` defaults to `timing.<gpu-slug>.trt<version>.cache` in the
+    bundle; it is read before and written after the build, so rebuilds (other
+    precisions, other profiles) skip the kernel timing they already did.
+    `device` becomes the current CUDA device before anything is created.
+    Returns the engine's path. Raises `MissingDependencyError` without
+    tensorrt/cuda-python, `BundleError` for a missing ONNX or an existing engine
+    (without `force`), `EngineError` for parser or builder failures.
     """
     check_precision(precision)
     _check_profile(min_batch, opt_batch, max_batch)
@@ -187,31 +283,35 @@ def build_engine(
     if workspace_gb <= 0:
         raise EngineError(f"workspace must be positive, got {workspace_gb} GB")
     b = load_bundle(bundle, verify=True)
-    onnx_path = _pick_onnx(b, precision)
     trt = import_tensorrt()
-    gpu = device_info(device)
+    version = str(trt.__version__)
+    plan = typing_plan(b, precision, version, strongly_typed)
+    rt = import_cudart()
+    set_device(device, rt)  # TensorRT builds for the current device: set it before the Builder exists
+    gpu = device_info(device, rt)
     target = b.path(engine_filename(precision, gpu))
     if target.exists() and not force:
         raise BundleError(f"engine already exists: {target}", "pass --force to rebuild it")
-    major, minor = parse_version(trt.__version__)
-    typed, flags = _typing_plan(major, precision, strongly_typed)
 
     logger = make_logger(trt)
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt, typed))
+    network = builder.create_network(network_flags(trt, version, plan.strongly_typed))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(plan.onnx)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineError(
-            f"TensorRT's ONNX parser rejected {onnx_path.name}: {'; '.join(errors) or logger.tail()}",
+            f"TensorRT's ONNX parser rejected {plan.onnx.name}: {'; '.join(errors) or logger.tail()}",
             "check the export; `dsedge doctor` shows the TensorRT version",
         )
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     config.builder_optimization_level = int(opt_level)
-    for name in flags:
+    if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    for name in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
+    tf32_state = _set_tf32(trt, config, precision, tf32)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
 
@@ -222,36 +322,46 @@ def build_engine(
     profile.set_shape(input_name, tuple(shapes["min"]), tuple(shapes["opt"]), tuple(shapes["max"]))
     config.add_optimization_profile(profile)
 
-    cache_path = Path(timing_cache) if timing_cache else b.path(f"timing.{gpu.slug}.cache")
-    _load_timing_cache(config, cache_path)
+    cache_path = Path(timing_cache) if timing_cache else b.path(timing_cache_name(gpu, version))
+    cache_out, cache_status = _attach_timing_cache(config, cache_path)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(
-            f"TensorRT could not build a {precision} engine from {onnx_path.name}: {logger.tail() or 'no log'}",
+            f"TensorRT could not build a {precision} engine from {plan.onnx.name}: {logger.tail() or 'no log'}",
             "try a larger --workspace-gb or another precision",
         )
     seconds = time.perf_counter() - t0
-    atomic_write_bytes(target, bytes(serialized))
-    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    data = bytes(serialized)
+    layers = inspect_plan(trt, logger, data, host_code_allowed=version_compatible)
+    if precision == "int8":
+        _check_int8_layers(layers, b, plan)
+    atomic_write_bytes(target, data)
+    atomic_write_bytes(cache_out, bytes(config.get_timing_cache().serialize()))
 
+    major, minor = major_minor(version)
     b.add_artifact(
         target.name,
         "tensorrt",
         precision,
-        tensorrt_version=str(trt.__version__),
+        tensorrt_version=version,
         tensorrt_major_minor=f"{major}.{minor}",
         gpu=gpu.name,
         compute_capability=gpu.compute_capability,
+        device=int(device),
         profile={"input": input_name, **shapes},
-        strongly_typed=typed,
-        builder_flags=flags,
+        strongly_typed=plan.strongly_typed,
+        typing=plan.typing,
+        builder_flags=plan.flags,
+        tf32=tf32_state,
+        layer_precisions=layers,
         version_compatible=bool(version_compatible),
         opt_level=int(opt_level),
         workspace_gb=float(workspace_gb),
-        onnx=onnx_path.name,
-        onnx_sha256=sha256_file(onnx_path),
+        onnx=plan.onnx.name,
+        onnx_sha256=sha256_file(plan.onnx),
+        timing_cache={"file": cache_out.name, "status": cache_status},
         build_seconds=round(seconds, 2),
     )
     b.save()

@@ -1,22 +1,30 @@
 """TensorRT runner (torch-free): run a serialized engine through cuda-python (DESIGN §5, §6).
 
-An engine is only valid for the TensorRT version and GPU model it was built
+An engine is only valid for the TensorRT release and GPU model it was built
 with. Before touching the plan, the runner compares its manifest entry with
-the running TensorRT and GPU and refuses a mismatch with an `EngineError`
-that says what was built where (a version-compatible engine may run on a
-newer TensorRT of the same major version).
+the running TensorRT and GPU (`trt_versions`: the exact release, patch
+included; a version-compatible plan also on newer releases of the same major
+and from 10.x on 11.x) and refuses a mismatch with an `EngineError` that says
+what was built where. `from_bundle` tries every engine that matches, best
+first, before it gives up.
 
 Execution follows NVIDIA's documented sequence: `set_input_shape`, then
 `set_tensor_address` for every I/O tensor, then `execute_async_v3(stream)`,
 with pinned host buffers and async copies on one stream. Buffers are sized
 for the profile's maximum batch once, so addresses never change, which is
-what makes CUDA-graph capture (`cuda_graph=True`, one graph per batch size)
-valid. Batches above the profile's maximum are split into chunks, or refused
-with `split=False`.
+what makes CUDA-graph capture (`cuda_graph=True`) valid. A graph is captured
+per batch size after one uncaptured run (TensorRT needs it after a shape
+change) and is only replayed while the context keeps that shape: NVIDIA
+documents a graph as valid for the shapes it was captured with, not after the
+context was reshaped in between, so a batch-size change re-captures. A failed
+capture is ended and discarded, and the runner warns and continues without
+graphs, as trtexec does. Batches above the profile's maximum are split into
+chunks, or refused with `split=False`.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +37,13 @@ from dsedge.engines.cuda_utils import (
     DeviceInfo,
     PinnedArray,
     Stream,
-    cuda_call,
     device_info,
     import_cudart,
+    set_device,
 )
-from dsedge.engines.trt_build import import_tensorrt, make_logger, parse_version
-from dsedge.errors import BundleError, EngineError
+from dsedge.engines.trt_build import TensorRTWarning, import_tensorrt, make_logger
+from dsedge.engines.trt_versions import same_release, version_mismatch
+from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.runtime.bundle import Bundle, load_bundle
 
 
@@ -43,23 +52,16 @@ def engine_mismatch(
 ) -> str | None:
     """Why an engine (its manifest entry) cannot run here, or None when it can.
 
-    TensorRT version: major.minor must match, unless the engine is version
-    compatible (then same major and a running version at least as new). GPU:
-    the compute capability must match; the GPU name too unless
-    `allow_other_gpu` (same architecture, other model: runs, but tuned for another chip).
+    TensorRT version: the same release (patch included), or for a version
+    compatible engine a newer one NVIDIA supports (`trt_versions`). GPU: the
+    compute capability must match; the GPU name too unless `allow_other_gpu`
+    (same architecture, other model: runs, but tuned for another chip).
     """
     built = entry.get("tensorrt_version")
     if built:
-        b_major, b_minor = parse_version(built)
-        r_major, r_minor = parse_version(trt_version)
-        if entry.get("version_compatible"):
-            if b_major != r_major or (r_major, r_minor) < (b_major, b_minor):
-                return (
-                    f"it is a version-compatible engine from TensorRT {built}, which runs only on "
-                    f"TensorRT {b_major}.x >= {b_major}.{b_minor}; this is TensorRT {trt_version}"
-                )
-        elif (b_major, b_minor) != (r_major, r_minor):
-            return f"it was built with TensorRT {built} and this is TensorRT {trt_version}"
+        why = version_mismatch(str(built), str(trt_version), bool(entry.get("version_compatible")))
+        if why:
+            return why
     cc = entry.get("compute_capability")
     if cc and str(cc) != gpu.compute_capability:
         return (
@@ -70,6 +72,16 @@ def engine_mismatch(
     if name and name != gpu.name and not allow_other_gpu:
         return f"it was built on a {name} and this GPU is a {gpu.name}"
     return None
+
+
+def _preference(entry: dict[str, Any], trt_version: str, gpu: DeviceInfo) -> int:
+    """Lower is better: exact TensorRT release on this GPU model, then version-compatible, then other GPU model."""
+    rank = 0
+    if not same_release(str(entry.get("tensorrt_version", trt_version)), trt_version):
+        rank += 1
+    if entry.get("gpu") and entry.get("gpu") != gpu.name:
+        rank += 2
+    return rank
 
 
 class TrtRunner(Runner):
@@ -100,11 +112,13 @@ class TrtRunner(Runner):
                 f"refusing to run {self.path.name}: {why}",
                 "rebuild it here with `dsedge build BUNDLE --precision ...`",
             )
-        cuda_call(rt.cudaSetDevice(device), "cudaSetDevice")
+        set_device(device, rt)  # TensorRT deserializes onto the current device
         self.precision = precision or entry.get("precision", "unknown")
         self.split = split
         self.use_graph = cuda_graph
-        self._graphs: dict[tuple[int, bool], CudaGraph] = {}
+        self.graph_error: str | None = None
+        self._graphs: dict[bool, CudaGraph] = {}  # copies? -> graph, all for batch size `_graph_batch`
+        self._graph_batch: int | None = None
         self._buffers: list[Any] = []
         self.stream: Stream | None = None
 
@@ -179,6 +193,7 @@ class TrtRunner(Runner):
                 "engine": self.path.name,
                 "profile": list(self.profile),
                 "cuda_graph": self.use_graph,
+                "cuda_graph_error": self.graph_error,
                 "compute_capability": self.gpu.compute_capability,
             },
         )
@@ -220,21 +235,37 @@ class TrtRunner(Runner):
         self._launch(int(batch_size), copies=False)
 
     def _launch(self, n: int, copies: bool) -> tuple[int, ...]:
-        """Set the shape, run (through a cached CUDA graph if enabled), wait; return the output shape."""
+        """Set the shape, run (through a CUDA graph for this batch size if enabled), wait; return the output shape."""
         assert self.stream is not None
         shape = (n, *self.sample_shape)
         if not self.context.set_input_shape(self.input_name, shape):
             raise EngineError(f"{self.path.name} rejected the input shape {shape}")
         out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
-        if self.use_graph:
-            graph = self._graphs.get((n, copies))
-            if graph is None:
-                graph = self._graphs[(n, copies)] = self._capture(n, copies)
+        graph = self._graph_for(n, copies) if self.use_graph else None
+        if graph is not None:
             graph.launch(self.stream)
         else:
             self._enqueue(n, copies)
         self.stream.synchronize()
         return out_shape
+
+    def _graph_for(self, n: int, copies: bool) -> CudaGraph | None:
+        """The graph for batch n, captured now if needed; graphs of another batch size are dropped first."""
+        if self._graph_batch != n:
+            self._drop_graphs()
+            self._graph_batch = n
+        graph = self._graphs.get(copies)
+        if graph is None:
+            graph = self._capture(n, copies)
+            if graph is not None:
+                self._graphs[copies] = graph
+        return graph
+
+    def _drop_graphs(self) -> None:
+        for graph in self._graphs.values():
+            graph.destroy()
+        self._graphs.clear()
+        self._graph_batch = None
 
     def _enqueue(self, n: int, copies: bool = True) -> None:
         """H2D copy of n samples, the engine, D2H copies of the outputs: all async on our stream."""
@@ -250,26 +281,45 @@ class TrtRunner(Runner):
                 nbytes = int(np.prod(self.context.get_tensor_shape(name))) * self.dtypes[name].itemsize
                 self.stream.d2h(self.host[name].ptr, self.dev[name].ptr, nbytes)
 
-    def _capture(self, n: int, copies: bool) -> CudaGraph:
-        """Capture (copies +) engine for batch size n; TensorRT wants one uncaptured run after a shape change."""
+    def _capture(self, n: int, copies: bool) -> CudaGraph | None:
+        """Capture (copies +) engine for batch n; None (graphs off, with a warning) if capture fails.
+
+        TensorRT needs one uncaptured enqueue after a shape change, so one runs
+        first. If anything in the capture fails, the capture is ended and its
+        graph destroyed (a stream left capturing would break every later
+        launch), and the runner falls back to plain enqueues, as trtexec does.
+        """
         assert self.stream is not None
         self._enqueue(n, copies)
         self.stream.synchronize()
-        self.stream.begin_capture()
         try:
+            self.stream.begin_capture()
             self._enqueue(n, copies)
-        finally:
-            graph = self.stream.end_capture()
-        return graph
+        except EngineError as e:
+            self.stream.abort_capture()
+            return self._graphs_off(e)
+        try:
+            return self.stream.end_capture()
+        except EngineError as e:  # invalidated capture or failed instantiation: nothing is left behind
+            return self._graphs_off(e)
+
+    def _graphs_off(self, error: EngineError) -> None:
+        self.graph_error = error.message
+        self.use_graph = False
+        self._drop_graphs()
+        warnings.warn(
+            f"CUDA graph capture failed for {self.path.name} ({error.message}); running without CUDA graphs",
+            TensorRTWarning,
+            stacklevel=5,
+        )
+        return None
 
     def synchronize(self) -> None:
         if self.stream is not None:
             self.stream.synchronize()
 
     def close(self) -> None:
-        for graph in self._graphs.values():
-            graph.destroy()
-        self._graphs.clear()
+        self._drop_graphs()
         for buf in self._buffers:
             buf.free()
         self._buffers.clear()
@@ -296,13 +346,22 @@ class TrtRunner(Runner):
                 f"bundle {bundle.root} has no TensorRT engine{' for ' + precision if precision else ''}",
                 "run `dsedge build BUNDLE --precision ...` on this device",
             )
-        reasons = []
+        reasons, candidates = [], []
+        allow_other = bool(kwargs.get("allow_other_gpu", False))
         for name in names:
             entry = bundle.artifacts[name]
-            why = engine_mismatch(entry, trt.__version__, gpu, kwargs.get("allow_other_gpu", False))
+            why = engine_mismatch(entry, trt.__version__, gpu, allow_other)
             if why is None:
+                candidates.append((_preference(entry, trt.__version__, gpu), name, entry))
+            else:
+                reasons.append(f"{name}: {why}")
+        for _rank, name, entry in sorted(candidates, key=lambda c: c[0]):
+            try:
                 return cls(bundle.path(name), entry.get("precision"), entry=entry, device=device, **kwargs)
-            reasons.append(f"{name}: {why}")
+            except MissingDependencyError:
+                raise
+            except EngineError as e:  # e.g. TensorRT refused to deserialize it: try the next match
+                reasons.append(f"{name}: {e.message}")
         raise EngineError(
             "no engine in the bundle can run here: " + "; ".join(reasons),
             "rebuild with `dsedge build BUNDLE --precision ...` on this device",
