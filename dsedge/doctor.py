@@ -7,7 +7,9 @@ that matter for CPU inference (AVX2, AVX-512, VNNI, AMX), and package
 versions. Every probe is independent and catches its own failure, so a broken
 driver or a half-installed package shows up as a line in the report instead
 of a crash. torch is only looked up by metadata: the device runtime never
-needs it, and importing it would take seconds.
+needs it, and importing it would take seconds. The backends come from the
+registry (`dsedge.engines.registry`), so a newly registered backend shows up
+here without touching this module.
 """
 
 from __future__ import annotations
@@ -132,6 +134,24 @@ def openvino_info() -> dict[str, Any]:
     return {"available": True, "version": ov.__version__, "devices": list(devices)}
 
 
+def registry_info() -> list[dict[str, Any]]:
+    """Every registered backend: its facts and whether its packages are installed (nothing is imported)."""
+    from dsedge.engines import registry
+
+    rows = []
+    for b in registry.backends():
+        ok, why = b.availability()
+        rows.append({"name": b.name, "precisions": list(b.precisions), "artifact": b.artifact, "device": b.device,
+                     "runtime": b.runtime, "available": ok, "reason": why, "description": b.description})
+    return rows
+
+
+def _registry_row(reg: list[dict[str, Any]]) -> dict[str, Any]:
+    parts = [f"{b['name']} ({'/'.join(b['precisions'])}{', runtime' if b['runtime'] else ''})"
+             + ("" if b["available"] else f": {b['reason']}") for b in reg]
+    return {"ok": all(b["available"] for b in reg), "detail": "; ".join(parts)}
+
+
 def _summary(r: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     gpu, cuda, trt, ort, ov, cpu = r["gpu"], r["cuda"], r["tensorrt"], r["onnxruntime"], r["openvino"], r["cpu"]
     isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_bf16", "amx_int8") if cpu["flags"].get(f)]
@@ -157,6 +177,9 @@ def _summary(r: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
                      if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")]
     if ov["available"]:
         backends.append("openvino")
+    summary["backends (registry)"] = _registry_row(r["registry"])
+    builtin = {b.split(":")[0] for b in backends} | {"tensorrt", "onnxruntime", "openvino"}
+    backends += [b["name"] for b in r["registry"] if b["available"] and b["name"] not in builtin]
     return summary, backends
 
 
@@ -172,6 +195,7 @@ def doctor() -> dict[str, Any]:
         "onnxruntime": onnxruntime_info(),
         "openvino": openvino_info(),
         "versions": {p: v for p in PACKAGES if (v := _version(p))},
+        "registry": registry_info(),
     }
     report["summary"], report["backends"] = _summary(report)
     return report

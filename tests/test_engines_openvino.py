@@ -130,7 +130,7 @@ def test_cpu_flags_parsing(tmp_path: Path) -> None:
 
 def test_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="not supported"):
-        ovr.OpenVinoRunner(tiny_onnx, "int8")
+        ovr.OpenVinoRunner(tiny_onnx, "fp16")
     with pytest.raises(EngineError, match="not found"):
         ovr.OpenVinoRunner(tmp_path / "nope.onnx")
     broken = tmp_path / "broken.onnx"
@@ -159,3 +159,78 @@ def test_static_shapes_compile_per_batch_and_match_dynamic(tiny_onnx: Path) -> N
         assert len(static._requests) == ovr.MAX_STATIC_SHAPES
         assert (1, 3, H, W) not in static._requests  # least recently used, dropped
         assert list(static._requests)[-1] == (2, 3, H, W)
+
+
+SCALE_X, SCALE_W = 0.02, 0.01
+
+
+def make_qdq_model(path: Path) -> Path:
+    """TensorRT-form Q/DQ: input -> Q -> DQ -> 1x1 Conv (int8 weights -> DQ) -> GlobalAveragePool -> Flatten."""
+    w_int8 = np.random.default_rng(4).integers(-100, 100, size=(3, 3, 1, 1)).astype(np.int8)
+    init = [numpy_helper.from_array(np.array(SCALE_X, np.float32), "sx"),
+            numpy_helper.from_array(np.array(0, np.int8), "zx"),
+            numpy_helper.from_array(w_int8, "wq"),
+            numpy_helper.from_array(np.array(SCALE_W, np.float32), "sw"),
+            numpy_helper.from_array(np.array(0, np.int8), "zw")]
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["input", "sx", "zx"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+            helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+            helper.make_node("Conv", ["xd", "wd"], ["conv"]),
+            helper.make_node("GlobalAveragePool", ["conv"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["logits"]),
+        ],
+        "tiny_qdq",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, H, W])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+        initializer=init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def qdq_reference(x: np.ndarray, path: Path) -> np.ndarray:
+    """The Q/DQ model's maths in NumPy: fake-quantised input, int8 weights times their scale."""
+    wq = numpy_helper.to_array(next(i for i in onnx.load(str(path)).graph.initializer if i.name == "wq"))
+    xq = np.clip(np.round(x / SCALE_X), -128, 127) * SCALE_X
+    return xq.mean(axis=(2, 3)) @ (wq.reshape(3, 3).astype(np.float64) * SCALE_W).T
+
+
+def test_int8_runs_the_qdq_file(tmp_path: Path) -> None:
+    """INT8 is the Q/DQ file itself; the float parts stay f32 (not bf16, even on bf16 CPUs)."""
+    path = make_qdq_model(tmp_path / "model.int8.onnx")
+    x = np.random.default_rng(5).standard_normal((2, 3, H, W)).astype(np.float32)
+    with ovr.OpenVinoRunner(path, "int8", threads=1) as runner:
+        y = runner.infer(x)
+        assert runner.info.precision == "int8" and runner.info.extra["inference_precision"] == "f32"
+        outputs = runner.infer_all(x)
+    np.testing.assert_allclose(y, qdq_reference(x, path), atol=2e-3, rtol=1e-2)
+    assert list(outputs) == ["logits"] and np.array_equal(outputs["logits"], y)
+
+
+def test_from_bundle_picks_the_file_for_each_precision(tiny_onnx: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tiny_bundle import make_tiny_bundle
+
+    from dsedge.runtime.bundle import load_bundle
+
+    root = make_tiny_bundle(tmp_path / "bundle", precisions=("fp32",), crop=H)
+    shutil.copy(tiny_onnx, root / "model.onnx")  # the SimAM-function model: inlined on load
+    make_qdq_model(root / "model.int8.onnx")
+    bundle = load_bundle(root, verify=False)
+    bundle.manifest["artifacts"].clear()
+    bundle.add_artifact("model.onnx", "onnx", "fp32")
+    bundle.add_artifact("model.int8.onnx", "onnx", "int8")
+    bundle.save()
+    x = np.random.default_rng(6).standard_normal((1, 3, H, W)).astype(np.float32)
+    with ovr.OpenVinoRunner.from_bundle(root, "fp32", threads=1, interleaved=True) as fp32:
+        assert fp32.info.extra["file"] == "model.onnx" and fp32.info.extra["inlined_simam"] is True
+        np.testing.assert_allclose(fp32.infer(x), reference(x), atol=1e-4, rtol=1e-4)
+    with ovr.OpenVinoRunner.from_bundle(load_bundle(root), "int8") as int8:
+        assert int8.info.extra["file"] == "model.int8.onnx"
+        np.testing.assert_allclose(int8.infer(x), qdq_reference(x, root / "model.int8.onnx"), atol=2e-3, rtol=1e-2)

@@ -40,3 +40,20 @@ def test_bad_inputs(model_path: Path, tmp_path: Path) -> None:
         best_providers("NoSuchExecutionProvider")
     with OrtRunner(model_path) as runner, pytest.raises(ValueError, match="N x 3"):
         runner.infer(np.zeros((3, 8, 8), np.float32))
+
+
+def test_from_bundle_picks_the_precisions_file_and_interleaved_turns_spinning_off(tmp_path: Path) -> None:
+    from tiny_bundle import make_tiny_bundle
+
+    from dsedge.errors import BundleError
+
+    root = make_tiny_bundle(tmp_path / "bundle", crop=8)
+    x = np.random.default_rng(1).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    with OrtRunner.from_bundle(root, "fp16", device="cpu", threads=1, interleaved=True) as fp16, \
+            OrtRunner.from_bundle(root, "fp32") as fp32:
+        assert fp16.info.extra["file"] == "model.fp16.onnx" and fp16.info.extra["spin_wait"] is False
+        assert fp32.info.extra["file"] == "model.onnx" and fp32.info.extra["spin_wait"] is True
+        assert fp16.info.extra["provider"] == "CPUExecutionProvider"
+        np.testing.assert_allclose(fp16.infer(x), fp32.infer(x), atol=1e-2)
+    with pytest.raises(BundleError, match="no onnx int8"):
+        OrtRunner.from_bundle(root, "int8")

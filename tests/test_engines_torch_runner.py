@@ -118,3 +118,49 @@ def test_cuda_fp16_and_device_timings() -> None:
             assert t.shape == (5,) and (t > 0).all()
     with tr.TorchRunner(device="cuda") as ref:
         np.testing.assert_array_equal(y.argmax(1), ref.infer(x).argmax(1))
+
+
+def _small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 3))
+
+
+def test_compile_on_cpu_freezes_the_weights() -> None:
+    """Inductor freezing (the CPU default) makes the weights constants of the compiled graph: changing
+    the module's weights afterwards no longer changes the output — proof that freezing was applied."""
+    x = _batch(2)
+    model = _small_model()
+    expected = _expected(model, x)
+    with tr.TorchRunner(model, device="cpu", compile=True) as runner:
+        assert runner.freezing and runner.info.extra["freezing"] is True
+        np.testing.assert_allclose(runner.infer(x), expected, atol=1e-4, rtol=1e-4)
+        with torch.no_grad():
+            model[0].weight.mul_(2.0)
+        np.testing.assert_allclose(runner.infer(x), expected, atol=1e-4, rtol=1e-4)  # still the frozen weights
+    import torch._inductor.config as inductor_config
+
+    assert inductor_config.freezing is False  # patched around calls only, never left on globally
+
+
+def test_bf16_autocast_keeps_fp32_weights() -> None:
+    if not tr.cpu_bf16_supported():
+        pytest.skip("this CPU has no native bf16")
+    x = _batch(2)
+    model = _small_model()
+    expected = _expected(model, x)
+    with tr.TorchRunner(model, device="cpu", precision="bf16", autocast=True, channels_last=True) as runner:
+        assert runner.info.extra["autocast"] == "bfloat16" and runner.info.extra["channels_last"] is True
+        assert next(runner.model.parameters()).dtype == torch.float32
+        y = runner.infer(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, expected, atol=5e-2, rtol=5e-2)
+
+
+def test_from_bundle_random_init_and_options() -> None:
+    from types import SimpleNamespace
+
+    bundle = SimpleNamespace(manifest={"model": {"name": "ds_resnet50"}, "classes": ["A", "B"]})
+    with tr.TorchRunner.from_bundle(bundle, "fp32", device="cpu", seed=3, threads=1, interleaved=True) as runner:
+        assert runner.infer(_batch(1)).shape == (1, 2)  # the bundle's class count
+        assert "random init (seed 3)" in runner.info.extra["source"] and not runner.has_device_timer

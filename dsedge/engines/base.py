@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -60,6 +60,41 @@ class Runner(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- optional abilities: typed protocols instead of getattr probing -----------------------------
+
+
+@runtime_checkable
+class DeviceTimed(Protocol):
+    """A runner that can time itself with device events (CUDA events around copies and compute).
+
+    `has_device_timer` says whether it can on the device it runs on (a CPU-placed
+    TorchRunner has the method but no events to time with).
+    """
+
+    @property
+    def has_device_timer(self) -> bool: ...
+
+    def device_timings(
+        self, batch: np.ndarray, iters: int, *, warmup: int = 3, include_copies: bool = True,
+        cuda_graph: bool = False,
+    ) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ResidentInputs(Protocol):
+    """A runner that can rerun on inputs already in device memory (trtexec's `--noDataTransfers`)."""
+
+    def run_resident(self, batch_size: int) -> None: ...
+
+
+@runtime_checkable
+class FirstCallTimed(Protocol):
+    """A runner whose first call per batch size compiles (torch.compile): seconds per batch size."""
+
+    @property
+    def first_call_seconds(self) -> dict[int, float]: ...
 
 
 def check_batch(batch: np.ndarray, channels: int = 3) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""OpenVINO runner for CPUs (torch-free): FP32, and bf16 on CPUs with native bf16 (AMX / avx512_bf16).
+"""OpenVINO runner for CPUs (torch-free): FP32, bf16 on CPUs with native bf16 (AMX / avx512_bf16), INT8.
+
+INT8 runs the bundle's `model.int8.onnx` — the TensorRT-form Q/DQ file — as is:
+OpenVINO's CPU plugin turns each QuantizeLinear/DequantizeLinear pair around a
+conv or matmul into a real INT8 kernel (VNNI/AMX), so one calibrated file serves
+TensorRT on GPUs and OpenVINO on CPUs. Ops the file leaves in float stay f32.
 
 OpenVINO's ONNX frontend rejects model-local functions, so the `dsedge::SimAM`
 calls are inlined first (`onnx.inliner.inline_local_functions`) into a temporary
@@ -19,15 +24,17 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dsedge.engines.base import Runner, RunnerInfo, check_batch
 from dsedge.errors import EngineError, MissingDependencyError
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 MAX_STATIC_SHAPES = 4  # compiled static-shape models kept; the oldest is dropped beyond this
-_HINTS = {"fp32": "f32", "bf16": "bf16"}
+# int8: the Q/DQ file's quantized ops run as INT8 (VNNI/AMX); everything left in float stays f32.
+_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def _import_openvino():  # noqa: ANN202 - returns the module
@@ -82,9 +89,13 @@ def inline_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
 
 
 class OpenVinoRunner(Runner):
-    """OpenVINO CPU `CompiledModel`s over the (inlined) FP32 ONNX; any batch size.
+    """OpenVINO CPU `CompiledModel`s over an (inlined) ONNX file; any batch size.
 
-    With `static_shapes` one model is compiled per input shape (kept for the last
+    `OpenVinoRunner(model_path, precision="fp32"|"bf16"|"int8", threads=None,
+    inline=True, static_shapes=True)`: `model_path` is `model.onnx` (or the
+    pre-inlined `model.inline.onnx` with `inline=False`) for fp32/bf16 and
+    `model.int8.onnx` for int8; `OpenVinoRunner.from_bundle(bundle, precision)`
+    picks the file. With `static_shapes` one model is compiled per input shape (kept for the last
     `MAX_STATIC_SHAPES` shapes); without it one dynamic-batch model serves all.
     """
 
@@ -159,6 +170,26 @@ class OpenVinoRunner(Runner):
             },
         )
 
+    @classmethod
+    def from_bundle(
+        cls, bundle: Any, precision: str, *, threads: int | None = None, static_shapes: bool = True,
+        **_: Any,
+    ) -> OpenVinoRunner:
+        """The bundle's file for `precision` (registry entry point; options of other backends are ignored).
+
+        fp32/bf16 read the pre-inlined `model.inline.onnx` when the bundle has one
+        (else `model.onnx`, inlined here); int8 reads `model.int8.onnx`, inlined here.
+        """
+        from dsedge.runtime.bundle import Bundle, load_bundle
+
+        bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        if precision == "int8":
+            return cls(bundle.require("onnx", "int8"), "int8", threads=threads, static_shapes=static_shapes)
+        inline = bundle.find("onnx-inline", "fp32")
+        if inline:
+            return cls(bundle.path(inline[0]), precision, threads=threads, inline=False, static_shapes=static_shapes)
+        return cls(bundle.require("onnx", "fp32"), precision, threads=threads, static_shapes=static_shapes)
+
     def _compile(self, shape: tuple[int, ...] | None):  # noqa: ANN202 - an ov.CompiledModel
         """Compile the model, reshaped to `shape` first when one is given (None = as read)."""
         model = self._model
@@ -189,6 +220,12 @@ class OpenVinoRunner(Runner):
         x = check_batch(batch)
         result = self._request_for(tuple(x.shape)).infer({0: x})  # type: ignore[attr-defined]
         return np.array(result[0], dtype=np.float32)  # copy: the request reuses its buffer
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of one call by name (logits, and e.g. class-activation maps), float32 copies."""
+        x = check_batch(batch)
+        result = self._request_for(tuple(x.shape)).infer({0: x})  # type: ignore[attr-defined]
+        return {port.get_any_name(): np.array(value, dtype=np.float32) for port, value in result.items()}
 
     def close(self) -> None:
         self.request = None  # type: ignore[assignment]

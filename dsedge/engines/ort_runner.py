@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dsedge.engines.base import Runner, RunnerInfo, check_batch
 from dsedge.errors import EngineError
 
+CANONICAL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -35,6 +37,13 @@ def best_providers(requested: str | list[str] = "auto") -> list[str]:
             hint="pip install 'dsedge[gpu]' for CUDA" if "CUDAExecutionProvider" in missing else None,
         )
     return wanted
+
+
+def _as_bundle(bundle: Any) -> Any:
+    """A loaded `Bundle` from a Bundle or a folder path (imported lazily; the runtime is torch-free)."""
+    from dsedge.runtime.bundle import Bundle, load_bundle
+
+    return bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
 
 
 class OrtRunner(Runner):
@@ -78,8 +87,29 @@ class OrtRunner(Runner):
             precision=precision,
             device="cuda" if self._providers[0] != "CPUExecutionProvider" else "cpu",
             version=ort.__version__,
-            extra={"provider": self._providers[0], "threads": threads or "default", "file": path.name},
+            extra={"provider": self._providers[0], "threads": threads or "default", "file": path.name,
+                   "spin_wait": allow_spinning},
         )
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Any, precision: str, *, device: str = "auto", threads: int | None = None,
+        providers: str | list[str] | None = None, interleaved: bool = False, output: str | None = None,
+    ) -> OrtRunner:
+        """The bundle's ONNX file for `precision` (registry entry point).
+
+        `interleaved=True` (the bench times several sessions in turn) turns intra-op
+        spin-waiting off, see `allow_spinning`. `device="cpu"` pins the CPU provider.
+        """
+        bundle = _as_bundle(bundle)
+        names = bundle.find("onnx", precision)
+        if not names:
+            bundle.require("onnx", precision)  # raises a BundleError listing what the bundle has
+        name = CANONICAL_FILES.get(precision) if CANONICAL_FILES.get(precision) in names else names[0]
+        if providers is None:
+            providers = "CPUExecutionProvider" if device == "cpu" else "auto"
+        return cls(bundle.path(name), precision, providers=providers, threads=threads, output=output,
+                   allow_spinning=not interleaved)
 
     @property
     def info(self) -> RunnerInfo:
