@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "eval_cmd",
     "export_cmd",
     "calibrate_cmd",
+    "risk_cmd",
     "build_cmd",
     "predict_cmd",
     "bench_cmd",

@@ -5,8 +5,12 @@ Writes, all-or-nothing through `dsedge.utils.io.atomic_dir`:
     model.onnx        FP32, SimAM as `dsedge::SimAM` calls   kind "onnx" precision "fp32"
     model.fp16.onnx   FP16 inside, FP32 I/O, SimAM in FP32    kind "onnx" precision "fp16"
     model.inline.onnx (--inline-simam) the flat FP32 variant kind "onnx-inline" precision "fp32"
+    MODEL_CARD.md     intended use, training summary, metrics, limitations     kind "model-card"
     dsedge.json       manifest (DESIGN §4): model, classes, input/outputs, preprocessing,
-                      opset, tool versions, per-artifact sha256, parity against PyTorch
+                      opset, tool versions, per-artifact sha256, parity against PyTorch,
+                      `training` (the checkpoint's metadata summary, for the model card)
+
+`dsedge risk` adds the `clinical` block (temperature, melanoma operating point) later.
 
 Everything that can fail on user input (checkpoint, output folder, data) is
 checked before the slow export, and a parity failure aborts before anything
@@ -116,6 +120,7 @@ def export_bundle(
     split: str = "val",
     parity_images: int = 150,
     probs: bool = False,
+    cam: bool = False,
     inline_simam: bool = False,
     force: bool = False,
     opset: int = 18,
@@ -124,13 +129,15 @@ def export_bundle(
     """Export a checkpoint (or a random-init registry model) to a verified bundle folder; returns it.
 
     `data`/`split`/`parity_images` choose the parity inputs (real images, else a
-    random batch); `probs` adds a softmax output; `inline_simam` also writes the
+    random batch); `probs` adds a softmax output; `cam` adds the class-activation-map
+    output `cam` (heat-maps from the engine itself); `inline_simam` also writes the
     flat `model.inline.onnx`. Raises `ExportError`/`CheckpointError`/`BundleError`
     with a clear message; on any failure nothing is left at `out`.
     """
     from dsedge.export.fp16 import convert_fp16
     from dsedge.export.manifest import measure_parity, parity_inputs, tool_versions
-    from dsedge.export.onnx import LOGITS_NAME, PROBS_NAME, export_onnx, save_onnx
+    from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card, training_summary
+    from dsedge.export.onnx import CAM_NAME, LOGITS_NAME, PROBS_NAME, export_onnx, save_onnx
     from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME
     from dsedge.export.simam_function import inline_simam as flatten
     from dsedge.runtime.bundle import add_artifact, load_bundle, new_manifest
@@ -154,7 +161,7 @@ def export_bundle(
 
     t0 = time.perf_counter()
     say(f"exporting {model_block['name']} at {size}x{size} (opset {opset})")
-    result = export_onnx(model, size, opset=opset, probs=probs)
+    result = export_onnx(model, size, opset=opset, probs=probs, cam=cam)
     say(f"SimAM: {result.outline.calls} dsedge::SimAM calls, {result.outline.nodes_before} -> "
         f"{result.outline.nodes_after} nodes")
     say("converting to FP16")
@@ -171,6 +178,11 @@ def export_bundle(
     if probs:
         outputs.append({"name": PROBS_NAME, "shape": ["N", len(classes)], "dtype": "float32",
                         "op": "softmax(logits, axis=1)"})
+    if cam:
+        dims = next(o.type.tensor_type.shape.dim for o in result.model.graph.output if o.name == CAM_NAME)
+        outputs.append({"name": CAM_NAME, "shape": ["N", len(classes), dims[2].dim_value, dims[3].dim_value],
+                        "dtype": "float32", "op": "Conv1x1(last features, fc weight, fc bias); "
+                        "spatial mean = logits (class activation map)"})
     manifest["outputs"] = outputs
     manifest["opset"] = result.opset
     manifest["simam"] = {
@@ -178,6 +190,7 @@ def export_bundle(
         "nodes_before_outlining": result.outline.nodes_before,
         "nodes_after_outlining": result.outline.nodes_after,
     }
+    manifest["training"] = training_summary(meta)
     manifest["tools"] = tool_versions()
     manifest["parity"] = parity
     manifest["export"] = {"seconds": round(time.perf_counter() - t0, 2),
@@ -194,6 +207,8 @@ def export_bundle(
                 save_onnx(flat, tmp / INLINE_FILE)
                 add_artifact(manifest, tmp, INLINE_FILE, "onnx-inline", "fp32", simam="inline",
                              opset=result.opset)
+            (tmp / MODEL_CARD_FILE).write_text(render_model_card(manifest), encoding="utf-8")
+            add_artifact(manifest, tmp, MODEL_CARD_FILE, "model-card", "n/a")
             atomic_write_json(tmp / "dsedge.json", manifest)
             load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
     except FileExistsError:

@@ -3,7 +3,8 @@
 The graph contract every runtime relies on (recorded in the manifest):
 input `input` float32 N x 3 x H x W (normalised, NCHW, dynamic N), output
 `logits` float32 N x C, and with `probs=True` a second output `probs`
-(softmax over classes). The dynamo exporter's optimizer folds each eval-mode
+(softmax over classes), with `cam=True` an output `cam` (class activation maps, see
+`add_cam_output`). The dynamo exporter's optimizer folds each eval-mode
 BatchNorm into the preceding Conv and folds constants; we then outline every
 SimAM into one `dsedge::SimAM` call (`dsedge.export.simam_function`) and prove
 the result with `onnx.checker` (full check) and strict shape inference.
@@ -17,9 +18,10 @@ import logging
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from dsedge.errors import ExportError
@@ -29,6 +31,9 @@ from dsedge.models.simam import SimAM
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"
 PROBS_NAME = "probs"
+CAM_NAME = "cam"
+_POOL_OPS = ("ReduceMean", "GlobalAveragePool")
+_FLATTEN_OPS = ("Reshape", "Flatten")
 BATCH_DIM = "N"
 DEFAULT_OPSET = 18
 
@@ -55,6 +60,7 @@ def export_onnx(
     *,
     opset: int = DEFAULT_OPSET,
     probs: bool = False,
+    cam: bool = False,
 ) -> ExportResult:
     """Export an eval-mode classifier to a checked ONNX model with SimAM as local functions.
 
@@ -93,6 +99,8 @@ def export_onnx(
     if bn:
         raise ExportError(f"BatchNorm was not folded into the convolutions ({len(bn)} left, e.g. {bn[0]})")
     report = outline_simam(proto, simam_lambdas(model))
+    if cam:
+        add_cam_output(proto)
     if probs:
         add_probs_output(proto)
     check_onnx(proto)
@@ -137,6 +145,64 @@ def add_probs_output(model: onnx.ModelProto) -> None:
     graph.output.append(
         helper.make_tensor_value_info(PROBS_NAME, TensorProto.FLOAT, [BATCH_DIM, num_classes or None])
     )
+
+
+def has_cam_output(model: onnx.ModelProto) -> bool:
+    return any(o.name == CAM_NAME for o in model.graph.output)
+
+
+def add_cam_output(model: onnx.ModelProto) -> tuple[int, int]:
+    """Append `cam` = classifier weights applied at every position of the last feature map, in place.
+
+    The head of every dsedge classifier is features -> global average pool (`ReduceMean` over
+    H, W or `GlobalAveragePool`) -> flatten -> `Gemm` (fc) -> `logits`. A 1x1 `Conv` with the fc
+    weights and bias on the features gives, per class c and position (y, x),
+    cam[c, y, x] = w_c . F[:, y, x] + b_c, whose spatial mean is exactly logits[c] (Zhou et al.
+    2016's class activation map). It is one small conv in the graph, so every engine returns it
+    from the same call as the logits. Returns the map's (h, w) (0 where symbolic).
+    """
+    graph = model.graph
+    if has_cam_output(model):
+        raise ExportError("the model already has a `cam` output")
+    producers = {o: n for n in graph.node for o in n.output}
+    gemm = producers.get(LOGITS_NAME)
+    flat = producers.get(gemm.input[0]) if gemm is not None and gemm.op_type == "Gemm" else None
+    pool = producers.get(flat.input[0]) if flat is not None and flat.op_type in _FLATTEN_OPS else None
+    if pool is None or pool.op_type not in _POOL_OPS:
+        raise ExportError("cannot add a `cam` output: the model's head is not global-average-pool -> flatten -> Gemm",
+                          "class activation maps need a ResNet-style head (ds_resnet50, resnet50)")
+    inits = {t.name: t for t in graph.initializer}
+    if gemm.input[1] not in inits or (len(gemm.input) > 2 and gemm.input[2] not in inits):
+        raise ExportError("cannot add a `cam` output: the classifier weights are not constants")
+    attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+    weight = numpy_helper.to_array(inits[gemm.input[1]]).astype(np.float32)
+    weight = weight if attrs.get("transB", 0) else weight.T  # classes x features
+    weight = weight * float(attrs.get("alpha", 1.0))
+    new_inits = [numpy_helper.from_array(weight[:, :, None, None].copy(), "cam.weight")]
+    conv_inputs = [pool.input[0], "cam.weight"]
+    if len(gemm.input) > 2 and gemm.input[2]:
+        bias = numpy_helper.to_array(inits[gemm.input[2]]).astype(np.float32).reshape(-1)
+        bias = np.broadcast_to(bias * float(attrs.get("beta", 1.0)), (weight.shape[0],)).copy()
+        new_inits.append(numpy_helper.from_array(bias, "cam.bias"))
+        conv_inputs.append("cam.bias")
+    graph.initializer.extend(new_inits)
+    graph.node.append(helper.make_node("Conv", conv_inputs, [CAM_NAME], name="/cam/Conv", kernel_shape=[1, 1]))
+    h, w = _spatial_dims(model, pool.input[0])
+    graph.output.append(helper.make_tensor_value_info(
+        CAM_NAME, TensorProto.FLOAT, [BATCH_DIM, int(weight.shape[0]), h or "cam_h", w or "cam_w"]))
+    return h, w
+
+
+def _spatial_dims(model: onnx.ModelProto, name: str) -> tuple[int, int]:
+    """(H, W) of an intermediate tensor from shape inference; 0 where unknown."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        if vi.name == name:
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) == 4:
+                return (dims[2].dim_value if dims[2].HasField("dim_value") else 0,
+                        dims[3].dim_value if dims[3].HasField("dim_value") else 0)
+    return 0, 0
 
 
 def remove_probs_output(model: onnx.ModelProto) -> bool:
