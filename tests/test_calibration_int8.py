@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dsedge.calibration import int8 as int8_mod
+from dsedge.calibration.budget import Budget
 from dsedge.calibration.int8 import CACHE_NAME, INT8_NAME, calibrate_bundle
 from dsedge.calibration.rules import check_qdq_rules
 from dsedge.calibration.trt_cache import hex_scale, read_calibration_table, scale_hex
@@ -43,8 +44,17 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
-def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isic_session: Path) -> None:
-    result = calibrate_bundle(bundle, tiny_isic_session, num_images=12, max_acc_drop=100.0)
+def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isic_session: Path,
+                                                         monkeypatch) -> None:
+    real_compare, seen = int8_mod.compare, []
+
+    def full_model_disagrees(*args, **kwargs):  # force the sensitivity search: only the first candidate fails
+        row = real_compare(*args, **kwargs)
+        seen.append(row)
+        return {**row, "top1_agreement": 0.0} if len(seen) == 2 else row  # call 1 is FP32 itself
+
+    monkeypatch.setattr(int8_mod, "compare", full_model_disagrees)
+    result = calibrate_bundle(bundle, tiny_isic_session, num_images=12, budget=Budget(0.5, None, None, None, False))
     b = load_bundle(bundle)  # verifies every sha256, the new artifact's included
     assert b.require("onnx", "int8") == bundle / INT8_NAME
     entry = b.artifacts[INT8_NAME]
@@ -62,9 +72,11 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     assert sum(cal["class_counts"].values()) == 12
     assert set(cal["versions"]) >= {"onnxruntime", "onnx", "dsedge"}
     acc = cal["accuracy"]
-    assert acc["split"] == "val" and acc["n"] == 10
-    for key in ("acc_drop_points", "auc_drop", "top1_agreement"):
+    assert acc["split"] == "val" and acc["n"] == 10 and acc["met_budget"] is True
+    for key in ("acc_drop_points", "auc_drop", "top1_agreement", "mel_auc_delta", "sk_auc_delta", "mean_auc_delta"):
         assert key in acc["int8"]
+    assert [t["term"] for t in acc["budget_terms"] if t["judged"]] == ["top1_agreement"]
+    assert cal["sensitivity_search_ran"] is True and cal["budget"]["min_agreement"] == 0.5
     sens = json.loads((bundle / "int8_sensitivity.json").read_text())
     assert {g["group"] for g in sens["groups"]} == {"stem", "layer1", "layer2", "layer3", "layer4", "head",
                                                    "depthwise"}
@@ -177,7 +189,7 @@ def test_bundle_without_model_onnx(bundle: Path, tiny_isic_session: Path, tmp_pa
 
 
 def test_missed_budget_writes_nothing(bundle: Path, tiny_isic_session: Path, monkeypatch) -> None:
-    def harmful(ref, probs, labels, classes, ref_probs):  # every INT8 candidate loses 5 points
+    def harmful(ref, probs, labels, classes, ref_probs, mel_threshold=None):  # every INT8 candidate loses 5 points
         return {"accuracy": ref["accuracy"] - 0.05, "mean_auc": ref.get("mean_auc"), "top1_agreement": 0.9,
                 "acc_drop_points": 5.0, "auc_drop": 0.0}
 
@@ -185,7 +197,8 @@ def test_missed_budget_writes_nothing(bundle: Path, tiny_isic_session: Path, mon
     before = _snapshot(bundle)
     with pytest.raises(CalibrationError, match="misses the accuracy budget") as exc:
         calibrate_bundle(bundle, tiny_isic_session, num_images=12, sensitivity=False, min_agreement=0.95)
-    assert "needs >= 95 %" in exc.value.message
+    assert "top1_agreement 0.9000 (>= 0.95): FAILED" in exc.value.message
+    assert "acc_drop_points 5.0000 (<= 0.5): FAILED" not in exc.value.message  # legacy: min_agreement alone
     assert _snapshot(bundle) == before
 
 
@@ -241,3 +254,39 @@ def test_real_isic_int8_within_budget(isic_root: Path, tmp_path: Path) -> None:
     assert abs(fin["auc_drop"]) <= 0.05
     assert check_qdq_rules(bundle / INT8_NAME) == []
     assert (bundle / "int8_sensitivity.md").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 14 item 3: an interrupted calibration must not cost the bundle
+
+
+def test_interrupt_between_artifact_and_manifest_keeps_the_bundle_loadable(bundle: Path, monkeypatch) -> None:
+    """Ctrl-C after the new INT8 file is written but before the manifest is saved.
+
+    Before the fix the new file replaced the listed one, the old manifest's sha256
+    no longer matched, and `load_bundle` refused the whole bundle, FP32 included.
+    """
+    from dsedge.runtime import bundle as bundle_mod
+
+    calibrate_bundle(bundle, None, synthetic=True, num_images=8, seed=0)
+    fp32_sha = load_bundle(bundle).artifacts["model.onnx"]["sha256"]
+    real_add = bundle_mod.add_artifact
+
+    def interrupted(manifest, root, filename, *args, **kwargs):
+        if filename == INT8_NAME:
+            raise KeyboardInterrupt
+        return real_add(manifest, root, filename, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_mod, "add_artifact", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate_bundle(bundle, None, synthetic=True, num_images=8, seed=1)
+    monkeypatch.undo()
+    b = load_bundle(bundle)  # verifies every listed sha256: must not raise
+    assert b.artifacts["model.onnx"]["sha256"] == fp32_sha
+    if INT8_NAME in b.artifacts:  # either the old calibration survives whole, or none is listed
+        assert b.manifest["calibration"]["seed"] == 0
+    else:
+        assert "calibration" not in b.manifest
+    assert not [p.name for p in bundle.iterdir() if p.name.endswith(".tmp")]
+    calibrate_bundle(bundle, None, synthetic=True, num_images=8, seed=1)  # and calibrating again just works
+    assert load_bundle(bundle).manifest["calibration"]["seed"] == 1

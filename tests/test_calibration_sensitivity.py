@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto
 from onnx import helper as oh
 
+from dsedge.calibration.budget import Budget
 from dsedge.calibration.sensitivity import (
     compare,
     node_groups,
@@ -21,6 +22,7 @@ from dsedge.calibration.sensitivity import (
     resolve_keep_fp,
     save_report,
     select_float_groups,
+    to_markdown,
 )
 from dsedge.errors import CalibrationError
 
@@ -119,7 +121,7 @@ def _fake_pipeline(harm: dict[str, float]) -> tuple[dict[str, list[str]], Any, A
 def test_most_harmful_group_is_kept_float_until_budget_holds(tmp_path: Path) -> None:
     groups, build, evaluate, calls = _fake_pipeline({"g1": 0.1, "g2": 2.0, "g3": 0.3})
     ref = {"accuracy": 0.9, "mean_auc": 0.8}
-    chosen, excluded, report = select_float_groups(groups, [], build, evaluate, ref, 0.5, 100)
+    chosen, excluded, report = select_float_groups(groups, [], build, evaluate, ref, Budget.legacy(0.5, None), 100)
     assert report.initial["acc_drop_points"] == pytest.approx(2.4)
     assert [g["group"] for g in report.groups] == ["g1", "g2", "g3"]
     assert report.kept_float == ["g2"] and report.met_budget
@@ -136,7 +138,7 @@ def test_most_harmful_group_is_kept_float_until_budget_holds(tmp_path: Path) -> 
 def test_user_exclusions_are_respected_and_unreachable_budget_reported() -> None:
     groups, build, evaluate, _ = _fake_pipeline({"g1": 1.0, "g2": 2.0})
     ref = {"accuracy": 0.9, "mean_auc": 0.8}
-    _, excluded, report = select_float_groups(groups, ["g1_a"], build, evaluate, ref, 0.0, 100)
+    _, excluded, report = select_float_groups(groups, ["g1_a"], build, evaluate, ref, Budget.legacy(0.0, None), 100)
     assert "g1_a" in excluded
     assert report.groups[0]["nodes"] == 1  # g1_a was already float
     assert not report.met_budget  # even one quantized node costs more than 0 points
@@ -145,9 +147,9 @@ def test_user_exclusions_are_respected_and_unreachable_budget_reported() -> None
 def test_agreement_floor_also_drives_the_search() -> None:
     groups, build, evaluate, _ = _fake_pipeline({"g1": 0.2, "g2": 0.1})  # ACC budget met from the start
     ref = {"accuracy": 0.9, "mean_auc": 0.8}
-    _, _, plain = select_float_groups(groups, [], build, evaluate, ref, 0.5, 100)
+    _, _, plain = select_float_groups(groups, [], build, evaluate, ref, Budget.legacy(0.5, None), 100)
     assert plain.met_budget and plain.kept_float == []
-    _, excluded, strict = select_float_groups(groups, [], build, evaluate, ref, 0.5, 100, min_agreement=0.9985)
+    _, excluded, strict = select_float_groups(groups, [], build, evaluate, ref, Budget.legacy(0.5, 0.9985), 100)
     assert strict.met_budget and strict.kept_float == ["g1"] and excluded == ["g1_a", "g1_b"]
     assert strict.final["top1_agreement"] >= 0.9985
 
@@ -169,14 +171,15 @@ def test_agreement_budget_keeps_the_least_agreeing_group_first() -> None:
         return {"accuracy": 0.9, "mean_auc": 0.8, "acc_drop_points": drop, "auc_drop": 0.0,
                 "top1_agreement": 1.0 - sum(effect[g][1] for g in q)}
 
-    _, excluded, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, 0.5, 100,
-                                              min_agreement=0.95)
+    _, excluded, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9},
+                                              Budget.legacy(0.5, 0.95), 100)
     assert report.kept_float == ["g2"] and excluded == ["g2"] and report.met_budget
 
 
 def test_without_analysis_only_the_full_model_is_measured() -> None:
     groups, build, evaluate, calls = _fake_pipeline({"g1": 1.0, "g2": 2.0})
-    _, _, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, 0.5, 10, analyse=False)
+    _, _, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(0.5, None), 10,
+                                      analyse=False)
     assert len(calls) == 1 and report.groups == [] and not report.met_budget
 
 
@@ -189,3 +192,50 @@ def test_compare_deltas() -> None:
     assert row["acc_drop_points"] == pytest.approx(25.0)
     assert row["top1_agreement"] == pytest.approx(0.75)
     assert row["auc_drop"] is not None and row["auc_drop"] >= 0
+
+
+def test_search_runs_only_when_the_full_model_misses_the_budget() -> None:
+    groups, build, evaluate, calls = _fake_pipeline({"g1": 0.1, "g2": 0.2})  # 0.3 points, agreement 99.7 %
+    ref = {"accuracy": 0.9, "mean_auc": 0.8}
+    _, _, report = select_float_groups(groups, [], build, evaluate, ref, Budget(), 100)
+    assert report.met_budget and len(calls) == 1 and report.groups == []
+    assert {t["term"] for t in report.terms if t["judged"]} == {"top1_agreement", "abs_delta_acc_points"}
+
+
+def test_a_melanoma_auc_failure_keeps_the_group_that_moves_mel_auc_float() -> None:
+    """g1 flips nothing but shifts melanoma AUC by 0.02; g2 costs a little agreement within budget."""
+    effect = {"g1": (0.02, 0.0), "g2": (0.0, 0.004)}  # (MEL AUC delta, disagreement)
+    groups = {g: [g] for g in effect}
+    built: dict[str, list[str]] = {}
+
+    def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
+        p = Path(f"c{len(built)}")
+        built[str(p)] = [n for n in (nodes_q or list(groups)) if n not in exclude]
+        return p
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        q = built[str(path)]
+        d_mel = -sum(effect[g][0] for g in q)
+        return {"accuracy": 0.9, "mean_auc": 0.8 + d_mel / 2, "mel_auc": 0.7 + d_mel, "acc_drop_points": 0.0,
+                "mel_auc_delta": d_mel, "mean_auc_delta": d_mel / 2, "auc_drop": -d_mel / 2,
+                "top1_agreement": 1.0 - sum(effect[g][1] for g in q)}
+
+    ref = {"accuracy": 0.9, "mean_auc": 0.8, "mel_auc": 0.7}
+    _, excluded, report = select_float_groups(groups, [], build, evaluate, ref, Budget(), 100)
+    assert report.kept_float == ["g1"] and excluded == ["g1"] and report.met_budget
+    md = to_markdown(report)
+    assert "abs_delta_mel_auc" in md and "MEL AUC delta" in md
+
+
+def test_compare_reports_mel_recall_and_signed_deltas() -> None:
+    labels = np.array([0, 0, 1, 2])
+    ref_probs = np.array([[0.6, 0.3, 0.1], [0.4, 0.5, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    from dsedge.train.metrics import classification_metrics
+
+    ref = classification_metrics(labels, ref_probs, ["MEL", "NV", "SK"])
+    row = compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs, mel_threshold=0.3)
+    assert row["mel_recall"] == pytest.approx(0.5)  # 0.6 >= 0.3, 0.2 < 0.3
+    assert row["mel_auc_delta"] == pytest.approx(row["mel_auc"] - ref["mel_auc"])
+    assert row["sk_auc_delta"] == pytest.approx(0.0)
+    assert compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs)["mel_recall"] is None

@@ -16,8 +16,13 @@ The recipe is DESIGN §5's, verified in the feasibility run:
 
 Every candidate passes `rules.check_qdq_rules` before it is written; nothing is
 written into the bundle unless the model obeys TensorRT's rules and (with data)
-meets `max_acc_drop`. Same bundle, data, options and seed give a byte-identical
-`model.int8.onnx`.
+meets the budget (`budget.py`: agreement with FP32, melanoma AUC, ACC,
+melanoma recall). `--method auto` picks the method per tensor (`methods.py`).
+Next to `model.int8.onnx` goes `model.int8-fp16.onnx`, the same quantization
+with FP16 float layers for TensorRT's strong typing (`mixed_fp16.py`). The
+bundle is updated atomically (`dsedge.export.bundle_update`): an interrupted
+calibration never leaves a bundle that fails its sha256 check. Same bundle,
+data, options and seed give a byte-identical `model.int8.onnx`.
 """
 
 from __future__ import annotations
@@ -28,30 +33,36 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from dsedge.calibration import methods as per_tensor
 from dsedge.calibration import reader as rd
+from dsedge.calibration.budget import Budget, describe, failed_terms, mel_threshold
+from dsedge.calibration.mixed_fp16 import MIXED_NAME, MIXED_PRECISION, to_mixed_fp16
 from dsedge.calibration.rules import check_qdq_rules, format_violations
 from dsedge.calibration.sensitivity import (
+    SensitivityReport,
     compare,
     node_groups,
     resolve_keep_fp,
-    save_report,
     select_float_groups,
+    to_markdown,
 )
 from dsedge.errors import BundleError, CalibrationError, DataError
-from dsedge.runtime.bundle import load_bundle
+from dsedge.export.bundle_update import BundleUpdate, bundle_update
+from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.runtime.preprocess import preprocess_files
-from dsedge.utils.io import atomic_path
+from dsedge.utils.io import atomic_write_json
 
 INT8_NAME = "model.int8.onnx"
 CACHE_NAME = "calibration.cache"
 REPORT_STEM = "int8_sensitivity"
-METHODS = ("entropy", "minmax", "percentile")
+METHODS = ("entropy", "minmax", "percentile", "auto")
 #: DESIGN §5: what TensorRT's parser accepts (symmetric S8S8, float biases).
 EXTRA_OPTIONS: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 EVAL_BATCH = 16
@@ -65,6 +76,8 @@ def _method(name: str) -> Any:
         "minmax": CalibrationMethod.MinMax,
         "percentile": CalibrationMethod.Percentile,
     }
+    if name == "auto":
+        return table["minmax"]  # merged per-tensor ranges are stored in MinMax form
     if name not in table:
         raise CalibrationError(f"unknown calibration method '{name}'", f"choose one of: {', '.join(METHODS)}")
     return table[name]
@@ -193,6 +206,216 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__}
 
 
+@dataclass
+class _Job:
+    """What one calibration works on, resolved and validated before any work is done."""
+
+    bundle: Bundle
+    model_path: Path
+    model: onnx.ModelProto
+    tokens: list[str]
+    base_exclude: list[str]
+    cset: rd.CalibrationSet
+    select_set: rd.CalibrationSet | None
+    evalset: Any
+    data_fingerprint: str | None
+    budget: Budget
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.bundle.preprocessing
+
+
+def _select_set(train: Any, cset: rd.CalibrationSet, want: int, seed: int) -> rd.CalibrationSet | None:
+    """Training images for `--method auto`'s per-tensor choice: disjoint from `cset` (and from the eval split)."""
+    used = set(cset.paths)
+    rest = [s for s in train.samples if s.path not in used]
+    n = min(want, len(rest))
+    if n < rd.MIN_CALIBRATION_IMAGES:
+        return None
+    rng = np.random.default_rng([seed, 1])
+    picked = [rest[i] for i in sorted(rng.choice(len(rest), size=n, replace=False))]
+    return rd.CalibrationSet(ids=tuple(s.path.name for s in picked), paths=tuple(s.path for s in picked),
+                             labels=tuple(s.label for s in picked), seed=seed, source="select")
+
+
+def _resolve(bundle: str | Path, data: str | Path | None, method: str, num_images: int, seed: int,
+             keep_fp: Sequence[str] | str, split: str, eval_split: str, synthetic: bool, budget: Budget,
+             select_images: int) -> _Job:
+    """Step 1: load and check the bundle, the options and the data (raises before anything is written)."""
+    b = load_bundle(bundle)
+    if not b.find("onnx", "fp32"):
+        raise BundleError(
+            f"bundle {b.root} has no FP32 model.onnx to calibrate", "run `dsedge export` to create the bundle first"
+        )
+    model_path = b.require("onnx", "fp32")
+    _method(method)
+    if budget.min_agreement is not None and not 0.0 <= budget.min_agreement <= 1.0:
+        raise CalibrationError(f"--min-agreement must be a fraction in [0, 1], got {budget.min_agreement}")
+    for name in ("max_mel_auc_delta", "max_acc_delta_points", "max_mean_auc_delta"):
+        value = getattr(budget, name)
+        if value is not None and value < 0:
+            raise CalibrationError(f"budget term {name} must be >= 0, got {value}")
+    model = onnx.load(str(model_path))
+    tokens = _split_tokens(keep_fp)
+    base_exclude = resolve_keep_fp(model, tokens)
+    if data is None:
+        if not synthetic:
+            raise CalibrationError(
+                "no calibration data given", "pass --data DIR (ISIC training images), or --synthetic for a smoke test"
+            )
+        cset = rd.synthetic_set(num_images, seed)
+        select = rd.synthetic_set(min(select_images, 8), seed + 1) if method == "auto" else None
+        return _Job(b, model_path, model, tokens, base_exclude, cset, select, None, None, budget)
+    if synthetic:
+        raise CalibrationError("--synthetic and --data exclude each other")
+    from dsedge.data import available_splits, load_split
+
+    train = load_split(data, split, classes=b.classes)
+    cset = rd.select_images(train, num_images, seed)
+    if eval_split not in available_splits(data):
+        raise DataError(
+            f"{data} has no '{eval_split}' split to check INT8 accuracy on",
+            f"pass --eval-split one of: {', '.join(available_splits(data))}",
+        )
+    evalset = load_split(data, eval_split, classes=b.classes)
+    if len(evalset) == 0:
+        raise DataError(f"split '{eval_split}' of {data} has no images")
+    select = _select_set(train, cset, select_images, seed) if method == "auto" else None
+    if method == "auto" and select is None:
+        raise CalibrationError(
+            f"--method auto needs at least {rd.MIN_CALIBRATION_IMAGES} training images beside the "
+            f"{len(cset)} calibration images to choose on",
+            "lower --num-images, or pick one method (entropy, percentile, minmax)",
+        )
+    return _Job(b, model_path, model, tokens, base_exclude, cset, select, evalset, train.fingerprint(), budget)
+
+
+def _calibrate(job: _Job, method: str, tmp: Path, chunk_images: int, on_images: Callable[[int], None] | None,
+               say: Callable[[str], None]) -> tuple[Path, dict[str, Any] | None]:
+    """Step 2: the activation ranges (ORT cache file); with `auto`, per tensor the best of three methods."""
+    synth = "synthetic " if job.cset.synthetic else ""
+    if method != "auto":
+        say(f"calibrating on {len(job.cset)} {synth}images ({method})")
+        return compute_ranges(job.model_path, job.cset, job.preprocessing, method, tmp, chunk_images,
+                              on_images=on_images), None
+    ranges: dict[str, dict[str, tuple[float, float]]] = {}
+    for m in per_tensor.CANDIDATES:
+        say(f"calibrating on {len(job.cset)} {synth}images ({m})")
+        sub = tmp / m
+        sub.mkdir()
+        ranges[m] = ranges_minmax(compute_ranges(job.model_path, job.cset, job.preprocessing, m, sub, chunk_images,
+                                                 on_images=on_images))
+    select = job.select_set
+    assert select is not None
+    say(f"choosing a method per tensor on {len(select)} further training images")
+    batches = (select.load(i, min(i + per_tensor.SELECT_BATCH, len(select)), job.preprocessing)
+               for i in range(0, len(select), per_tensor.SELECT_BATCH))
+    errors = per_tensor.tensor_errors(job.model_path, ranges, batches, tmp)
+    choice = per_tensor.choose_per_tensor(errors)
+    path = per_tensor.write_merged_ranges(ranges, choice, tmp / "ranges.json")
+    return path, {"select_images": len(select), "select_image_list_sha256": select.sha256(),
+                  "tensors_per_method": per_tensor.summarize(choice)}
+
+
+def _builder(job: _Job, ranges_path: Path, method: str, tmp: Path) -> Callable[[list[str] | None, list[str]], Path]:
+    """Step 3: a function that writes one rule-checked quantized candidate per (nodes, exclusions)."""
+    counter = iter(range(1_000_000))
+
+    def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
+        out = quantize_with_ranges(job.model_path, tmp / f"cand{next(counter)}.onnx", ranges_path, method, nodes_q,
+                                   exclude)
+        violations = check_qdq_rules(out, require_qdq=False)
+        if violations:
+            raise CalibrationError(
+                "the quantized model breaks TensorRT's Q/DQ rules:\n" + format_violations(violations),
+                "this is a dsedge bug or an unsupported onnxruntime version; please report it",
+            )
+        return out
+
+    return build
+
+
+def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool,
+            say: Callable[[str], None]) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
+    """Step 4: compare with FP32 on the eval split; keep groups float until the budget holds, else raise."""
+    from dsedge.train.metrics import classification_metrics
+
+    b, evalset, budget = job.bundle, job.evalset, job.budget
+    say(f"FP32 reference on {len(evalset)} '{eval_split}' images")
+    x_val = preprocess_files([s.path for s in evalset.samples], job.preprocessing)
+    labels = np.asarray(evalset.labels)
+    ref_probs = predict_probs(job.model_path, x_val)
+    threshold = mel_threshold(b.manifest)
+    ref = classification_metrics(labels, ref_probs, b.classes)
+    ref_row = {k: ref[k] for k in ("accuracy", "balanced_accuracy", "mean_auc", "mel_auc", "sk_auc")}
+    ref_row["mel_recall"] = compare(ref, ref_probs, labels, b.classes, ref_probs, threshold).get("mel_recall")
+    ref_row["mel_threshold"] = threshold
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        return compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs, threshold)
+
+    chosen, excluded, report = select_float_groups(
+        node_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(evalset),
+        analyse=sensitivity, on_step=say,
+    )
+    if not report.met_budget:
+        raise CalibrationError(
+            f"INT8 misses the accuracy budget ({', '.join(failed_terms(report.terms))}):\n"
+            + describe(report.terms)
+            + f"\nfloat groups tried: {', '.join(report.kept_float) or 'none'}; nothing was written",
+            "add --keep-fp groups (e.g. depthwise), try --method auto, calibrate on more images, fine-tune with "
+            "`dsedge.calibration.qat`, or loosen a budget term (--min-agreement, --max-mel-auc-delta, "
+            "--max-acc-delta)" + ("" if sensitivity else ", or enable --sensitivity"),
+        )
+    accuracy = {"split": eval_split, "n": len(evalset), "fp32": ref_row, "int8": report.final,
+                "budget": budget.to_dict(), "budget_terms": report.terms, "met_budget": True}
+    return chosen, excluded, report, accuracy
+
+
+def _write(job: _Job, chosen: Path, mixed: onnx.ModelProto | None, ranges_path: Path, method: str,
+           record: dict[str, Any], report: SensitivityReport | None, write_cache: bool) -> None:
+    """Step 5: stage every file, then swap them in with the manifest in one atomic bundle update."""
+    b = job.bundle
+    simam = b.artifacts[job.model_path.name].get("simam")
+    with bundle_update(b) as up:
+        shutil.copyfile(chosen, up.stage(INT8_NAME))
+        up.add_artifact(INT8_NAME, "onnx", "int8", simam=simam, source=job.model_path.name, qdq="tensorrt")
+        _write_mixed(up, mixed, simam, job.model_path.name)
+        if write_cache:
+            from dsedge.calibration.trt_cache import DEFAULT_TRT_VERSION, write_calibration_table
+
+            write_calibration_table(ranges_minmax(ranges_path), up.stage(CACHE_NAME), method)
+            up.add_artifact(CACHE_NAME, "calibration-cache", "int8", for_model=job.model_path.name,
+                            trt_version=DEFAULT_TRT_VERSION)
+        elif CACHE_NAME in b.artifacts:  # a table from an earlier calibration no longer matches
+            up.remove_artifact(CACHE_NAME)
+        if report is not None:  # audit files, not artifacts: swapped in with the rest, never listed
+            jname, mname = f"{REPORT_STEM}.json", f"{REPORT_STEM}.md"
+            atomic_write_json(up.stage(jname), report.to_dict())
+            up.stage(mname).write_text(to_markdown(report), encoding="utf-8")
+            record["report"] = [jname, mname]
+        up.set_key("calibration", record)
+
+
+def _write_mixed(up: BundleUpdate, mixed: onnx.ModelProto | None, simam: Any, source: str) -> None:
+    if mixed is not None:
+        onnx.save(mixed, str(up.stage(MIXED_NAME)))
+        up.add_artifact(MIXED_NAME, "onnx", MIXED_PRECISION, simam=simam, source=INT8_NAME, qdq="tensorrt",
+                        float_precision="fp16", reductions="fp32")
+    elif MIXED_NAME in up.bundle.artifacts:  # it would belong to the previous INT8 model
+        up.remove_artifact(MIXED_NAME)
+
+
+def _mixed_twin(chosen: Path) -> onnx.ModelProto:
+    mixed = to_mixed_fp16(onnx.load(str(chosen)))
+    violations = check_qdq_rules(mixed)
+    if violations:
+        raise CalibrationError("the mixed INT8/FP16 model breaks TensorRT's Q/DQ rules:\n"
+                               + format_violations(violations))
+    return mixed
+
+
 def calibrate_bundle(
     bundle: str | Path,
     data: str | Path | None,
@@ -201,165 +424,92 @@ def calibrate_bundle(
     num_images: int = 512,
     seed: int = 0,
     keep_fp: Sequence[str] | str = (),
-    max_acc_drop: float = 0.5,
-    min_agreement: float = 0.0,
+    budget: Budget | None = None,
+    max_acc_drop: float | None = None,
+    min_agreement: float | None = None,
     split: str = "train",
     eval_split: str = "val",
     write_cache: bool = False,
     sensitivity: bool = True,
     synthetic: bool = False,
+    mixed_fp16: bool = True,
+    select_images: int = per_tensor.DEFAULT_SELECT_IMAGES,
     chunk_images: int = rd.DEFAULT_CHUNK_IMAGES,
     on_images: Callable[[int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write `model.int8.onnx` (TensorRT Q/DQ) into `bundle`, calibrated on `data`'s `split`.
 
-    With data, the FP32 and INT8 models are compared on `eval_split`; when the
-    ACC drop exceeds `max_acc_drop` points (or top-1 agreement with FP32 falls
-    below `min_agreement`, off by default) and `sensitivity` is on, groups are
-    kept in float (most harmful first) until it holds, else a `CalibrationError`
-    is raised and nothing is written. `data=None, synthetic=True` calibrates on
-    seeded random images (smoke tests and latency only; recorded as
-    `"synthetic": true`, no accuracy check). Returns the manifest's
-    `calibration` record plus `output` (the INT8 path) and `sensitivity` (the report dict or None).
+    With data, INT8 is compared with FP32 on `eval_split` and must meet
+    `budget` (default `Budget()`: agreement >= 99 %, |delta MEL AUC| <= 0.005,
+    |delta ACC| <= 0.5 points, MEL recall not lower at the bundle's operating
+    point). Only when the fully quantized model misses it, and `sensitivity` is
+    on, groups are kept in float (most harmful first) until it holds; else a
+    `CalibrationError` is raised and nothing is written. The older keywords
+    `max_acc_drop` / `min_agreement` alone mean `Budget.legacy(...)` (only those
+    two terms). `method="auto"` chooses entropy/percentile/minmax per tensor on
+    `select_images` further training images. With `mixed_fp16`, also writes
+    `model.int8-fp16.onnx`. `data=None, synthetic=True` calibrates on seeded
+    random images (smoke tests and latency only; no accuracy check). Returns the
+    manifest's `calibration` record plus `output` (the INT8 path) and
+    `sensitivity` (the report dict or None).
     """
     say = on_step or (lambda _m: None)
-    b = load_bundle(bundle)
-    if not b.find("onnx", "fp32"):
-        raise BundleError(
-            f"bundle {b.root} has no FP32 model.onnx to calibrate", "run `dsedge export` to create the bundle first"
-        )
-    model_path = b.require("onnx", "fp32")
-    _method(method)
-    if max_acc_drop < 0:
+    if budget is None:
+        legacy = max_acc_drop is not None or min_agreement is not None
+        budget = Budget.legacy(max_acc_drop, min_agreement) if legacy else Budget()
+    if max_acc_drop is not None and max_acc_drop < 0:
         raise CalibrationError(f"--max-acc-drop must be >= 0 points, got {max_acc_drop}")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise CalibrationError(f"--min-agreement must be a fraction in [0, 1], got {min_agreement}")
-    preprocessing = b.preprocessing
-    model = onnx.load(str(model_path))
-    tokens = _split_tokens(keep_fp)
-    base_exclude = resolve_keep_fp(model, tokens)
-
-    evalset = None
-    data_fingerprint = None
-    if data is None:
-        if not synthetic:
-            raise CalibrationError(
-                "no calibration data given", "pass --data DIR (ISIC training images), or --synthetic for a smoke test"
-            )
-        cset = rd.synthetic_set(num_images, seed)
-    else:
-        if synthetic:
-            raise CalibrationError("--synthetic and --data exclude each other")
-        from dsedge.data import available_splits, load_split
-
-        train = load_split(data, split, classes=b.classes)
-        cset = rd.select_images(train, num_images, seed)
-        data_fingerprint = train.fingerprint()
-        if eval_split not in available_splits(data):
-            raise DataError(
-                f"{data} has no '{eval_split}' split to check INT8 accuracy on",
-                f"pass --eval-split one of: {', '.join(available_splits(data))}",
-            )
-        evalset = load_split(data, eval_split, classes=b.classes)
-        if len(evalset) == 0:
-            raise DataError(f"split '{eval_split}' of {data} has no images")
-
+    job = _resolve(bundle, data, method, num_images, seed, keep_fp, split, eval_split, synthetic, budget,
+                   select_images)
+    qmethod = "minmax" if method == "auto" else method
     with tempfile.TemporaryDirectory(prefix="dsedge-int8-") as tmp_name:
         tmp = Path(tmp_name)
-        say(f"calibrating on {len(cset)} {'synthetic ' if cset.synthetic else ''}images ({method})")
-        ranges_path = compute_ranges(model_path, cset, preprocessing, method, tmp, chunk_images, on_images=on_images)
-        counter = iter(range(1_000_000))
-
-        def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
-            out = quantize_with_ranges(model_path, tmp / f"cand{next(counter)}.onnx", ranges_path, method, nodes_q,
-                                       exclude)
-            violations = check_qdq_rules(out, require_qdq=False)
-            if violations:
-                raise CalibrationError(
-                    "the quantized model breaks TensorRT's Q/DQ rules:\n" + format_violations(violations),
-                    "this is a dsedge bug or an unsupported onnxruntime version; please report it",
-                )
-            return out
-
-        report = None
-        accuracy = None
-        if evalset is not None:
-            say(f"FP32 reference on {len(evalset)} '{eval_split}' images")
-            x_val = preprocess_files([s.path for s in evalset.samples], preprocessing)
-            labels = np.asarray(evalset.labels)
-            ref_probs = predict_probs(model_path, x_val)
-            from dsedge.train.metrics import classification_metrics
-
-            ref = classification_metrics(labels, ref_probs, b.classes)
-            ref_row = {k: ref[k] for k in ("accuracy", "balanced_accuracy", "mean_auc", "mel_auc", "sk_auc")}
-
-            def evaluate(path: Path) -> dict[str, Any]:
-                return compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs)
-
-            chosen, excluded, report = select_float_groups(
-                node_groups(model), base_exclude, build, evaluate, ref_row, max_acc_drop, len(evalset),
-                analyse=sensitivity, on_step=say, min_agreement=min_agreement,
-            )
-            if not report.met_budget:
-                fin = report.final
-                floor = f" (needs >= {100 * min_agreement:g} %)" if min_agreement else ""
-                raise CalibrationError(
-                    f"INT8 misses the accuracy budget: ACC drop {fin['acc_drop_points']:.2f} points "
-                    f"(budget {max_acc_drop:g}), top-1 agreement {100 * fin['top1_agreement']:.1f} %{floor}; "
-                    f"float groups tried: {', '.join(report.kept_float) or 'none'}; nothing was written",
-                    "raise --max-acc-drop, add --keep-fp groups (e.g. depthwise), calibrate on more images"
-                    + ("" if sensitivity else ", or enable --sensitivity"),
-                )
-            accuracy = {"split": eval_split, "n": len(evalset), "fp32": ref_row, "int8": report.final}
+        ranges_path, auto_record = _calibrate(job, method, tmp, chunk_images, on_images, say)
+        build = _builder(job, ranges_path, qmethod, tmp)
+        report, accuracy = None, None
+        if job.evalset is not None:
+            chosen, excluded, report, accuracy = _search(job, build, eval_split, sensitivity, say)
         else:
             say("quantizing")
-            chosen, excluded = build(None, base_exclude), base_exclude
-            predict_probs(chosen, cset.load(0, 1, preprocessing))  # it must at least run
-
+            chosen, excluded = build(None, job.base_exclude), job.base_exclude
+            predict_probs(chosen, job.cset.load(0, 1, job.preprocessing))  # it must at least run
         violations = check_qdq_rules(chosen)
         if violations:
             raise CalibrationError("refusing to write an INT8 model TensorRT would reject:\n"
                                    + format_violations(violations))
+        mixed = _mixed_twin(chosen) if mixed_fp16 else None
+        record = _record(job, method, seed, split, chunk_images, excluded, report, accuracy, auto_record, mixed)
+        _write(job, chosen, mixed, ranges_path, qmethod, record, report, write_cache)
+    say(f"wrote {job.bundle.root / INT8_NAME}")
+    return {**record, "output": str(job.bundle.root / INT8_NAME),
+            "sensitivity": report.to_dict() if report else None}
 
-        record: dict[str, Any] = {
-            "method": method,
-            "num_images": len(cset),
-            "seed": seed,
-            "split": None if cset.synthetic else split,
-            "image_list_sha256": cset.sha256(),
-            "data_fingerprint": data_fingerprint,
-            "class_counts": cset.class_counts,
-            "synthetic": cset.synthetic,
-            "chunk_images": chunk_images,
-            "keep_fp": tokens,
-            "excluded_nodes": sorted(excluded),
-            "kept_float_groups": report.kept_float if report else [],
-            "quantization": {"format": "QDQ", "activations": "int8 per-tensor symmetric",
-                             "weights": "int8 per-channel symmetric", "bias": "float", **EXTRA_OPTIONS},
-            "max_acc_drop_points": max_acc_drop,
-            "min_top1_agreement": min_agreement,
-            "accuracy": accuracy,
-            "versions": _versions(),
-        }
-        # -- everything checked: write into the bundle (each file atomically, the manifest last)
-        with atomic_path(b.root / INT8_NAME) as t:
-            shutil.copyfile(chosen, t)
-        simam = b.artifacts[model_path.name].get("simam")
-        b.add_artifact(INT8_NAME, "onnx", "int8", simam=simam, source=model_path.name, qdq="tensorrt")
-        if write_cache:
-            from dsedge.calibration.trt_cache import DEFAULT_TRT_VERSION, write_calibration_table
 
-            write_calibration_table(ranges_minmax(ranges_path), b.root / CACHE_NAME, method)
-            b.add_artifact(CACHE_NAME, "calibration-cache", "int8", for_model=model_path.name,
-                           trt_version=DEFAULT_TRT_VERSION)
-        elif CACHE_NAME in b.artifacts:  # a table from an earlier calibration no longer matches
-            b.artifacts.pop(CACHE_NAME)
-            (b.root / CACHE_NAME).unlink(missing_ok=True)
-        if report is not None:
-            jpath, mpath = save_report(report, b.root, REPORT_STEM)
-            record["report"] = [jpath.name, mpath.name]
-        b.manifest["calibration"] = record
-        b.save()
-    say(f"wrote {b.root / INT8_NAME}")
-    return {**record, "output": str(b.root / INT8_NAME), "sensitivity": report.to_dict() if report else None}
+def _record(job: _Job, method: str, seed: int, split: str, chunk_images: int, excluded: list[str],
+            report: SensitivityReport | None, accuracy: dict[str, Any] | None, auto_record: dict[str, Any] | None,
+            mixed: onnx.ModelProto | None) -> dict[str, Any]:
+    """The manifest's `calibration` record: everything needed to reproduce and audit the model."""
+    cset = job.cset
+    return {
+        "method": method,
+        "per_tensor_methods": auto_record,
+        "num_images": len(cset),
+        "seed": seed,
+        "split": None if cset.synthetic else split,
+        "image_list_sha256": cset.sha256(),
+        "data_fingerprint": job.data_fingerprint,
+        "class_counts": cset.class_counts,
+        "synthetic": cset.synthetic,
+        "chunk_images": chunk_images,
+        "keep_fp": job.tokens,
+        "excluded_nodes": sorted(excluded),
+        "kept_float_groups": report.kept_float if report else [],
+        "quantization": {"format": "QDQ", "activations": "int8 per-tensor symmetric",
+                         "weights": "int8 per-channel symmetric", "bias": "float", **EXTRA_OPTIONS},
+        "mixed_fp16": MIXED_NAME if mixed is not None else None,
+        "budget": job.budget.to_dict(),
+        "sensitivity_search_ran": bool(report and report.groups),
+        "accuracy": accuracy,
+        "versions": _versions(),
+    }

@@ -1,11 +1,12 @@
 """Which layers stay float: layer groups, `--keep-fp` selectors, and the per-group sensitivity analysis.
 
 DS-ResNet50's depthwise convs and attention are the usual INT8 trouble spots
-(DESIGN §5). Rather than guess, we quantize one group at a time (stem, each
-ResNet stage, the head, all depthwise convs), measure on the validation split
-how much each costs in ACC, mean AUC and top-1 agreement with FP32, and then
-keep the most harmful groups in float, one by one, until the full model meets
-`--max-acc-drop`. The report is printed by the CLI and saved as JSON + Markdown
+(DESIGN §5). Rather than guess: when the fully quantized model misses the
+budget (`budget.py`), we quantize one group at a time (stem, each ResNet
+stage, the head, all depthwise convs), measure on the validation split how much
+each costs in agreement with FP32, melanoma AUC, ACC and mean AUC, and keep the
+groups most harmful to the failed terms in float, one by one, until every term
+holds. The report is printed by the CLI and saved as JSON + Markdown
 in the bundle so the choice can be audited later.
 
 Groups come from the exporter's `pkg.torch.onnx.name_scopes` node metadata
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from dsedge.calibration.budget import Budget, failed_terms, judge, mel_recall, met
 from dsedge.errors import CalibrationError
 from dsedge.export.simam_function import SCOPES_KEY, metadata_list
 from dsedge.utils.io import atomic_write_json, atomic_write_text
@@ -152,13 +154,27 @@ def resolve_keep_fp(model: onnx.ModelProto, tokens: Sequence[str]) -> list[str]:
 
 
 def compare(
-    ref: dict[str, Any], probs: np.ndarray, labels: np.ndarray, classes: list[str], ref_probs: np.ndarray
+    ref: dict[str, Any],
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    ref_probs: np.ndarray,
+    mel_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one candidate and its deltas against the FP32 reference (ACC drop in points)."""
+    """Metrics of one candidate and its deltas against the FP32 reference (ACC drop in points).
+
+    Deltas are candidate minus FP32 (`*_delta`), except the historical
+    `acc_drop_points` / `auc_drop` (FP32 minus candidate).
+    """
     from dsedge.train.metrics import agreement, classification_metrics
 
     m = classification_metrics(labels, probs, classes)
     agree = agreement(ref_probs, probs)
+
+    def delta(key: str) -> float | None:
+        a, b = m.get(key), ref.get(key)
+        return None if a is None or b is None else float(a - b)
+
     auc_ref, auc = ref.get("mean_auc"), m.get("mean_auc")
     return {
         "accuracy": m["accuracy"],
@@ -166,10 +182,14 @@ def compare(
         "mean_auc": auc,
         "mel_auc": m.get("mel_auc"),
         "sk_auc": m.get("sk_auc"),
+        "mel_recall": mel_recall(probs, labels, classes, mel_threshold),
         "top1_agreement": agree["top1_agreement"],
         "max_abs_prob_diff": agree["max_abs_prob_diff"],
         "acc_drop_points": 100.0 * (ref["accuracy"] - m["accuracy"]),
         "auc_drop": (auc_ref - auc) if auc_ref is not None and auc is not None else None,
+        "mel_auc_delta": delta("mel_auc"),
+        "sk_auc_delta": delta("sk_auc"),
+        "mean_auc_delta": delta("mean_auc"),
     }
 
 
@@ -177,21 +197,20 @@ def compare(
 class SensitivityReport:
     """Everything measured: FP32 reference, one row per group, each step of the selection, the result."""
 
-    max_acc_drop: float
+    budget: Budget
     n_images: int
     reference: dict[str, Any]
     initial: dict[str, Any]
-    min_agreement: float = 0.0
     groups: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     kept_float: list[str] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
+    terms: list[dict[str, Any]] = field(default_factory=list)
     met_budget: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "max_acc_drop_points": self.max_acc_drop,
-            "min_top1_agreement": self.min_agreement,
+            "budget": self.budget.to_dict(),
             "n_images": self.n_images,
             "reference_fp32": self.reference,
             "int8_all_groups": self.initial,
@@ -199,6 +218,7 @@ class SensitivityReport:
             "steps": self.steps,
             "kept_float_groups": self.kept_float,
             "final": self.final,
+            "budget_terms": self.terms,
             "met_budget": self.met_budget,
         }
 
@@ -211,26 +231,35 @@ def _fmt(v: Any, pct: bool = False, signed: bool = False) -> str:
     return (f"{v:+.4f}" if signed else f"{v:.4f}") if isinstance(v, float) else str(v)
 
 
+def _terms_markdown(terms: list[dict[str, Any]]) -> list[str]:
+    lines = ["| budget term | value | limit | result |", "|---|---:|---:|---|"]
+    for t in terms:
+        limit = "–" if t["limit"] is None else f"{t['rule']} {t['limit']:g}"
+        state = "not judged" if not t["judged"] else ("ok" if t["ok"] else "**failed**")
+        lines.append(f"| {t['term']} | {_fmt(t['value'])} | {limit} | {state} |")
+    return lines
+
+
 def to_markdown(report: SensitivityReport) -> str:
     """The report as a Markdown page (saved next to the INT8 model)."""
-    ref, fin = report.reference, report.final
+    ref = report.reference
     lines = [
         "# INT8 sensitivity report",
         "",
-        f"Validation images: {report.n_images}. Budget: ACC drop <= {report.max_acc_drop:g} points"
-        + (f", top-1 agreement >= {100 * report.min_agreement:g} %" if report.min_agreement else "")
-        + ". "
-        f"Result: {'**met**' if report.met_budget else '**NOT met**'}.",
+        f"Validation images: {report.n_images}. Result: {'**met**' if report.met_budget else '**NOT met**'}.",
         "",
-        "| model | ACC % | ACC drop (pts) | mean AUC | AUC drop | top-1 agreement % |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| FP32 reference | {_fmt(ref['accuracy'], True)} | – | {_fmt(ref.get('mean_auc'))} | – | 100.00 |",
+        *_terms_markdown(report.terms),
+        "",
+        "| model | ACC % | ACC drop (pts) | mean AUC | AUC drop | MEL AUC delta | SK AUC delta | top-1 agreement % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| FP32 reference | {_fmt(ref['accuracy'], True)} | – | {_fmt(ref.get('mean_auc'))} | – | – | – | 100.00 |",
     ]
 
     def row(label: str, r: dict[str, Any]) -> str:
         return (
             f"| {label} | {_fmt(r['accuracy'], True)} | {r['acc_drop_points']:+.2f} | {_fmt(r.get('mean_auc'))} "
-            f"| {_fmt(r.get('auc_drop'), signed=True)} | {_fmt(r['top1_agreement'], True)} |"
+            f"| {_fmt(r.get('auc_drop'), signed=True)} | {_fmt(r.get('mel_auc_delta'), signed=True)} "
+            f"| {_fmt(r.get('sk_auc_delta'), signed=True)} | {_fmt(r['top1_agreement'], True)} |"
         )
 
     lines.append(row("INT8, all groups", report.initial))
@@ -238,8 +267,8 @@ def to_markdown(report: SensitivityReport) -> str:
         lines.append(row(f"INT8, only `{g['group']}` ({g['nodes']} nodes)", g))
     for s in report.steps:
         lines.append(row(f"INT8, float: {', '.join(s['kept_float'])}", s))
-    if fin:
-        lines.append(row("**final INT8**", fin))
+    if report.final:
+        lines.append(row("**final INT8**", report.final))
     lines += ["", f"Groups kept in float: {', '.join(report.kept_float) or 'none'}.", ""]
     return "\n".join(lines)
 
@@ -252,15 +281,22 @@ def save_report(report: SensitivityReport, root: Path, stem: str = "int8_sensiti
     return jpath, mpath
 
 
-def within_budget(row: dict[str, Any], max_acc_drop: float, min_agreement: float = 0.0) -> bool:
-    """The budget: ACC drop in points, and optionally a floor on top-1 agreement with FP32."""
-    return row["acc_drop_points"] <= max_acc_drop and row["top1_agreement"] >= min_agreement
+#: How much each failed term counts against a group, in the order they are compared.
+_HARM = {
+    "top1_agreement": lambda r: 1.0 - r["top1_agreement"],
+    "abs_delta_mel_auc": lambda r: abs(r.get("mel_auc_delta") or 0.0),
+    "abs_delta_acc_points": lambda r: abs(r["acc_drop_points"]),
+    "acc_drop_points": lambda r: r["acc_drop_points"],
+    "abs_delta_mean_auc": lambda r: abs(r.get("mean_auc_delta") or r.get("auc_drop") or 0.0),
+    "delta_mel_recall": lambda r: -(r.get("mel_recall") or 0.0),
+}
 
 
-def _harm(row: dict[str, Any], by_agreement: bool = False) -> tuple[float, float, float]:
-    """Sort key, most harmful last-to-first: ACC drop first, or agreement loss first when that is budgeted."""
-    acc, disagree, auc = row["acc_drop_points"], 1.0 - row["top1_agreement"], row.get("auc_drop") or 0.0
-    return (disagree, acc, auc) if by_agreement else (acc, disagree, auc)
+def harm_key(row: dict[str, Any], failed: Sequence[str]) -> tuple[float, ...]:
+    """Sort key, larger = more harmful: the terms the full model failed first, then the rest."""
+    order = [t for t in failed if t in _HARM] + [t for t in ("acc_drop_points", "top1_agreement",
+                                                             "abs_delta_mean_auc") if t not in failed]
+    return tuple(_HARM[t](row) for t in order)
 
 
 def select_float_groups(
@@ -269,29 +305,29 @@ def select_float_groups(
     build: Callable[[list[str] | None, list[str]], Path],
     evaluate: Callable[[Path], dict[str, Any]],
     reference: dict[str, Any],
-    max_acc_drop: float,
+    budget: Budget,
     n_images: int,
     analyse: bool = True,
     on_step: Callable[[str], None] | None = None,
-    min_agreement: float = 0.0,
 ) -> tuple[Path, list[str], SensitivityReport]:
-    """Quantize everything, measure each group alone, keep harmful groups float until the budget holds.
+    """Quantize everything; only if that misses `budget`, measure each group alone and keep the most
+    harmful groups float, one by one, until every budget term holds.
 
     `build(nodes_to_quantize, nodes_to_exclude)` writes a quantized candidate
     and returns its path; `evaluate(path)` returns `compare(...)`'s dict.
-    Returns (chosen model path, excluded node names, report). When
-    `analyse=False` only the full model is measured (no per-group rows, no
-    search). Raises nothing on a missed budget: the caller decides.
+    Returns (chosen model path, excluded node names, report). With
+    `analyse=False` only the full model is measured. Raises nothing on a missed
+    budget: the caller decides.
     """
     say = on_step or (lambda _msg: None)
     exclude = list(base_exclude)
     say("quantizing all groups")
     best = build(None, exclude)
     initial = evaluate(best)
-    report = SensitivityReport(max_acc_drop, n_images, reference, initial, min_agreement)
-    report.met_budget = within_budget(initial, max_acc_drop, min_agreement)
-    report.final = initial
-    if not analyse:
+    report = SensitivityReport(budget, n_images, reference, initial, final=initial)
+    report.terms = judge(initial, reference, budget)
+    report.met_budget = met(report.terms)
+    if report.met_budget or not analyse:
         return best, exclude, report
     for name, nodes in groups.items():
         nodes_q = [n for n in nodes if n not in set(exclude)]
@@ -300,10 +336,8 @@ def select_float_groups(
         say(f"sensitivity: only {name} in INT8")
         row = evaluate(build(nodes_q, exclude))
         report.groups.append({"group": name, "nodes": len(nodes_q), **row})
-    if report.met_budget:
-        return best, exclude, report
-    by_agreement = min_agreement > 0 and initial["acc_drop_points"] <= max_acc_drop
-    for g in sorted(report.groups, key=lambda r: _harm(r, by_agreement), reverse=True):
+    failed = failed_terms(report.terms)
+    for g in sorted(report.groups, key=lambda r: harm_key(r, failed), reverse=True):
         report.kept_float.append(g["group"])
         exclude = sorted(set(exclude) | set(groups[g["group"]]))
         remaining = [n for names in groups.values() for n in names if n not in set(exclude)]
@@ -314,7 +348,8 @@ def select_float_groups(
         row = evaluate(best)
         report.steps.append({"kept_float": list(report.kept_float), **row})
         report.final = row
-        if within_budget(row, max_acc_drop, min_agreement):
+        report.terms = judge(row, reference, budget)
+        if met(report.terms):
             report.met_budget = True
             break
     return best, exclude, report

@@ -14,6 +14,18 @@ from rich.table import Table
 from dsedge.cli.app import app
 
 
+def _limit(text: str, option: str) -> float | None:
+    """A budget term from the command line: a number, or 'off' to leave the term unjudged."""
+    from dsedge.errors import CalibrationError
+
+    if text.strip().lower() in ("off", "none", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError as e:
+        raise CalibrationError(f"{option} takes a number or 'off', got '{text}'") from e
+
+
 def _pct(v: Any) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
@@ -28,13 +40,14 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
         ref = sens["reference_fp32"]
         table = Table(title=f"INT8 sensitivity ({sens['n_images']} validation images)")
         for col, just in (("model", "left"), ("ACC %", "right"), ("ACC drop", "right"), ("mean AUC", "right"),
-                          ("AUC drop", "right"), ("agree %", "right")):
+                          ("AUC drop", "right"), ("MEL AUC delta", "right"), ("agree %", "right")):
             table.add_column(col, justify=just)  # type: ignore[arg-type]
-        table.add_row("FP32 reference", _pct(ref["accuracy"]), "–", _num(ref.get("mean_auc")), "–", "100.00")
+        table.add_row("FP32 reference", _pct(ref["accuracy"]), "–", _num(ref.get("mean_auc")), "–", "–", "100.00")
 
         def add(label: str, r: dict[str, Any]) -> None:
             table.add_row(label, _pct(r["accuracy"]), f"{r['acc_drop_points']:+.2f}", _num(r.get("mean_auc")),
-                          _num(r.get("auc_drop"), True), _pct(r["top1_agreement"]))
+                          _num(r.get("auc_drop"), True), _num(r.get("mel_auc_delta"), True),
+                          _pct(r["top1_agreement"]))
 
         add("INT8, all groups", sens["int8_all_groups"])
         for g in sens["groups"]:
@@ -43,10 +56,10 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
             add(f"float: {', '.join(s['kept_float'])}", s)
         add("[bold]final INT8[/]", sens["final"])
         console.print(table)
-    elif result.get("accuracy"):
-        fin = result["accuracy"]["int8"]
-        console.print(f"INT8 vs FP32: ACC drop {fin['acc_drop_points']:+.2f} points, "
-                      f"top-1 agreement {_pct(fin['top1_agreement'])} %")
+    if result.get("accuracy"):
+        from dsedge.calibration.budget import describe
+
+        console.print("budget (all judged terms must hold):\n" + describe(result["accuracy"]["budget_terms"]))
     if result.get("synthetic"):
         console.print("[yellow]calibrated on synthetic images: for smoke tests and latency only, not accuracy[/]")
     kept = result.get("kept_float_groups") or []
@@ -58,7 +71,8 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
 def calibrate_command(
     bundle: Path = typer.Argument(..., help="Bundle folder made by `dsedge export` (needs model.onnx)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset (ISIC 2017 layout, class folders or CSV)."),
-    method: str = typer.Option("entropy", "--method", help="Calibration: entropy | minmax | percentile."),
+    method: str = typer.Option("entropy", "--method",
+                               help="Calibration: entropy | minmax | percentile | auto (best per tensor)."),
     num_images: int = typer.Option(512, "--num-images", help="Calibration images, stratified by class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image selection and order."),
     keep_fp: list[str] = typer.Option(
@@ -66,20 +80,33 @@ def calibrate_command(
         help="Keep in float: kinds (depthwise, simam, conv, gemm, add, stem, head), stages (layer1..4), "
         "module paths or node names; comma-separated or repeated.",
     ),
-    max_acc_drop: float = typer.Option(0.5, "--max-acc-drop", help="Largest allowed ACC drop vs FP32, in points."),
-    min_agreement: float = typer.Option(
-        0.0, "--min-agreement",
-        help="Also require this top-1 agreement with FP32 on the eval split (fraction, e.g. 0.95; 0 = off).",
-    ),
+    min_agreement: str = typer.Option(
+        "0.99", "--min-agreement", help="Budget: top-1 agreement with FP32 on the eval split, a fraction; 'off'."),
+    max_mel_auc_delta: str = typer.Option("0.005", "--max-mel-auc-delta",
+                                          help="Budget: largest |delta melanoma AUC|; 'off'."),
+    max_acc_delta: str = typer.Option("0.5", "--max-acc-delta", help="Budget: largest |delta ACC| in points; 'off'."),
+    max_mean_auc_delta: str = typer.Option("off", "--max-mean-auc-delta",
+                                           help="Budget: largest |delta mean AUC|; off by default (always reported)."),
+    mel_recall: bool = typer.Option(True, "--mel-recall/--no-mel-recall",
+                                    help="Budget: melanoma recall at the bundle's operating point not lower."),
     split: str = typer.Option("train", "--split", help="Split to calibrate on."),
     eval_split: str = typer.Option("val", "--eval-split", help="Split to check the accuracy budget on."),
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Also write calibration.cache (TensorRT 10 table)."),
     sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity",
                                      help="Per-group analysis; keep harmful groups float to meet the budget."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Calibrate on random images (smoke test, no data)."),
+    mixed_fp16: bool = typer.Option(True, "--mixed-fp16/--no-mixed-fp16",
+                                    help="Also write model.int8-fp16.onnx (float layers FP16 for TensorRT)."),
 ) -> None:
     """Write model.int8.onnx (explicit Q/DQ that TensorRT accepts), calibrated on training images."""
+    from dsedge.calibration.budget import Budget
     from dsedge.calibration.int8 import calibrate_bundle
+
+    budget = Budget(min_agreement=_limit(min_agreement, "--min-agreement"),
+                    max_mel_auc_delta=_limit(max_mel_auc_delta, "--max-mel-auc-delta"),
+                    max_acc_delta_points=_limit(max_acc_delta, "--max-acc-delta"),
+                    max_mean_auc_delta=_limit(max_mean_auc_delta, "--max-mean-auc-delta"),
+                    mel_recall_not_lower=mel_recall)
 
     console = Console(file=sys.stdout)  # explicit file: ORT's prints are redirected while it calibrates
     with Progress(
@@ -88,9 +115,9 @@ def calibrate_command(
     ) as bar:
         task = bar.add_task("calibration images", total=num_images)
         result = calibrate_bundle(
-            bundle, data, method=method, num_images=num_images, seed=seed, keep_fp=keep_fp,
-            max_acc_drop=max_acc_drop, min_agreement=min_agreement, split=split, eval_split=eval_split, write_cache=cache,
-            sensitivity=sensitivity, synthetic=synthetic,
+            bundle, data, method=method, num_images=num_images, seed=seed, keep_fp=keep_fp, budget=budget,
+            split=split, eval_split=eval_split, write_cache=cache, sensitivity=sensitivity, synthetic=synthetic,
+            mixed_fp16=mixed_fp16,
             on_images=lambda n: bar.advance(task, n),
             on_step=lambda msg: bar.update(task, description=msg),
         )

@@ -1,0 +1,74 @@
+"""The decision-keeping INT8 budget: every term judged, reported, configurable; met only when all hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsedge.calibration.budget import Budget, describe, failed_terms, judge, mel_recall, mel_threshold, met
+
+REF = {"accuracy": 0.80, "mel_auc": 0.554, "mean_auc": 0.70, "mel_recall": 0.60}
+
+
+def _row(**kw: float) -> dict:
+    row = {"accuracy": 0.80, "acc_drop_points": 0.0, "mel_auc": 0.554, "mean_auc": 0.70, "top1_agreement": 0.995,
+           "mel_recall": 0.60}
+    row.update(kw)
+    return row
+
+
+def _terms(row: dict, budget: Budget = Budget()) -> dict[str, dict]:
+    return {t["term"]: t for t in judge(row, REF, budget)}
+
+
+def test_the_reported_incident_is_not_met_any_more() -> None:
+    """ACC unchanged but melanoma AUC 0.554 -> 0.473 and 9.3 % flipped: the old budget said 'met'."""
+    row = _row(mel_auc=0.473, top1_agreement=0.907)
+    terms = judge(row, REF, Budget())
+    assert not met(terms)
+    assert set(failed_terms(terms)) == {"top1_agreement", "abs_delta_mel_auc"}
+    assert met(judge(row, REF, Budget.legacy(0.5, None)))  # what the ACC-only budget concluded
+
+
+def test_every_term_is_reported_with_value_limit_and_verdict() -> None:
+    t = _terms(_row(accuracy=0.806, acc_drop_points=-0.6, mel_auc=0.550, mean_auc=0.69))
+    assert set(t) == {"top1_agreement", "abs_delta_mel_auc", "abs_delta_acc_points", "abs_delta_mean_auc",
+                      "delta_mel_recall"}
+    assert t["abs_delta_acc_points"]["value"] == pytest.approx(0.6) and t["abs_delta_acc_points"]["ok"] is False
+    assert t["abs_delta_mel_auc"]["value"] == pytest.approx(0.004) and t["abs_delta_mel_auc"]["ok"] is True
+    assert t["abs_delta_mean_auc"]["judged"] is False and t["abs_delta_mean_auc"]["value"] == pytest.approx(0.01)
+    assert "abs_delta_acc_points 0.6000 (<= 0.5): FAILED" in describe(list(t.values()))
+    assert "abs_delta_mean_auc 0.0100: not judged" in describe(list(t.values()))
+
+
+def test_acc_is_judged_both_ways_and_legacy_only_counts_drops() -> None:
+    gain = _row(accuracy=0.81, acc_drop_points=-1.0)
+    assert not met(judge(gain, REF, Budget()))
+    assert met(judge(gain, REF, Budget.legacy(0.5, None)))
+
+
+def test_terms_can_be_switched_off_or_tightened() -> None:
+    row = _row(top1_agreement=0.97, mean_auc=0.69)
+    assert not met(judge(row, REF, Budget()))
+    assert met(judge(row, REF, Budget(min_agreement=None)))
+    assert not met(judge(row, REF, Budget(min_agreement=None, max_mean_auc_delta=0.005)))
+    assert met(judge(row, REF, Budget.off()))
+
+
+def test_mel_recall_is_judged_only_with_an_operating_point() -> None:
+    lower = _row(mel_recall=0.55)
+    assert not met(judge(lower, REF, Budget()))
+    assert met(judge(lower, REF, Budget(mel_recall_not_lower=False)))
+    no_point = _terms(_row(mel_recall=None), Budget())["delta_mel_recall"]
+    assert no_point["judged"] is False and no_point["ok"] is None
+
+
+def test_operating_point_and_recall() -> None:
+    assert mel_threshold({}) is None
+    assert mel_threshold({"operating_point": {"MEL": 0.3}}) == 0.3
+    assert mel_threshold({"operating_point": {"MEL": {"threshold": 0.25, "sensitivity": 0.9}}}) == 0.25
+    probs = np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0], [0.9, 0.1, 0.0]])
+    labels = np.array([0, 0, 1])
+    assert mel_recall(probs, labels, ["MEL", "NV", "SK"], 0.3) == pytest.approx(0.5)
+    assert mel_recall(probs, labels, ["MEL", "NV", "SK"], None) is None
+    assert mel_recall(probs, labels, ["NV", "BKL", "SK"], 0.3) is None
