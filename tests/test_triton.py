@@ -20,7 +20,7 @@ from tiny_bundle import CLASSES, make_tiny_bundle
 
 from dsedge.engines.trt_build import build_engine
 from dsedge.errors import BundleError, DsedgeError
-from dsedge.export.triton import export_triton
+from dsedge.export.triton import TritonWarning, export_triton, server_args
 
 F = descriptor_pb2.FieldDescriptorProto
 
@@ -97,7 +97,8 @@ def test_onnx_repository_parses_and_serves_the_same_model(bundle: Path, tmp_path
 def test_tensorrt_and_onnx_models(monkeypatch, bundle: Path, tmp_path: Path) -> None:
     install(monkeypatch, "10.3.0.30")
     plan = build_engine(bundle, "fp16", opt_batch=4, max_batch=16)
-    repo = export_triton(bundle, tmp_path / "repo", model_name="lesions", max_batch=16, dynamic_batching=False)
+    with pytest.warns(TritonWarning, match="built on NVIDIA H100 80GB HBM3 with TensorRT 10.3.0.30"):
+        repo = export_triton(bundle, tmp_path / "repo", model_name="lesions", max_batch=16, dynamic_batching=False)
     assert sorted(p.name for p in repo.iterdir()) == ["lesions", "lesions_onnx"]
     trt_cfg = _parse(repo / "lesions" / "config.pbtxt")
     assert trt_cfg.platform == "tensorrt_plan" and trt_cfg.instance_group[0].kind == 1  # KIND_GPU
@@ -105,7 +106,8 @@ def test_tensorrt_and_onnx_models(monkeypatch, bundle: Path, tmp_path: Path) -> 
     assert (repo / "lesions" / "1" / "model.plan").read_bytes() == plan.read_bytes()
     assert _parse(repo / "lesions_onnx" / "config.pbtxt").platform == "onnxruntime_onnx"
     with pytest.raises(DsedgeError, match="exceeds the engine's profile maximum 16"):
-        export_triton(bundle, tmp_path / "repo2", max_batch=64, backends=("tensorrt",))
+        export_triton(bundle, tmp_path / "repo2", max_batch=64, backends=("tensorrt",), gpu="NVIDIA H100 80GB HBM3",
+                      tensorrt_version="10.3.0.30")
 
 
 def test_errors(bundle: Path, tmp_path: Path) -> None:
@@ -127,3 +129,72 @@ def test_cli(bundle: Path, tmp_path: Path, capsys) -> None:
         main(["export-triton", str(bundle), str(tmp_path / "repo"), "--backend", "onnx", "--max-batch", "8"])
     assert e.value.code == 0
     assert _parse(tmp_path / "repo" / "dsedge" / "config.pbtxt").max_batch_size == 8
+
+
+@pytest.mark.parametrize("bad", ["../../escape", "a/b", "/tmp/abs-model", ".", "..", "", "-x", "a\\b"])
+def test_model_name_must_be_a_plain_name(bundle: Path, tmp_path: Path, bad: str) -> None:
+    repo = tmp_path / "work" / "repo"
+    repo.mkdir(parents=True)
+    keep = repo / "other_model" / "config.pbtxt"
+    keep.parent.mkdir()
+    keep.write_text("keep me")
+    with pytest.raises(DsedgeError, match="invalid Triton model name"):
+        export_triton(bundle, repo, model_name=bad, backends=("onnx",), force=True)
+    assert keep.read_text() == "keep me"  # with --force, '.' used to delete the whole repository
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["repo"]  # nothing written beside it
+    assert not Path("/tmp/abs-model").exists()
+
+
+def test_cli_rejects_a_path_as_model_name(bundle: Path, tmp_path: Path, capsys) -> None:
+    from dsedge.cli import main
+
+    repo = tmp_path / "repo"
+    with pytest.raises(SystemExit) as e:
+        main(["export-triton", str(bundle), str(repo), "--backend", "onnx", "--name", "../outside", "--force"])
+    assert e.value.code == 2
+    assert "invalid Triton model name" in capsys.readouterr().err
+    assert not (tmp_path / "outside").exists()
+
+
+def test_engine_is_picked_for_the_serving_gpu_and_tensorrt(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA L4", cc=(8, 9))
+    l4 = build_engine(bundle, "fp16", max_batch=16)
+    install(monkeypatch, "10.13.3.9")
+    h100 = build_engine(bundle, "fp16", max_batch=16)
+    repo = export_triton(bundle, tmp_path / "r1", max_batch=16, backends=("tensorrt",), gpu="NVIDIA L4",
+                         tensorrt_version="10.3.0.30")
+    assert (repo / "dsedge" / "1" / "model.plan").read_bytes() == l4.read_bytes()
+    repo = export_triton(bundle, tmp_path / "r2", max_batch=16, backends=("tensorrt",),
+                         gpu="nvidia-h100-80gb-hbm3", tensorrt_version="10.13.3.9")  # a GPU slug works too
+    assert (repo / "dsedge" / "1" / "model.plan").read_bytes() == h100.read_bytes()
+    with pytest.raises(BundleError, match="suits the serving machine.*built with TensorRT 10.3.0.30"):
+        export_triton(bundle, tmp_path / "r3", max_batch=16, backends=("tensorrt",), gpu="NVIDIA L4",
+                      tensorrt_version="10.3.1")  # another patch release refuses the plan
+    with pytest.warns(TritonWarning, match="must match it .*--gpu and --tensorrt-version.*other engines"):
+        export_triton(bundle, tmp_path / "r4", max_batch=16, backends=("tensorrt",))
+
+
+def test_version_compatible_plan_gets_the_backend_setting(monkeypatch, bundle: Path, tmp_path: Path, capsys) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16", max_batch=16, version_compatible=True)
+    repo = export_triton(bundle, tmp_path / "repo", max_batch=16, backends=("tensorrt",),
+                         gpu="NVIDIA H100 80GB HBM3", tensorrt_version="11.4.0")  # 10.x VC plan on 11.x
+    cfg = repo / "dsedge" / "config.pbtxt"
+    assert _parse(cfg).platform == "tensorrt_plan"  # the comment keeps the protobuf text valid
+    assert server_args(repo) == ["--backend-config=tensorrt,version-compatible=true"]
+    from dsedge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export-triton", str(bundle), str(tmp_path / "repo2"), "--backend", "tensorrt", "--max-batch", "16",
+              "--gpu", "NVIDIA H100 80GB HBM3", "--tensorrt-version", "10.3.0.30"])
+    assert e.value.code == 0
+    assert "version-compatible=true" in capsys.readouterr().out
+
+
+def test_engine_profile_must_start_at_batch_1(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+    install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16", min_batch=2, opt_batch=4, max_batch=16)
+    with pytest.raises(DsedgeError, match="profile starts at batch 2"):
+        export_triton(bundle, tmp_path / "repo", max_batch=16, backends=("tensorrt",),
+                      gpu="NVIDIA H100 80GB HBM3", tensorrt_version="10.3.0.30")
+    assert not (tmp_path / "repo").exists()

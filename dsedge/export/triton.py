@@ -9,21 +9,46 @@ Layout (Triton's documented repository structure)::
 A Triton model has one platform, so with several backends the first one
 available in `backends` order is `<name>` (what clients call) and each other
 one gets its own model `<name>_<backend>` (e.g. `dsedge_onnx`) for A/B tests
-or a CPU fallback. Input/output names, data types and dims come from the ONNX
-file itself (the engine's source ONNX for TensorRT), dims without the batch
-dimension, as Triton wants when `max_batch_size > 0`. `label_filename` makes
-Triton's classification extension return class names.
+or a CPU fallback. `<name>` must be a plain model name: it becomes a folder
+that `--force` replaces, so a path (`../x`, `a/b`, `/abs`, `.`) is refused.
+Input/output names, data types and dims come from the ONNX file itself (the
+engine's source ONNX for TensorRT), dims without the batch dimension, as
+Triton wants when `max_batch_size > 0`. `label_filename` makes Triton's
+classification extension return class names.
+
+A TensorRT plan only runs on the GPU model and TensorRT release that built it,
+so the engine is chosen for the serving machine (`gpu`, `tensorrt_version`;
+a warning when they are not given and the bundle cannot say). A
+version-compatible plan needs the backend's `version-compatible=true`
+setting, which Triton takes on its command line (`--backend-config`), not in
+config.pbtxt: the config carries it as a comment and `server_args` returns it.
+Triton may send any batch from 1 to `max_batch_size`, so the engine profile
+must start at batch 1 and reach `max_batch_size`.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
+from dsedge.engines.cuda_utils import gpu_slug
+from dsedge.engines.trt_versions import version_mismatch
 from dsedge.errors import BundleError, DsedgeError
 from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.utils.io import atomic_dir
+
+#: a plain model name: letters, digits, '_', '-', '.', not starting with '.' or '-'
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+VERSION_COMPATIBLE_ARG = "--backend-config=tensorrt,version-compatible=true"
+_ARGS_MARKER = "# tritonserver needs: "
+
+
+class TritonWarning(UserWarning):
+    """The Triton repository was written, but the engine choice could not be checked."""
+
 
 PLATFORMS = {"tensorrt": "tensorrt_plan", "onnx": "onnxruntime_onnx"}
 FILES = {"tensorrt": "model.plan", "onnx": "model.onnx"}
@@ -80,24 +105,99 @@ def config_pbtxt(
     return "\n".join(lines) + "\n"
 
 
-def _artifact(b: Bundle, backend: str, precision: str | None) -> tuple[Path, Path, dict[str, Any]]:
-    """(file to serve, ONNX that describes its I/O, manifest entry) for one backend."""
-    if backend == "tensorrt":
-        order = [precision] if precision else ["fp16", "int8", "fp32"]
-        for p in order:
-            names = b.find("tensorrt", p)
-            if names:
-                entry = b.artifacts[names[0]]
-                return b.path(names[0]), b.path(entry.get("onnx", "model.onnx")), entry
+def check_model_name(name: str) -> str:
+    """`name` if it is a plain Triton model name, else a `DsedgeError` (it becomes a folder `--force` replaces)."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+        raise DsedgeError(
+            f"invalid Triton model name {name!r}",
+            "use a plain name: letters, digits, '_', '-', '.' (no path separators, not starting with '.')",
+        )
+    return name
+
+
+def _engine_fits(entry: dict[str, Any], gpu: str | None, tensorrt_version: str | None) -> str | None:
+    """Why an engine does not suit the serving machine, or None."""
+    if gpu and gpu_slug(str(entry.get("gpu", ""))) != gpu_slug(gpu):
+        return f"built on {entry.get('gpu', '?')}, not {gpu}"
+    if tensorrt_version and entry.get("tensorrt_version"):
+        return version_mismatch(str(entry["tensorrt_version"]), tensorrt_version, bool(entry.get("version_compatible")))
+    return None
+
+
+def _pick_engine(
+    b: Bundle, precision: str | None, gpu: str | None, tensorrt_version: str | None
+) -> tuple[str, dict[str, Any]]:
+    """(file, entry) of the engine for the serving GPU and TensorRT; warns when it has to guess."""
+    order = [precision] if precision else ["fp16", "int8", "fp32"]
+    engines = [n for p in order for n in b.find("tensorrt", p)]
+    if not engines:
         raise BundleError(
             f"bundle {b.root} has no TensorRT engine{' for ' + precision if precision else ''}",
             "run `dsedge build BUNDLE` on a GPU of the serving machine's model, or use --backend onnx",
         )
+    reasons = []
+    for name in engines:
+        why = _engine_fits(b.artifacts[name], gpu, tensorrt_version)
+        if why is None:
+            break
+        reasons.append(f"{name}: {why}")
+    else:
+        raise BundleError(
+            "no TensorRT engine in the bundle suits the serving machine: " + "; ".join(reasons),
+            "build one on that GPU and TensorRT (`dsedge build`), or use --backend onnx",
+        )
+    entry = b.artifacts[name]
+    unsure = [what for what, given in (("--gpu", gpu), ("--tensorrt-version", tensorrt_version)) if not given]
+    if unsure:
+        others = [n for n in engines if n != name and n.split(".")[1] == name.split(".")[1]]
+        warnings.warn(
+            f"serving {name}, built on {entry.get('gpu', '?')} with TensorRT {entry.get('tensorrt_version', '?')}: "
+            f"Triton's GPU and TensorRT must match it (not checked: pass {' and '.join(unsure)})"
+            + (f"; other engines of this precision: {', '.join(others)}" if others else ""),
+            TritonWarning,
+            stacklevel=3,
+        )
+    return name, entry
+
+
+def _check_profile(entry: dict[str, Any], max_batch: int) -> None:
+    profile = entry.get("profile", {})
+    engine_min = int(profile.get("min", [1])[0])
+    engine_max = int(profile.get("max", [max_batch])[0])
+    if engine_min > 1:
+        raise DsedgeError(
+            f"the engine's profile starts at batch {engine_min}, but Triton sends batches from 1 to max_batch_size",
+            "rebuild the engine with --min-batch 1",
+        )
+    if max_batch > engine_max:
+        raise DsedgeError(
+            f"max_batch {max_batch} exceeds the engine's profile maximum {engine_max}",
+            f"use --max-batch {engine_max} or rebuild the engine with a larger --max-batch",
+        )
+
+
+def _artifact(
+    b: Bundle, backend: str, precision: str | None, gpu: str | None = None, tensorrt_version: str | None = None
+) -> tuple[Path, Path, dict[str, Any]]:
+    """(file to serve, ONNX that describes its I/O, manifest entry) for one backend."""
+    if backend == "tensorrt":
+        name, entry = _pick_engine(b, precision, gpu, tensorrt_version)
+        return b.path(name), b.path(entry.get("onnx", "model.onnx")), entry
     path = b.require("onnx", precision or "fp32")
     canonical = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}[precision or "fp32"]
     if canonical in b.artifacts:
         path = b.path(canonical)
     return path, path, b.artifacts[path.name]
+
+
+def server_args(repo: str | Path) -> list[str]:
+    """Extra `tritonserver` arguments the repository's models need (e.g. version-compatible plans)."""
+    args: list[str] = []
+    for config in sorted(Path(repo).glob("*/config.pbtxt")):
+        for line in config.read_text(encoding="utf-8").splitlines():
+            if line.startswith(_ARGS_MARKER):
+                args += [a for a in line[len(_ARGS_MARKER):].split() if a not in args]
+    return args
 
 
 def export_triton(
@@ -110,13 +210,17 @@ def export_triton(
     dynamic_batching: bool = True,
     precision: str | None = None,
     force: bool = False,
+    gpu: str | None = None,
+    tensorrt_version: str | None = None,
 ) -> Path:
     """Write the Triton model folder(s) for `bundle` into `repo`; return the repository path.
 
     A backend whose artifact is missing is skipped when another one is
     available (so the default works on bundles without an engine); when none
-    is, the first backend's error is raised.
+    is, the first backend's error is raised. `gpu` and `tensorrt_version`
+    describe the serving machine and choose the engine.
     """
+    check_model_name(model_name)
     unknown = [x for x in backends if x not in PLATFORMS]
     if unknown or not backends:
         raise DsedgeError(f"unknown Triton backend(s) {unknown or backends}", "use tensorrt and/or onnx")
@@ -126,28 +230,29 @@ def export_triton(
     chosen, errors = [], []
     for backend in backends:
         try:
-            chosen.append((backend, *_artifact(b, backend, precision)))
+            chosen.append((backend, *_artifact(b, backend, precision, gpu, tensorrt_version)))
         except BundleError as e:
             errors.append(e)
     if not chosen:
         raise errors[0]
     repo = Path(repo)
+    for backend, _artifact_path, _onnx, entry in chosen:
+        if backend == "tensorrt":
+            _check_profile(entry, max_batch)
     repo.mkdir(parents=True, exist_ok=True)
     for k, (backend, artifact, onnx_path, entry) in enumerate(chosen):
         name = model_name if k == 0 else f"{model_name}_{backend}"
-        batch = max_batch
-        if backend == "tensorrt":
-            engine_max = int(entry.get("profile", {}).get("max", [max_batch])[0])
-            if max_batch > engine_max:
-                raise DsedgeError(
-                    f"max_batch {max_batch} exceeds the engine's profile maximum {engine_max}",
-                    f"use --max-batch {engine_max} or rebuild the engine with a larger --max-batch",
-                )
         inputs, outputs = _io_specs(onnx_path)
-        preferred = sorted({min(batch, p) for p in (int(entry.get("profile", {}).get("opt", [8])[0]), batch)})
-        text = config_pbtxt(name, backend, inputs, outputs, batch, dynamic_batching, preferred)
+        preferred = sorted({min(max_batch, p) for p in (int(entry.get("profile", {}).get("opt", [8])[0]), max_batch)})
+        text = config_pbtxt(name, backend, inputs, outputs, max_batch, dynamic_batching, preferred)
+        if backend == "tensorrt" and entry.get("version_compatible"):
+            text = (f"# version-compatible plan from TensorRT {entry.get('tensorrt_version', '?')}\n"
+                    f"{_ARGS_MARKER}{VERSION_COMPATIBLE_ARG}\n" + text)
+        target = repo / name
+        if target.resolve().parent != repo.resolve():  # belt and braces: never write outside the repository
+            raise DsedgeError(f"refusing to write {target} outside {repo}")
         try:
-            with atomic_dir(repo / name, force=force) as tmp:
+            with atomic_dir(target, force=force) as tmp:
                 (tmp / "1").mkdir()
                 shutil.copy2(artifact, tmp / "1" / FILES[backend])
                 (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
