@@ -11,7 +11,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev,openvino]'
+	$(BIN)/python -m pip install -e '.[train,dev,openvino]'
 	@touch $(STAMP)
 
 test: $(STAMP)  ## the whole suite, slow real-data tests included (they skip without data)

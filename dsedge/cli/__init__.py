@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 from rich.markup import escape
 
@@ -38,12 +39,29 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"dsedge.cli.{_name}")
 
 
+#: Top-level packages of the `train` extra: a runtime-only install (`pip install dsedge`) lacks them.
+TRAIN_EXTRA_PACKAGES = {"torch", "torchvision", "sklearn", "matplotlib", "safetensors", "onnx", "onnxscript",
+                        "onnxconverter_common"}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """dsedge's own warnings as one yellow line (no file/line noise); others as Python prints them."""
+    if getattr(category, "__module__", "").startswith("dsedge"):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point.
 
     typer/click runs in standalone mode (it prints usage errors and exits 2 itself);
     our own errors propagate out of it and are rendered here.
     """
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="dsedge")
     except SystemExit:
@@ -60,6 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - last line of defence against raw tracebacks
         if os.environ.get("DSEDGE_DEBUG"):
             raise
+        missing = (getattr(e, "name", None) or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else ""
+        if missing in TRAIN_EXTRA_PACKAGES:  # a training-side command on a runtime-only install
+            err_console.print(f"[bold red]error:[/] the Python package '{missing}' is not installed "
+                              "(this command needs the training extra)", highlight=False)
+            err_console.print("[yellow]hint:[/] pip install 'dsedge\\[train]'", highlight=False)
+            sys.exit(2)
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False)
         err_console.print("[dim]re-run with DSEDGE_DEBUG=1 for the full traceback[/]")
         sys.exit(3)
