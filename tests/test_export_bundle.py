@@ -38,7 +38,7 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, tiny_isic_session: Path
     out = tmp_path_factory.mktemp("export") / "bundle"
     return export_bundle(None, out, model_name="ds_resnet50", random_init=True, image_size=32,
                          data=tiny_isic_session, split="val", parity_images=6, probs=True,
-                         inline_simam=True)
+                         inline_simam=True, cam=True)
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -48,7 +48,7 @@ def _session(path: Path) -> ort.InferenceSession:
 def test_manifest_describes_the_bundle(bundle_dir: Path) -> None:
     m = load_bundle(bundle_dir).manifest
     assert sorted(p.name for p in bundle_dir.iterdir()) == [
-        "dsedge.json", "model.fp16.onnx", "model.inline.onnx", "model.onnx"]
+        "MODEL_CARD.md", "dsedge.json", "model.fp16.onnx", "model.inline.onnx", "model.onnx"]
     arts = m["artifacts"]
     assert (arts["model.onnx"]["kind"], arts["model.onnx"]["precision"], arts["model.onnx"]["simam"]) == (
         "onnx", "fp32", "function")
@@ -60,7 +60,11 @@ def test_manifest_describes_the_bundle(bundle_dir: Path) -> None:
                           "random_init": True, "simam_lambda": 1e-4}
     assert m["classes"] == ["MEL", "NV", "SK"]
     assert m["input"] == {"name": "input", "shape": ["N", 3, 32, 32], "dtype": "float32", "layout": "NCHW"}
-    assert [o["name"] for o in m["outputs"]] == ["logits", "probs"]
+    assert [o["name"] for o in m["outputs"]] == ["logits", "probs", "cam"]
+    assert m["outputs"][2]["shape"] == ["N", 3, 1, 1]  # 32 px input: a 1x1 last feature map
+    assert m["artifacts"]["MODEL_CARD.md"]["kind"] == "model-card" and m["training"] == {"random_init": True}
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "random initialisation" in card and "Not fitted" in card and "model.fp16.onnx" in card
     assert m["preprocessing"] == PreprocessConfig.for_size(32).to_dict()
     assert m["opset"] == 18 and m["simam"]["calls"] == 32
     assert {"torch", "onnx", "onnxruntime", "onnxscript", "onnxconverter-common"} <= set(m["tools"])
@@ -86,13 +90,15 @@ def test_artifacts_validate_and_agree(bundle_dir: Path, tiny_isic_session: Path)
     # the runtime's own preprocessing feeds every artifact
     images = sorted((tiny_isic_session / "ISIC-2017_Validation_Data").glob("*.jpg"))[:5]
     x = preprocess_files(images, bundle.preprocessing)
-    logits, probs = _session(bundle.path("model.onnx")).run(None, {"input": x})
-    flat_logits, flat_probs = _session(bundle.path("model.inline.onnx")).run(None, {"input": x})
+    names = ["logits", "probs"]
+    logits, probs, cam = _session(bundle.path("model.onnx")).run([*names, "cam"], {"input": x})
+    np.testing.assert_allclose(cam.mean(axis=(2, 3)), logits, atol=1e-5)  # the class activation map's mean
+    flat_logits, flat_probs = _session(bundle.path("model.inline.onnx")).run(names, {"input": x})
     np.testing.assert_allclose(flat_logits, logits, atol=1e-5)
     np.testing.assert_allclose(flat_probs, probs, atol=1e-6)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
-    f16_logits, f16_probs = _session(bundle.path("model.fp16.onnx")).run(None, {"input": x})
-    assert f16_probs.dtype == np.float32
+    f16_logits, f16_probs, f16_cam = _session(bundle.path("model.fp16.onnx")).run([*names, "cam"], {"input": x})
+    assert f16_probs.dtype == np.float32 and f16_cam.dtype == np.float32
     assert np.abs(f16_probs - probs).max() < 1e-2
     assert np.array_equal(f16_logits.argmax(1), logits.argmax(1))
 
@@ -136,7 +142,7 @@ def test_cli_exports_resnet50_checkpoint_with_force(tmp_path: Path, capsys) -> N
     out.mkdir()
     (out / "stale.txt").write_text("old")
     with pytest.raises(SystemExit) as e:
-        main(["export", str(weights), "--out", str(out), "--force", "--parity-images", "4"])
+        main(["export", str(weights), "--out", str(out), "--force", "--parity-images", "4", "--cam"])
     assert e.value.code == 0, capsys.readouterr().err
     assert "model.fp16.onnx" in capsys.readouterr().out
     assert not (out / "stale.txt").exists()
@@ -150,6 +156,9 @@ def test_cli_exports_resnet50_checkpoint_with_force(tmp_path: Path, capsys) -> N
     assert m["parity"]["artifacts"]["model.onnx"]["max_abs_logit_diff"] <= 1e-4
     logits = _session(out / "model.onnx").run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[0]
     assert logits.shape == (1, 2)
+    assert [o["name"] for o in m["outputs"]] == ["logits", "cam"]  # torchvision ResNet50's head works too
+    assert m["training"]["epoch"] is not None or "metrics" in m["training"]
+    assert "## Training data and procedure" in (out / "MODEL_CARD.md").read_text()
     assert not list(tmp_path.glob(".bundle*"))  # no temp or backup folders left
 
 

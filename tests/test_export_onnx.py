@@ -95,3 +95,19 @@ def test_onnxruntime_matches_pytorch(exported, session, ds_model, batch: int) ->
     assert out.shape == (batch, 3)
     assert np.abs(out - ref).max() <= 1e-4
     assert np.abs(ref).max() > 1e-3  # a real signal, not all-zero logits
+
+
+def test_cam_output_needs_a_pooled_gemm_head() -> None:
+    """`add_cam_output` refuses heads it cannot map (e.g. a Gemm straight on the input) with a clear error."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dsedge.errors import ExportError
+    from dsedge.export.onnx import add_cam_output
+
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W"], ["logits"], transB=1)],
+        "no_pool", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 2, 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+        initializer=[numpy_helper.from_array(np.ones((3, 12), np.float32), "W")])
+    with pytest.raises(ExportError, match="global-average-pool"):
+        add_cam_output(helper.make_model(graph))

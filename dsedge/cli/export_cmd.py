@@ -28,6 +28,7 @@ def export_command(
     split: str = typer.Option("val", "--split", help="Split of --data used for parity."),
     parity_images: int = typer.Option(150, "--parity-images", min=1, help="Images for the parity check."),
     probs: bool = typer.Option(False, "--probs", help="Add a softmax output `probs` next to `logits`."),
+    cam: bool = typer.Option(False, "--cam", help="Add a class-activation-map output `cam` (predict --heatmaps)."),
     inline_simam: bool = typer.Option(
         False, "--inline-simam", help="Also write model.inline.onnx with SimAM as plain ops (OpenVINO)."
     ),
@@ -41,7 +42,7 @@ def export_command(
     with console.status("exporting") as status:
         path = export_bundle(
             checkpoint, out, model_name=model, random_init=random_init, image_size=image_size,
-            data=data, split=split, parity_images=parity_images, probs=probs,
+            data=data, split=split, parity_images=parity_images, probs=probs, cam=cam,
             inline_simam=inline_simam, force=force, opset=opset,
             progress=lambda msg: status.update(msg),
         )
