@@ -57,6 +57,12 @@ def test_eval_cli_writes_all_outputs(checkpoint: Path, tiny_isic_session: Path, 
     assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, probs.argmax(1)))
     assert metrics["mel_auc"] == pytest.approx(roc_auc_score(labels == 0, probs[:, 0]), abs=1e-4)
     assert sum(map(sum, metrics["confusion_matrix"])) == 10
+    # clinical additions: every metric's bootstrap interval, the melanoma operating point, the ROC plot
+    assert set(metrics["intervals"]) >= {"accuracy", "balanced_accuracy", "auc_MEL", "mean_auc", "f1_NV"}
+    op = metrics["operating_point"]
+    assert op["source"] == "chosen on this split" and op["sensitivity"]["value"] >= 0.9
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG" and "Melanoma operating point" in md
+    assert "melanoma operating point" in printed and "95 % CI" in printed
 
 
 def test_evaluate_default_out_dir(checkpoint: Path, tiny_isic_session: Path):
@@ -106,3 +112,22 @@ def test_eval_on_real_isic_validation(checkpoint: Path, isic_root: Path, tmp_pat
     res = evaluate_checkpoint(checkpoint, isic_root, "val", tmp_path, num_workers=0)
     assert res["n"] == 150
     assert [res["per_class"][c]["support"] for c in ("MEL", "NV", "SK")] == [30, 78, 42]
+
+
+def test_eval_applies_a_bundles_operating_point(checkpoint: Path, tiny_isic_session: Path, tmp_path: Path):
+    from tiny_bundle import make_tiny_bundle
+
+    from dsedge.errors import DataError
+    from dsedge.runtime.bundle import load_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    with pytest.raises(DataError, match="no fitted operating point"):
+        evaluate_checkpoint(checkpoint, tiny_isic_session, "val", tmp_path / "e0", num_workers=0, bundle=bundle)
+    b = load_bundle(bundle)
+    b.manifest["clinical"] = {"temperature": 1.5, "operating_point": {"threshold": 0.25, "target_sensitivity": 0.9}}
+    b.save()
+    res = evaluate_checkpoint(checkpoint, tiny_isic_session, "val", tmp_path / "e1", num_workers=0, bundle=bundle,
+                              resamples=50)
+    op = res["operating_point"]
+    assert op["source"] == "bundle" and op["threshold"] == 0.25 and op["temperature"] == 1.5
+    assert "ece_calibrated" in res

@@ -20,8 +20,14 @@ def eval_command(
     device: str = typer.Option("auto", "--device"),
     workers: int = typer.Option(2, "--workers"),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    bundle: Path | None = typer.Option(None, "--bundle",
+                                       help="Use this bundle's fitted temperature + melanoma threshold (dsedge risk)."),
+    target_sensitivity: float = typer.Option(0.90, "--target-sensitivity", min=0.01, max=1.0,
+                                             help="Without --bundle: choose the threshold on this split for it."),
+    resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the 95 % intervals."),
 ) -> None:
-    """Evaluate a checkpoint: per-class P/R/F1, ACC, balanced ACC, MEL/SK AUC; writes JSON, Markdown, PNG."""
+    """Evaluate a checkpoint: per-class P/R/F1, ACC, balanced ACC, MEL/SK AUC with bootstrap 95 % CIs, melanoma
+    sensitivity/specificity at the operating point; writes JSON, Markdown, confusion and ROC PNGs."""
     import json
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -35,7 +41,8 @@ def eval_command(
         res = evaluate_checkpoint(
             checkpoint, data, split, out, batch_size=batch_size, device=device, num_workers=workers,
             expect_model=model, progress=lambda n: bar.advance(task, n),
-            on_total=lambda n: bar.update(task, total=n),
+            on_total=lambda n: bar.update(task, total=n), bundle=bundle,
+            target_sensitivity=target_sensitivity, resamples=resamples,
         )
     if json_out:
         console.print_json(json.dumps(res))
@@ -52,8 +59,26 @@ def eval_command(
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
+    iv = res.get("intervals") or {}
+
+    def ci(key: str, scale: float = 100.0) -> str:
+        lo_hi = iv.get(key)
+        return f" [{scale * lo_hi[0]:.2f}, {scale * lo_hi[1]:.2f}]" if lo_hi else ""
+
+    console.print(f"95 % CI: ACC{ci('accuracy')}  balanced ACC{ci('balanced_accuracy')}  "
+                  f"MEL AUC{ci('auc_MEL', 1)}  mean AUC{ci('mean_auc', 1)}", highlight=False)
+    op = res.get("operating_point")
+    if op:
+        s_, p_ = op["sensitivity"], op["specificity"]
+        console.print(f"melanoma operating point ({op['source']}): P(MEL) >= {op['threshold']:.4f}: "
+                      f"sensitivity {100 * s_['value']:.1f} %{_pair(s_['ci95'])}, "
+                      f"specificity {100 * p_['value']:.1f} %{_pair(p_['ci95'])}", highlight=False)
     console.print(
         f"ACC {100 * res['accuracy']:.2f} %   balanced ACC {100 * res['balanced_accuracy']:.2f} %   "
         f"MEL AUC {f(res['mel_auc'])}   SK AUC {f(res['sk_auc'])}   mean AUC {f(res['mean_auc'])}", highlight=False)
     for k, v in res["outputs"].items():
         console.print(f"  {k}: {v}", highlight=False)
+
+
+def _pair(ci: list[float] | None) -> str:
+    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""

@@ -4,7 +4,10 @@ The checkpoint's metadata supplies the model, class order and preprocessing, so
 evaluation sees exactly the tensors training's validation saw. Inference runs in
 FP32 (this is the reference the exported backends are compared against).
 Outputs (in `out_dir`): metrics.json, metrics.md (Table 2), confusion_matrix.png
-(Fig. 4) and predictions.csv (per-image probabilities).
+(Fig. 4), predictions.csv (per-image probabilities), and for clinicians
+(`dsedge.clinical.evaluation`): bootstrap 95 % intervals of every metric, sensitivity and
+specificity at the melanoma operating point (a bundle's, or chosen on this split for the target
+sensitivity) and roc.png with that point marked.
 """
 
 from __future__ import annotations
@@ -52,12 +55,19 @@ def evaluate_checkpoint(
     expect_model: str | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    bundle: str | Path | None = None,
+    target_sensitivity: float = 0.90,
+    resamples: int = 1000,
 ) -> dict[str, Any]:
     """Evaluate `checkpoint` on `split` of `data`; write the outputs; return the metrics dict.
 
     `out_dir` defaults to `<checkpoint folder>/eval-<split>`. The returned dict is
-    `classification_metrics(...)` plus `checkpoint`, `split`, `data` and `outputs`.
+    `classification_metrics(...)` plus `intervals`, `operating_point`, `ece`, `checkpoint`,
+    `split`, `data` and `outputs`. `bundle` supplies the stored temperature and melanoma threshold
+    (else the threshold is chosen on this split for `target_sensitivity`).
     """
+    from dsedge.clinical.evaluation import clinical_evaluation
+
     from dsedge.data.dataset import ImageDataset
     from dsedge.data.transforms import eval_transform
 
@@ -77,6 +87,9 @@ def evaluate_checkpoint(
     probs = predict_split(model, loader, resolve_device(device), progress)
     labels = np.asarray(ds.labels, dtype=np.int64)
     metrics = classification_metrics(labels, probs, classes)
+    clinical = _bundle_clinical(bundle, classes)
+    metrics.update(clinical_evaluation(labels, probs, classes, clinical=clinical,
+                                       target_sensitivity=target_sensitivity, resamples=resamples))
 
     weights, _ = checkpoint_paths(checkpoint)
     out = Path(out_dir) if out_dir else weights.parent / f"eval-{split}"
@@ -87,6 +100,7 @@ def evaluate_checkpoint(
         "markdown": out / "metrics.md",
         "confusion_png": out / "confusion_matrix.png",
         "predictions": out / "predictions.csv",
+        "roc_png": out / "roc.png",
     }
     result = {
         **metrics,
@@ -106,7 +120,26 @@ def evaluate_checkpoint(
     from dsedge.train.plots import plot_confusion
 
     plot_confusion(metrics["confusion_matrix"], classes, outputs["confusion_png"], title=title)
+    from dsedge.clinical.plots import plot_roc
+
+    op = metrics.get("operating_point")
+    point = (op["class"], op["sensitivity"]["value"], op["specificity"]["value"]) if op else None
+    plot_roc(labels, probs, classes, outputs["roc_png"], point=point, title=title)
     return result
+
+
+def _bundle_clinical(bundle: str | Path | None, classes: list[str]) -> dict[str, Any] | None:
+    """The `clinical` block of a bundle whose classes match the checkpoint's (None without a bundle)."""
+    if bundle is None:
+        return None
+    from dsedge.runtime.bundle import load_bundle
+
+    b = load_bundle(bundle, verify=False)
+    if b.classes != classes:
+        raise DataError(f"bundle {bundle} has classes {b.classes}, the checkpoint {classes}")
+    if not (b.manifest.get("clinical") or {}).get("operating_point"):
+        raise DataError(f"bundle {bundle} has no fitted operating point", "run `dsedge risk BUNDLE --data DIR` first")
+    return b.manifest["clinical"]
 
 
 def _write_predictions(path: Path, samples: list, probs: np.ndarray, classes: list[str]) -> None:

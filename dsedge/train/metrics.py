@@ -104,4 +104,45 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     ]
     for c, row in zip(metrics["per_class"], metrics["confusion_matrix"], strict=True):
         lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    lines += _intervals_markdown(metrics) + _operating_point_markdown(metrics.get("operating_point"))
     return "\n".join(lines) + "\n"
+
+
+def _ci(v: float | None, ci: list[float] | None, pct: bool = True) -> str:
+    if v is None:
+        return "n/a"
+    if not ci:
+        return _fmt(v, pct)
+    return f"{_fmt(v, pct)} [{_fmt(ci[0], pct)}, {_fmt(ci[1], pct)}]"
+
+
+def _intervals_markdown(metrics: dict[str, Any]) -> list[str]:
+    """Every metric with its bootstrap 95 % interval (when `dsedge.clinical.evaluation` added them)."""
+    intervals = metrics.get("intervals")
+    if not intervals:
+        return []
+    boot = metrics.get("bootstrap", {})
+    lines = ["", f"Bootstrap 95 % intervals ({boot.get('resamples')} class-stratified resamples, "
+             f"seed {boot.get('seed')}); AUCs as fractions, the rest in %:", "", "| metric | value [95 % CI] |",
+             "|---|---|"]
+    flat = {"accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+            "macro_f1": metrics["macro_f1"], "mean_auc": metrics.get("mean_auc")}
+    for c, m in metrics["per_class"].items():
+        flat.update({f"precision_{c}": m["precision"], f"recall_{c}": m["recall"], f"f1_{c}": m["f1"],
+                     f"auc_{c}": metrics["auc"].get(c)})
+    for key, value in flat.items():
+        lines.append(f"| {key} | {_ci(value, intervals.get(key), pct=not key.startswith(('auc', 'mean_auc')))} |")
+    if metrics.get("ece") is not None:
+        lines.append(f"| expected calibration error (softmax) | {metrics['ece']:.4f} |")
+    return lines
+
+
+def _operating_point_markdown(op: dict[str, Any] | None) -> list[str]:
+    if not op:
+        return []
+    sens, spec = op["sensitivity"], op["specificity"]
+    return ["", f"Melanoma operating point ({op['source']}): refer when P(MEL) >= {op['threshold']:.4f} "
+            f"(temperature {op['temperature']:.3f}, target sensitivity {op['target_sensitivity']}):", "",
+            "| | value [95 % CI] |", "|---|---|",
+            f"| sensitivity ({op['positives']} melanomas) | {_ci(sens['value'], sens['ci95'])} |",
+            f"| specificity ({op['negatives']} others) | {_ci(spec['value'], spec['ci95'])} |"]
