@@ -44,7 +44,9 @@ def test_fit_risk_block_from_logits() -> None:
     op = block["operating_point"]
     assert block["temperature"] > 1.5 and block["calibration"]["ece_after"] < block["calibration"]["ece_before"]
     assert op["sensitivity"]["value"] >= 0.9 and op["class"] == "MEL" and len(op["sensitivity"]["ci95"]) == 2
-    assert 0 <= block["uncertain_rate"] <= 1
+    assert 0 <= block["uncertain_rate"] <= 1 and block["warnings"] == []
+    flat = fit_risk(np.zeros((300, 3)) + 1e-3 * logits, labels, CLASSES, resamples=20)  # no information
+    assert "search bound" in flat["warnings"][0]
     with pytest.raises(DsedgeError, match="no MEL"):
         fit_risk(logits, labels, ["A", "B", "C"])
 

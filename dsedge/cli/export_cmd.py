@@ -55,6 +55,9 @@ def export_command(
                   f"{manifest['simam']['calls']} dsedge::SimAM nodes)", highlight=False)
     console.print(f"parity vs PyTorch on {where}:", highlight=False)
     for name, entry in manifest["artifacts"].items():
+        if name not in parity["artifacts"]:
+            console.print(f"  {name:<18} {entry['kind']}", highlight=False)  # MODEL_CARD.md
+            continue
         p = parity["artifacts"].get(name, {})
         diff = p.get("max_abs_logit_diff")
         extra = f"  [yellow]{p['nonfinite_outputs']} non-finite outputs[/]" if p.get("nonfinite_outputs") else ""

@@ -54,5 +54,7 @@ def risk_command(
     console.print(f"uncertain (top-2 margin < {block['uncertain_margin']}): {100 * block['uncertain_rate']:.1f} % "
                   f"of {block['fitted_on']['images']} images; quality-flagged: {block['fitted_on']['quality_flagged']}",
                   highlight=False)
+    for warning in block.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"[green]written[/] {bundle}/dsedge.json (clinical), reliability.png, roc.png, MODEL_CARD.md",
                   highlight=False)

@@ -25,6 +25,7 @@ import numpy as np
 
 from dsedge.clinical.calibration import (
     ECE_BINS,
+    LOG_T_BOUNDS,
     expected_calibration_error,
     fit_temperature,
     nll,
@@ -58,6 +59,10 @@ def fit_risk(logits: np.ndarray, labels: np.ndarray, classes: list[str], *,
     if positive.all() or not positive.any():
         raise DataError("the fitting split needs both melanomas and other lesions")
     t = fit_temperature(logits, labels)
+    warnings = []
+    if not np.exp(LOG_T_BOUNDS[0]) * 1.01 < t < np.exp(LOG_T_BOUNDS[1]) * 0.99:
+        warnings.append(f"temperature {t:.3g} is at its search bound: the logits carry almost no information on "
+                        "this split (an untrained model?)")
     raw, cal = softmax(logits), softmax(logits, t)
     threshold = choose_threshold(positive, cal[:, mel], target_sensitivity)
     point = operating_point_report(positive, cal[:, mel], threshold, resamples)
@@ -76,6 +81,7 @@ def fit_risk(logits: np.ndarray, labels: np.ndarray, classes: list[str], *,
         "uncertain_rate": float(uncertain.mean()),
         "accuracy_when_certain": float(correct[~uncertain].mean()) if (~uncertain).any() else None,
         "accuracy_when_uncertain": float(correct[uncertain].mean()) if uncertain.any() else None,
+        "warnings": warnings,
     }
 
 

@@ -10,7 +10,8 @@ and turns each image into one result a device UI can act on:
    `decision: "cannot assess"` and the model is not run on that image.
 2. the engine on a batch of the images that passed; logits -> calibrated probabilities,
    melanoma risk, decision ("refer" / benign class) and `uncertain` (`dsedge.runtime.decision`).
-3. an optional class-activation-map overlay of the top class, from the engine's own `cam` output.
+3. an optional class-activation-map overlay of the decided class (MEL for "refer", else the benign
+   class shown), from the engine's own `cam` output.
 
 One bad file (missing, corrupt) yields an entry with `error` for that file; the batch goes on.
 Every result names the model, its version and the bundle's sha256 (of `dsedge.json`, which
@@ -30,7 +31,7 @@ from PIL import Image
 from dsedge.errors import BundleError, DataError
 from dsedge.runtime.backends import BACKENDS, PRECISIONS, all_outputs, select_runner
 from dsedge.runtime.bundle import Bundle, load_bundle
-from dsedge.runtime.decision import DecisionPolicy, cannot_assess
+from dsedge.runtime.decision import REFER, DecisionPolicy, cannot_assess
 from dsedge.runtime.heatmap import CAM_OUTPUT, write_overlay
 from dsedge.runtime.preprocess import preprocess_image
 from dsedge.runtime.quality import QualityReport, QualityThresholds, assess, assess_size
@@ -161,14 +162,21 @@ class Predictor:
                     **self.policy.decide(p),
                 })
                 if heatmaps is not None and cams is not None and it.image is not None:
-                    target = heatmaps / f"{Path(it.name).stem}.{self.classes[top]}.cam.png"
-                    it.result["heatmap"] = str(write_overlay(target, it.image, cams[i][top], self.preprocessing))
+                    shown = self._heatmap_class(it.result["decision"], top)
+                    target = heatmaps / f"{Path(it.name).stem}.{self.classes[shown]}.cam.png"
+                    it.result["heatmap"] = str(write_overlay(target, it.image, cams[i][shown], self.preprocessing))
         for it in items:
             it.result.setdefault("probabilities", None)
             it.result.setdefault("top_class", None)
             it.result.setdefault("top_probability", None)
             it.image = it.tensor = None
         return [it.result for it in items]
+
+    def _heatmap_class(self, decision: str, top: int) -> int:
+        """The class whose map is drawn: the decided one (MEL for "refer"), so the picture explains the decision."""
+        if decision == REFER and self.policy.melanoma_class in self.classes:
+            return self.classes.index(self.policy.melanoma_class)
+        return self.classes.index(decision) if decision in self.classes else top
 
     def predict(self, paths: Sequence[str | Path], batch_size: int | None = None,
                 heatmaps: str | Path | None = None) -> list[dict[str, Any]]:
