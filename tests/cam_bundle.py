@@ -35,7 +35,12 @@ def make_cam_bundle(root: Path, crop: int = 32, int8: bool = False) -> Path:
 
 def quantize_int8(src: Path, dst: Path, crop: int) -> None:
     """Symmetric S8S8 Q/DQ (the TensorRT form dsedge calibrate writes) on random calibration data."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsedge.clinical.calibration import expected_calibration_error, fit_temperature, nll, reliability_bins, softmax
+from dsedge.clinical.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability_bins,
+    softmax,
+)
 
 
 def overconfident(n: int = 3000, true_t: float = 2.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

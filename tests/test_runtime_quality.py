@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dsedge.runtime.quality import QualityThresholds, assess, assess_size, check_files, laplacian_variance
+from dsedge.runtime.quality import (
+    QualityThresholds,
+    assess,
+    assess_size,
+    check_files,
+    laplacian_variance,
+)
 
 
 def lesion_like(size: tuple[int, int] = (640, 480), seed: int = 0) -> Image.Image:

@@ -67,7 +67,6 @@ def evaluate_checkpoint(
     (else the threshold is chosen on this split for `target_sensitivity`).
     """
     from dsedge.clinical.evaluation import clinical_evaluation
-
     from dsedge.data.dataset import ImageDataset
     from dsedge.data.transforms import eval_transform
 
