@@ -79,6 +79,7 @@ class Predictor:
             self.bundle, backend, precision, device=device, providers=providers, threads=threads,
             cuda_graph=cuda_graph, output=self.output_name)
         self.identity = self._identity()
+        self._drawing = False
 
     def _identity(self) -> dict[str, Any]:
         model = self.bundle.manifest.get("model", {})
@@ -118,7 +119,9 @@ class Predictor:
             report.notes.append("exif orientation applied")
         if loaded.icc_converted:
             report.notes.append("icc profile converted to sRGB")
-        item = _Item(name, {**base, "error": None, "quality": report.to_dict()}, loaded.image)
+        # keep the decoded pixels only when a heat-map will be drawn on them (a 12 MP image is 36 MB)
+        keep = loaded.image if self._drawing else None
+        item = _Item(name, {**base, "error": None, "quality": report.to_dict()}, keep)
         if not report.ok:
             item.result.update(cannot_assess(report.flags))
             return item
@@ -182,6 +185,7 @@ class Predictor:
                 heatmaps: str | Path | None = None) -> list[dict[str, Any]]:
         """Classify image files: one result per path, in order (see the module docstring)."""
         self._check_heatmaps(heatmaps)
+        self._drawing = heatmaps is not None
         size = batch_size or min(self.runner.max_batch or 16, 16)
         out_dir = Path(heatmaps) if heatmaps is not None else None
         results: list[dict[str, Any]] = []
@@ -194,6 +198,7 @@ class Predictor:
                        heatmaps: str | Path | None = None) -> list[dict[str, Any]]:
         """Classify in-memory PIL images (camera frames) instead of files."""
         self._check_heatmaps(heatmaps)
+        self._drawing = heatmaps is not None
         labels = list(names) if names else [f"image{i}" for i in range(len(images))]
         items = [self._prepare(n, LoadedImage(img.convert("RGB"), img.size)) for n, img in zip(labels, images, strict=True)]
         return self._run(items, Path(heatmaps) if heatmaps is not None else None) if items else []
