@@ -179,8 +179,9 @@ def markdown(report: dict[str, Any]) -> str:
             other = ", ".join(f"{k} {v:.3f}" for k, v in r["other_p50_ms"].items() if v is not None) or "-"
             p50 = f"{r['p50_ms']:.3f}" if r["p50_ms"] is not None else "-"
             flag = " (unstable)" if r["unstable"] else ""
+            speedup = f"{r['speedup']:.2f}x" if r["speedup"] is not None else "-"
             lines.append(f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['status']}{flag} | {p50} | "
-                         f"{other} | {r['speedup'] if r['speedup'] is not None else '-'} |")
+                         f"{other} | {speedup} |")
     return "\n".join(lines) + "\n"
 
 

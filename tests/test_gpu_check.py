@@ -54,7 +54,7 @@ def test_report_reads_train_and_bench_results(tmp_path: Path) -> None:
                              "elapsed_s": 1, "budget_s": 470, "steps": [{"name": "train", "status": "ok"}],
                              "train": train, "bench": bench})
     assert "| default | 150.0 | 40.0 | 1.5x |" in md
-    assert "| torch | fp16 | 8 | ok | 2.500 | device_compute_graph 1.250 | 1.0 |" in md
+    assert "| torch | fp16 | 8 | ok | 2.500 | device_compute_graph 1.250 | 1.00x |" in md
 
 
 def test_a_step_over_its_time_is_recorded_not_fatal(tmp_path: Path) -> None:
