@@ -1,16 +1,14 @@
-"""Latency statistics and the timing loop (iterations vs duration, warm-up, device-event blocks)."""
+"""Latency statistics (percentiles, spread, CV) and the device-event blocks of runners with those abilities."""
 
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from dsedge.bench.latency import device_blocks, host_timings, measure_latency, summarize
+from dsedge.bench.latency import device_blocks, summarize
 from dsedge.engines.base import Runner, RunnerInfo
-from dsedge.errors import DsedgeError, EngineError
+from dsedge.errors import EngineError
 
 
 class SleepRunner(Runner):
@@ -48,47 +46,25 @@ def test_summarize_known_values() -> None:
         summarize([], 1)
 
 
-def test_fixed_iterations_and_warmup() -> None:
-    r = SleepRunner()
-    times, warm_s = host_timings(r, BATCH, warmup=3, iters=5)
-    assert len(times) == 5 and r.calls == 8
-    assert r.syncs >= 5  # every timed iteration waits for the device
-    assert (times >= 2.0).all() and warm_s >= 0.006
+def test_spread_and_cv() -> None:
+    s = summarize([10.0, 10.0, 10.0, 10.0], 1)
+    assert s.iqr_ms == 0.0 and s.cv == 0.0 and s.spread == 0.0
+    s = summarize([8.0, 9.0, 10.0, 11.0, 12.0], 2)  # p25 9, p75 11
+    assert s.iqr_ms == pytest.approx(2.0) and s.spread == pytest.approx(0.2)
+    assert s.cv == pytest.approx(np.std([8, 9, 10, 11, 12]) / 10.0)
+    assert s.throughput == pytest.approx(2 * 1000 / 10.0)  # images per second at the p50
+    d = s.to_dict()
+    assert d["spread"] == pytest.approx(0.2) and d["iqr_ms"] == pytest.approx(2.0)
 
 
-def test_duration_runs_until_the_budget_with_a_minimum() -> None:
-    r = SleepRunner(0.01)
-    t0 = time.perf_counter()
-    times, _ = host_timings(r, BATCH, warmup=0, duration=0.1, min_iters=3)
-    assert time.perf_counter() - t0 >= 0.1
-    assert 3 <= len(times) <= 12
-    slow = SleepRunner(0.05)
-    times, _ = host_timings(slow, BATCH, warmup=0, duration=0.01, min_iters=3)
-    assert len(times) == 3  # the minimum wins over a tiny budget
-
-
-def test_bad_settings() -> None:
-    r = SleepRunner()
-    with pytest.raises(DsedgeError, match="iters"):
-        host_timings(r, BATCH, iters=0)
-    with pytest.raises(DsedgeError, match="duration"):
-        host_timings(r, BATCH, duration=-1)
-    with pytest.raises(DsedgeError, match="warmup"):
-        host_timings(r, BATCH, warmup=-1, iters=1)
-
-
-def test_measure_latency_cpu_has_host_block_only() -> None:
-    out = measure_latency(SleepRunner(), BATCH, warmup=1, iters=4)
-    assert set(out) == {"host", "warmup_s"}
-    h = out["host"]
-    assert h["iters"] == 4 and h["batch_size"] == 4
-    assert h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"]
+def test_cpu_runner_has_no_device_blocks() -> None:
+    assert device_blocks(SleepRunner(), BATCH, iters=3, warmup=1) == {}
 
 
 class FakeCudaRunner(SleepRunner):
-    """A runner that claims a CUDA device and times itself; refuses CUDA graphs."""
+    """A runner with the `DeviceTimed` ability on a CUDA device; refuses CUDA graphs."""
 
-    device = SimpleNamespace(type="cuda")
+    has_device_timer = True
 
     def device_timings(self, batch, iters, *, warmup=3, include_copies=True, cuda_graph=False):  # noqa: ANN001, ANN201
         if cuda_graph:
@@ -101,8 +77,9 @@ def test_device_blocks_with_and_without_copies() -> None:
     assert blocks["device"]["mean_ms"] == 1.0 and blocks["device"]["iters"] == 6
     assert blocks["device_compute"]["mean_ms"] == 0.5
     assert "device_compute_graph" not in blocks and "no graphs here" in blocks["notes"][0]
-    out = measure_latency(FakeCudaRunner(), BATCH, iters=2)
-    assert out["device"]["iters"] == 10  # at least 10 device-timed iterations
+    off = FakeCudaRunner()
+    off.has_device_timer = False  # the method exists, the device cannot time (a CPU-placed TorchRunner)
+    assert device_blocks(off, BATCH, iters=6, warmup=1) == {}
 
 
 class FakeTrtRunner(SleepRunner):

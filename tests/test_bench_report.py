@@ -1,4 +1,4 @@
-"""Bench report: JSON, Markdown and PNG files, the terminal table, skipped reasons, environment block."""
+"""Bench report: JSON, Markdown (a real GFM table), plots, a 120-column terminal table, warnings, honest headline."""
 
 from __future__ import annotations
 
@@ -6,29 +6,38 @@ import json
 from pathlib import Path
 from typing import Any
 
+from markdown_it import MarkdownIt
 from rich.console import Console
 
 from dsedge.bench.latency import summarize
-from dsedge.bench.report import environment, headline, markdown, print_table, write_report
+from dsedge.bench.report import environment, headline, markdown, print_table, warnings, write_report
+from dsedge.bench.rows import fastest
+
+STABLE = {"unstable": False, "reasons": [], "spread": 0.05, "cv": 0.04}
 
 
-def _row(backend: str, precision: str, bs: int, ms: float, speedup: float, acc: float | None) -> dict[str, Any]:
-    lat = {"host": summarize([ms * 0.9, ms, ms * 1.2], bs).to_dict(), "warmup_s": 0.5}
+def _row(backend: str, precision: str, bs: int, ms: float, speedup: float, acc: float | None,
+         deployable: bool = True, unstable: bool = False) -> dict[str, Any]:
+    lat = {"host": summarize([ms * 0.95, ms, ms * 1.05, ms], bs).to_dict(), "warmup_s": 0.5, "iters_per_round": 3}
     row = {"backend": backend, "precision": precision, "batch_size": bs, "status": "ok", "latency": lat,
-           "speedup": speedup, "runner": {"backend": backend}}
+           "speedup": speedup, "speedup_ci95": [speedup * 0.97, speedup * 1.03], "runner": {"backend": backend},
+           "deployable": deployable,
+           "stability": {**STABLE, "unstable": unstable, "reasons": ["spread IQR/p50 40% > 15%"] if unstable else []}}
     if acc is not None:
         row["accuracy"] = {"accuracy": acc, "balanced_accuracy": acc - 0.1, "mel_auc": 0.8, "sk_auc": 0.9,
-                           "f1": {"MEL": 0.5, "NV": 0.9, "SK": 0.6},
+                           "mean_auc": 0.85, "f1": {"MEL": 0.5, "NV": 0.9, "SK": 0.6},
                            "agreement": {"top1_agreement": 0.995, "max_abs_prob_diff": 0.01,
                                          "mean_abs_prob_diff": 0.001}}
     return row
 
 
-def make_result(with_data: bool = True) -> dict[str, Any]:
+def make_result(with_data: bool = True, busy: bool = False) -> dict[str, Any]:
     acc = 0.8 if with_data else None
     rows = [
-        _row("torch", "fp32", 1, 60.0, 1.0, acc),
-        _row("torch", "fp32", 8, 400.0, 1.0, acc),
+        _row("torch", "fp32", 1, 60.0, 1.0, acc, deployable=False),
+        _row("torch", "fp32", 8, 400.0, 1.0, acc, deployable=False),
+        _row("torch-compile", "bf16", 1, 10.0, 6.0, acc, deployable=False),  # fastest, but not deployable
+        _row("onnxruntime", "int8", 1, 12.0, 5.0, acc, unstable=True),  # faster than the pick, but unstable
         _row("onnxruntime", "fp32", 1, 30.0, 2.0, acc),
         _row("onnxruntime", "fp32", 8, 200.0, 2.0, acc),
         _row("openvino", "bf16", 1, 15.0, 4.0, acc),
@@ -38,18 +47,39 @@ def make_result(with_data: bool = True) -> dict[str, Any]:
         {"backend": "tensorrt", "precision": "int8", "batch_size": 8, "status": "skipped",
          "reason": "the Python package 'tensorrt' is not installed (pip install 'dsedge[tensorrt]')"},
     ]
-    return {
+    machine = {"busy": busy, "reasons": ["other processes used 80% of the 2 CPUs during the timed rounds"] if busy
+               else [], "before": {"other_cpu": 0.01}, "during": {"other_cpu": 0.02, "steal": 0.0, "loadavg_max": 2.1}}
+    result = {
         "format": "dsedge-bench", "created": "2026-11-28T00:00:00+00:00", "environment": environment(2),
-        "source": {"description": "random-init DS-ResNet50 (seed 0), synthetic INT8", "notes": []},
-        "settings": {"timing": "fixed 3 iterations"},
+        "source": {"description": "random-init DS-ResNet50 (seed 0), synthetic INT8", "notes": [],
+                   "model": "ds_resnet50"},
+        "settings": {"timing": "15 interleaved rounds", "image_size": 224},
+        "stability": machine, "reference": "torch fp32",
         "agreement_reference": "torch fp32" if with_data else None,
         "data": {"root": "/d", "split": "val", "n": 150, "class_counts": {"MEL": 30, "NV": 78, "SK": 42}}
         if with_data else None,
-        "rows": rows,
-        "fastest": {"1": {"label": "openvino bf16", "p50_ms": 15.0, "speedup": 4.0,
-                          "top1_agreement": 0.995 if with_data else None},
-                    "8": {"label": "openvino bf16", "p50_ms": 90.0, "speedup": 4.44, "top1_agreement": None}},
+        "rows": rows, "agreement_target": 0.995,
     }
+    result["fastest"] = fastest(rows)
+    result["fastest_agreeing"] = fastest(rows, 0.995)
+    return result
+
+
+def _gfm_table(md: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the first table, as a GFM renderer (markdown-it with GFM tables) parses them."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)  # GFM tables
+    assert any(t.type == "table_open" for t in tokens), "bench.md has no table a GFM renderer recognises"
+    rows: list[list[str]] = []
+    in_row = False
+    for t in tokens:
+        if t.type == "tr_open":
+            rows.append([])
+            in_row = True
+        elif t.type == "tr_close":
+            in_row = False
+        elif in_row and t.type == "inline":
+            rows[-1].append(t.content)
+    return rows[0], rows[1:]
 
 
 def test_environment_block() -> None:
@@ -58,6 +88,16 @@ def test_environment_block() -> None:
     assert "torch" in env["versions"] and "onnxruntime" in env["versions"]
     assert isinstance(env["cpu_flags"], list)
     assert environment()["threads"].startswith("default")
+
+
+def test_markdown_renders_as_one_table_with_every_column() -> None:
+    md = markdown(make_result())
+    head, body = _gfm_table(md)
+    assert "max abs dp" in head and "mean AUC" in head and "95% CI" in head and "IQR/p50" in head
+    assert len(body) == 8 and all(len(r) == len(head) for r in body)  # a stray | would change the count
+    first = dict(zip(head, body[0]))
+    assert first["backend"] == "torch" and first["speed-up"] == "1.00x" and first["max abs dp"] == "1.0e-02"
+    assert md.startswith("# dsedge bench") and md.endswith("\n")
 
 
 def test_files_and_content(tmp_path: Path) -> None:
@@ -73,50 +113,48 @@ def test_files_and_content(tmp_path: Path) -> None:
     assert "| openvino | bf16 | 1 |" in md and "4.00x" in md
     assert "tensorrt int8 (batch 1, 8)" in md and "dsedge[tensorrt]" in md  # one line for both batches
     assert "MEL 30" in md and "agreement reference: torch fp32" in md
-    assert "99.5%" in md and "1.0e-02" in md  # agreement and max |prob diff| columns
+    assert "ds_resnet50 224x224, 2 threads" in md  # what the plots are titled with
 
 
 def test_without_data_no_accuracy_columns_or_plot(tmp_path: Path) -> None:
     files = write_report(make_result(with_data=False), tmp_path)
     assert "accuracy_latency.png" not in files
-    md = files["bench.md"].read_text()
-    assert "ACC" not in md and "speed-up" in md
+    head, _ = _gfm_table(files["bench.md"].read_text())
+    assert "ACC" not in head and "speed-up" in head
 
 
-def test_terminal_table_and_headline() -> None:
-    console = Console(record=True, width=200)
-    result = make_result()
-    print_table(result, console)
+def test_terminal_table_fits_120_columns_and_keeps_its_numbers() -> None:
+    console = Console(record=True, width=80)  # piped output is 80 wide: the table still gets 120
+    print_table(make_result(), console)
     text = console.export_text()
-    assert "openvino" in text and "skipped" in text and "dsedge[tensorrt]" in text  # brackets not eaten as markup
-    lines = headline(result)
-    assert lines[0].startswith("batch 1: fastest dsedge artifact is openvino bf16") and "4.00x" in lines[0]
-    assert "99.5%" in lines[0]
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert "…" not in text  # nothing truncated
+    assert "4.00x [3.88-4.12]" in text and "openvino bf16" in text and "UNSTABLE" in text
+    assert "dsedge[tensorrt]" in text  # brackets not eaten as markup
+    assert "bench.md" in text
 
 
-def test_markdown_is_stable_text() -> None:
-    md = markdown(make_result())
-    assert md.startswith("# dsedge bench") and md.endswith("\n")
-
-
-def test_headline_names_the_fastest_artifact_within_the_agreement_target() -> None:
+def test_headline_names_only_stable_deployable_rows() -> None:
     result = make_result()
-    result["agreement_target"] = 0.995
-    result["fastest_agreeing"] = {"1": {"label": "openvino fp32", "p50_ms": 24.0, "speedup": 2.5,
-                                        "top1_agreement": 1.0}}
     lines = headline(result)
-    assert any(line.startswith("batch 1: fastest at >= 99.5% top-1 agreement is openvino fp32") and "2.50x" in line
+    # torch-compile bf16 (6x) is not deployable by the runtime; onnxruntime int8 (5x) is unstable
+    assert lines[0].startswith("batch 1: fastest deployable artifact is openvino bf16 at p50 15.00 ms, 4.00x faster than torch fp32")
+    assert "95% CI 3.88-4.12" in lines[0] and "left out as unstable: onnxruntime int8" in lines[0]
+    assert any(line.startswith("batch 1: fastest deployable artifact at >= 99.5% top-1 agreement is openvino bf16")
                for line in lines)
+    assert warnings(result) == ["unstable: onnxruntime int8 batch 1: spread IQR/p50 40% > 15%"]
 
 
-def test_fastest_agreeing_filters_rows_by_measured_agreement() -> None:
-    from dsedge.bench.run import _fastest
-
-    def row(backend: str, precision: str, p50: float, agree: float | None) -> dict:
-        acc = {"agreement": {"top1_agreement": agree}} if agree is not None else None
-        return {"status": "ok", "backend": backend, "precision": precision, "batch_size": 1, "speedup": 1.0,
-                "latency": {"host": {"p50_ms": p50}}, "accuracy": acc}
-
-    rows = [row("openvino", "bf16", 10.0, 0.97), row("openvino", "fp32", 20.0, 1.0), row("onnxruntime", "fp32", 15.0, None)]
-    assert _fastest(rows)["1"]["label"] == "openvino bf16"
-    assert _fastest(rows, 0.995)["1"]["label"] == "openvino fp32"
+def test_busy_machine_warns_and_claims_nothing() -> None:
+    result = make_result(busy=True)
+    for r in result["rows"]:
+        if r["status"] == "ok":
+            r["stability"] = {**r["stability"], "unstable": True, "reasons": ["machine busy: x"]}
+    result["fastest"] = fastest(result["rows"])
+    result["fastest_agreeing"] = {}
+    (warning,) = warnings(result)
+    assert warning.startswith("machine busy: other processes used 80%") and "no speed-up is claimed" in warning
+    lines = headline(result)
+    assert all("no claim" in line for line in lines) and len(lines) == 2
+    md = markdown(result)
+    assert "> **Warning:** machine busy" in md

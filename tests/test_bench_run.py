@@ -1,4 +1,5 @@
-"""run_bench end to end on CPU at tiny sizes: rows, keys, reference, accuracy block, skips, files, CLI."""
+"""run_bench end to end on CPU at tiny sizes: rows, keys, reference, rounds, accuracy block, skips, files,
+progress phases, CLI."""
 
 from __future__ import annotations
 
@@ -10,11 +11,25 @@ import pytest
 from typer.testing import CliRunner
 
 from dsedge.bench import run as bench_run
-from dsedge.bench.run import BACKENDS, plan_runners, run_bench
+from dsedge.bench import sources
+from dsedge.bench.progress import BenchProgress
+from dsedge.bench.rounds import RoundPlan
+from dsedge.bench.run import plan_runners, run_bench
+from dsedge.engines import registry
 from dsedge.errors import DsedgeError
 
 SIZE = 32
 BATCHES = (1, 2)
+QUICK = RoundPlan(rounds=3, min_rounds=3, iters=2)
+PHASES: list[str] = []
+
+
+class RecordingProgress(BenchProgress):
+    """The real progress display, with every phase name kept for the test."""
+
+    def __init__(self, console: Any, enabled: bool = True) -> None:
+        super().__init__(console, enabled)
+        self.phases = PHASES
 
 
 def _rows(result: dict[str, Any], backend: str, precision: str) -> list[dict[str, Any]]:
@@ -23,12 +38,15 @@ def _rows(result: dict[str, Any], backend: str, precision: str) -> list[dict[str
 
 @pytest.fixture(scope="module")
 def default_run(tiny_isic_session: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The embedded default job (random-init bundle, synthetic INT8) at 32 px, plus the tiny data set."""
+    """The embedded default job (random-init bundle, synthetic INT8) at 32 px; the tiny data set comes from
+    $DSEDGE_ISIC2017, as in `make bench`."""
     out = tmp_path_factory.mktemp("bench") / "out"
-    result = run_bench(
-        None, backends="torch,onnxruntime,openvino,tensorrt", batch_sizes=BATCHES, warmup=1, iters=2,
-        image_size=SIZE, data=tiny_isic_session, split="val", out=out,
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "shipped_checkpoint", lambda: None)  # as if no trained model were shipped
+        mp.setattr(bench_run, "BenchProgress", RecordingProgress)
+        mp.setenv("DSEDGE_ISIC2017", str(tiny_isic_session))
+        result = run_bench(None, backends="torch,onnxruntime,openvino,tensorrt", batch_sizes=BATCHES, plan=QUICK,
+                           image_size=SIZE, split="val", out=out, guard_seconds=0.1)
     result["_out"] = out
     return result
 
@@ -53,8 +71,8 @@ def bundle(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_expected_row_and_key(default_run: dict[str, Any]) -> None:
-    expected = {(b, p, bs) for b in ("torch", "onnxruntime", "openvino", "tensorrt") for p in BACKENDS[b]
-                for bs in BATCHES}
+    expected = {(b, p, bs) for b in ("torch", "onnxruntime", "openvino", "tensorrt")
+                for p in registry.get(b).precisions for bs in BATCHES}
     got = {(r["backend"], r["precision"], r["batch_size"]) for r in default_run["rows"]}
     assert got == expected
     for r in default_run["rows"]:
@@ -63,17 +81,32 @@ def test_every_expected_row_and_key(default_run: dict[str, Any]) -> None:
             assert r["reason"]
             continue
         h = r["latency"]["host"]
-        assert {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "throughput", "iters"} <= set(h)
-        assert h["iters"] == 2 and h["batch_size"] == r["batch_size"]
+        assert {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "throughput", "iters", "iqr_ms",
+                "cv", "spread"} <= set(h)
+        assert h["iters"] == 6 and h["batch_size"] == r["batch_size"]  # 3 rounds x 2 iterations
+        assert len(r["latency"]["round_medians_ms"]) == 3 and r["latency"]["warmup_s"] > 0
         assert h["min_ms"] <= h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["max_ms"]
         assert r["speedup"] > 0 and r["runner"]["backend"] == r["backend"]
+        assert len(r["speedup_rounds"] or [1.0] * 3) == 3 and isinstance(r["stability"]["unstable"], bool)
+        assert r["deployable"] is registry.get(r["backend"]).runtime
     for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
-                 ("openvino", "fp32")):
+                 ("openvino", "fp32"), ("openvino", "int8")):
         assert all(r["status"] == "ok" for r in _rows(default_run, b, p)), (b, p)
     assert default_run["source"]["random_weights"] is True
     assert "random-init" in default_run["source"]["description"]
-    assert "synthetic" in default_run["source"]["description"]
+    assert "INT8 calibrated on 19 training images" in default_run["source"]["description"]  # the data's train split
+    assert default_run["source"]["synthetic_inputs"] is True  # latency inputs are random tensors
     assert {"cpu", "cpu_flags", "threads", "gpu", "versions"} <= set(default_run["environment"])
+    assert default_run["measurement"]["rounds"] == 3 and default_run["stability"]["rounds_sampled"] == 3
+    assert default_run["settings"]["threads"] >= 1  # every backend gets the same, explicit thread count
+
+
+def test_every_phase_is_announced(default_run: dict[str, Any]) -> None:
+    text = "\n".join(PHASES)
+    for phase in ("checking that the machine is idle", "exporting", "calibrating INT8", "loading val images",
+                  "building torch fp32", "building openvino int8", "warm-up onnxruntime fp32 batch 2",
+                  "interleaved rounds", "accuracy pass onnxruntime int8"):
+        assert phase in text, phase
 
 
 def test_reference_row_speedup_is_one(default_run: dict[str, Any]) -> None:
@@ -124,7 +157,11 @@ def test_unknown_names_and_bad_values(tmp_path: Path) -> None:
     with pytest.raises(DsedgeError, match="unknown precision"):
         plan_runners("torch", "fp8")
     with pytest.raises(DsedgeError, match="runs precision"):
-        plan_runners("openvino", "int8")
+        plan_runners("tensorrt", "bf16")
+    with pytest.raises(DsedgeError, match="reference"):
+        run_bench(None, reference="torch", out=tmp_path)
+    with pytest.raises(DsedgeError, match="has no option"):
+        run_bench(None, options=["openvino.turbo=1"], out=tmp_path)
     assert plan_runners("onnxruntime", "int8")[0] == ("torch", "fp32")  # the reference always runs
     with pytest.raises(DsedgeError, match="batch sizes"):
         run_bench(None, batch_sizes="1,x", out=tmp_path)
@@ -140,7 +177,7 @@ def test_bundle_without_checkpoint_and_quick_compile(bundle: Path, tmp_path: Pat
     """A given bundle without its checkpoint: PyTorch rows run random weights (latency only); the quick
     torch.compile mode lists the rows it leaves out (only FP32 at the smallest batch is compiled)."""
     res = run_bench(bundle, backends="torch-compile", precisions="bf16", batch_sizes=(1, 2),
-                    iters=1, warmup=0, compile_all=False, out=tmp_path)
+                    plan=QUICK, compile_all=False, out=tmp_path, guard_seconds=0.1)
     assert res["source"]["random_weights"] is True and res["settings"]["image_size"] == 32  # no --checkpoint
     assert all(r["status"] == "ok" for r in _rows(res, "torch", "fp32"))  # the reference always runs
     skipped = _rows(res, "torch-compile", "bf16")
@@ -150,17 +187,18 @@ def test_bundle_without_checkpoint_and_quick_compile(bundle: Path, tmp_path: Pat
 
 def test_batch_above_engine_profile_is_skipped(bundle: Path, checkpoint: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    real = bench_run.make_runner
+    from dsedge.engines.ort_runner import OrtRunner
 
-    def limited(backend: str, precision: str, source: Any, **kw: Any) -> Any:
-        runner = real(backend, precision, source, **kw)
-        if backend == "onnxruntime":
-            runner.max_batch = 1  # like a TensorRT engine built with a max-batch-1 profile
+    real = OrtRunner.from_bundle
+
+    def limited(*args: Any, **kw: Any) -> Any:
+        runner = real(*args, **kw)
+        runner.max_batch = 1  # like a TensorRT engine built with a max-batch-1 profile
         return runner
 
-    monkeypatch.setattr(bench_run, "make_runner", limited)
+    monkeypatch.setattr(OrtRunner, "from_bundle", limited)
     res = run_bench(bundle, checkpoint=checkpoint, backends="onnxruntime", precisions="fp32", batch_sizes=(1, 2),
-                    iters=1, out=tmp_path)
+                    plan=QUICK, out=tmp_path, guard_seconds=0.1)
     assert res["source"]["random_weights"] is False and "checkpoint" in res["source"]["description"]
     by_bs = {r["batch_size"]: r for r in _rows(res, "onnxruntime", "fp32")}
     assert by_bs[1]["status"] == "ok"
@@ -190,7 +228,8 @@ def test_missing_backend_package_is_a_skipped_row(bundle: Path, tmp_path: Path,
     import sys
 
     monkeypatch.setitem(sys.modules, "openvino", None)
-    res = run_bench(bundle, backends="openvino", precisions="fp32", batch_sizes=(1,), iters=1, out=tmp_path)
+    res = run_bench(bundle, backends="openvino", precisions="fp32", batch_sizes=(1,), plan=QUICK, out=tmp_path,
+                    guard_seconds=0.1)
     (row,) = _rows(res, "openvino", "fp32")
     assert row["status"] == "skipped" and "openvino" in row["reason"] and "pip install" in row["reason"]
 
@@ -201,7 +240,8 @@ def test_cli(bundle: Path, tiny_isic_session: Path, tmp_path: Path) -> None:
 
     runner = CliRunner()
     ok = runner.invoke(app, ["bench", str(bundle), "--backends", "onnxruntime", "--precisions", "fp32",
-                             "--batch-sizes", "1", "--iters", "1", "--data", str(tiny_isic_session),
+                             "--batch-sizes", "1", "--rounds", "3", "--min-rounds", "3", "--iters", "1",
+                             "--option", "onnxruntime.providers=CPUExecutionProvider", "--data", str(tiny_isic_session),
                              "--out", str(tmp_path / "o")])
     assert ok.exit_code == 0, ok.output
     assert "onnxruntime" in ok.output

@@ -75,12 +75,14 @@ def load_eval_set(
     return EvalSet(split, str(root), images, labels, list(classes), ds.fingerprint())
 
 
-def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 32,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Class probabilities (softmax of the logits) of every image, in chunks of `batch_size`.
 
     A runner with a profile limit (`max_batch`) gets chunks no larger than it. The
     last chunk is zero-padded to the full size, so shape-specialised backends
     (torch.compile, TensorRT profiles) see one shape and do not recompile.
+    `progress(n)` is told after every chunk how many images it covered.
     """
     step = min(batch_size, runner.max_batch) if runner.max_batch else batch_size
     step = max(1, min(step, len(images)))
@@ -91,6 +93,8 @@ def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 32) -> n
         if n < step:
             chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)])
         out.append(softmax(runner.infer(chunk))[:n])
+        if progress is not None:
+            progress(n)
     return np.concatenate(out).astype(np.float32)
 
 

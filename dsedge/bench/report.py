@@ -5,6 +5,10 @@ report starts with the environment (CPU model and flags, threads, GPU, driver,
 library versions) and says whether the weights were trained or random and
 whether the data was real or synthetic. Skipped rows stay in the report with
 their reason, so a missing backend is visible rather than silently absent.
+Every row carries its spread and its speed-up interval; a busy machine or an
+unstable row is a warning at the top, and the headline names only stable rows
+of backends the torch-free runtime can deploy. The terminal table fits 120
+columns; bench.md has every column.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dsedge.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from dsedge.utils.io import atomic_write_json, atomic_write_text
 
 _INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "fma",
                       "asimd", "sve", "bf16", "i8mm")
@@ -82,48 +87,87 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{100 * v:.{digits}f}%"
 
 
 def row_label(row: dict[str, Any]) -> str:
     return f"{row['backend']} {row['precision']}"
 
 
-def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells shared by the terminal table and the Markdown table."""
+def speedup_text(row: dict[str, Any], ci: bool = True) -> str:
+    """"3.21x [3.10-3.35]": the median per-round speed-up and its bootstrap 95 % interval."""
+    s = row.get("speedup")
+    if s is None:
+        return "–"
+    lo_hi = row.get("speedup_ci95")
+    if not ci or not lo_hi:
+        return f"{s:.2f}x"
+    return f"{s:.2f}x [{lo_hi[0]:.2f}-{lo_hi[1]:.2f}]"
+
+
+def _flag(row: dict[str, Any]) -> str:
+    return "UNSTABLE" if row["stability"]["unstable"] else "stable"
+
+
+def _ok(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in result["rows"] if r["status"] == "ok"]
+
+
+def _short_columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The terminal table: what fits 120 columns (bench.md has every column)."""
     with_acc = result.get("data") is not None
-    head = ["backend", "precision", "batch", "mean ms", "p50", "p90", "p99", "min", "max", "img/s", "speed-up", "warm-up s"]
-    if any("device_compute" in (r.get("latency") or {}) for r in result["rows"]):
+    head = ["row", "batch", "p50 ms", "p90 ms", "IQR/p50", "speed-up [95% CI]", "img/s", "status"]
+    if with_acc:
+        head += ["mean AUC", "agree"]
+    cells = []
+    for r in _ok(result):
+        h = r["latency"]["host"]
+        row = [row_label(r), str(r["batch_size"]), _fmt(h["p50_ms"]), _fmt(h["p90_ms"]), _pct(h["spread"], 0),
+               speedup_text(r), _fmt(h["throughput"], 0), _flag(r)]
+        if with_acc:
+            a = r.get("accuracy") or {}
+            row += [_fmt(a.get("mean_auc"), 3), _pct((a.get("agreement") or {}).get("top1_agreement"))]
+        cells.append(row)
+    return head, cells
+
+
+def _full_columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Every column, for bench.md. No header may contain a pipe: GFM would split the table there."""
+    with_acc = result.get("data") is not None
+    head = ["backend", "precision", "batch", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms", "max ms",
+            "IQR/p50", "CV", "img/s", "speed-up", "95% CI", "warm-up s", "iters/round", "stable", "deployable"]
+    gpu = any("device_compute" in (r.get("latency") or {}) for r in result["rows"])
+    if gpu:
         head += ["GPU compute ms", "GPU graph ms"]
     if with_acc:
-        head += ["ACC", "bal ACC", "MEL AUC", "SK AUC", "agree", "max |dp|"]
+        head += ["ACC", "bal ACC", "MEL AUC", "SK AUC", "mean AUC", "agree", "max abs dp"]
     cells = []
-    for r in result["rows"]:
-        if r["status"] != "ok":
-            continue
-        h = r["latency"]["host"]
+    for r in _ok(result):
+        h, lat = r["latency"]["host"], r["latency"]
+        ci = r.get("speedup_ci95")
         row = [r["backend"], r["precision"], str(r["batch_size"]), _fmt(h["mean_ms"]), _fmt(h["p50_ms"]),
-               _fmt(h["p90_ms"]), _fmt(h["p99_ms"]), _fmt(h["min_ms"]), _fmt(h["max_ms"]), _fmt(h["throughput"], 1),
-               _fmt(r.get("speedup")) + ("x" if r.get("speedup") is not None else ""),
-               _fmt(r["latency"].get("warmup_s"), 1)]
-        if "GPU compute ms" in head:
-            dc = r["latency"].get("device_compute") or {}
-            dg = r["latency"].get("device_compute_graph") or {}
+               _fmt(h["p90_ms"]), _fmt(h["p99_ms"]), _fmt(h["min_ms"]), _fmt(h["max_ms"]), _pct(h["spread"]),
+               _pct(h["cv"]), _fmt(h["throughput"], 1), speedup_text(r, ci=False),
+               f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "–", _fmt(lat.get("warmup_s"), 1),
+               str(lat.get("iters_per_round", "–")), "no" if r["stability"]["unstable"] else "yes",
+               "yes" if r.get("deployable") else "no"]
+        if gpu:
+            dc, dg = lat.get("device_compute") or {}, lat.get("device_compute_graph") or {}
             row += [_fmt(dc.get("p50_ms"), 3), _fmt(dg.get("p50_ms"), 3)]
         if with_acc:
             a = r.get("accuracy") or {}
             agreement = a.get("agreement") or {}
             maxdiff = agreement.get("max_abs_prob_diff")
             row += [_pct(a.get("accuracy")), _pct(a.get("balanced_accuracy")), _fmt(a.get("mel_auc"), 3),
-                    _fmt(a.get("sk_auc"), 3), _pct(agreement.get("top1_agreement")),
+                    _fmt(a.get("sk_auc"), 3), _fmt(a.get("mean_auc"), 3), _pct(agreement.get("top1_agreement")),
                     "–" if maxdiff is None else f"{maxdiff:.1e}"]
         cells.append(row)
     return head, cells
 
 
 def _skipped(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """(backend precision [batch], reason), one line per distinct reason and runner."""
+    """(backend precision (batch ...), reason), one line per distinct reason and runner."""
     seen: dict[tuple[str, str], list[str]] = {}
     for r in result["rows"]:
         if r["status"] == "ok":
@@ -132,130 +176,127 @@ def _skipped(result: dict[str, Any]) -> list[tuple[str, str]]:
     return [(f"{label} (batch {', '.join(bs)})", reason) for (label, reason), bs in seen.items()]
 
 
-def print_table(result: dict[str, Any], console: Console) -> None:
-    """The terminal view: environment line, the table, skipped rows, the headline."""
-    env = result["environment"]
-    console.print(f"[bold]dsedge bench[/] on {env['cpu']} ({env['threads']} threads)"
-                  + (f", GPU {env['gpu']['name']}" if env.get("gpu") else ""), highlight=False)
-    console.print(f"[dim]{escape(result['source']['description'])}[/]", highlight=False)
-    head, cells = _columns(result)
-    table = Table(show_lines=False)
-    for i, h in enumerate(head):
-        table.add_column(h, justify="left" if i < 2 else "right")
-    for row in cells:
-        table.add_row(*row)
-    if console.is_terminal:
-        console.print(table)
-    else:  # piped / logged: rich would squeeze the table into 80 columns and truncate every number
-        width = console.width
-        console.width = max(width, 170)
-        try:
-            console.print(table)
-        finally:
-            console.width = width
-    for label, reason in _skipped(result):
-        console.print(f"[yellow]skipped[/] {escape(label)}: {escape(reason)}", highlight=False)
-    for line in headline(result):
-        console.print(f"[green]{line}[/]", highlight=False)
-
-
-def headline(result: dict[str, Any]) -> list[str]:
-    """One sentence per batch size: the fastest row and its speed-up over eager FP32."""
+def warnings(result: dict[str, Any]) -> list[str]:
+    """What makes numbers in this report untrustworthy: a busy machine, unstable rows (with why)."""
     lines = []
-    for bs, best in sorted(result.get("fastest", {}).items(), key=lambda kv: int(kv[0])):
-        agree = best.get("top1_agreement")
-        extra = f", top-1 agreement {100 * agree:.1f}%" if agree is not None else ""
-        lines.append(f"batch {bs}: fastest dsedge artifact is {best['label']} at p50 {best['p50_ms']:.2f} ms "
-                     f"({best['speedup']:.2f}x PyTorch eager FP32{extra})")
-    target = result.get("agreement_target")
-    for bs, best in sorted(result.get("fastest_agreeing", {}).items(), key=lambda kv: int(kv[0])):
-        lines.append(f"batch {bs}: fastest at >= {100 * target:.1f}% top-1 agreement is {best['label']} "
-                     f"at p50 {best['p50_ms']:.2f} ms ({best['speedup']:.2f}x PyTorch eager FP32, "
-                     f"agreement {100 * best['top1_agreement']:.1f}%)")
+    machine = result.get("stability") or {}
+    if machine.get("busy"):
+        lines.append("machine busy: " + "; ".join(machine["reasons"]) + ". Every row is marked unstable and no "
+                     "speed-up is claimed; rerun on an idle machine")
+    unstable = [r for r in _ok(result) if r["stability"]["unstable"]]
+    if unstable and not machine.get("busy"):
+        for r in unstable:
+            lines.append(f"unstable: {row_label(r)} batch {r['batch_size']}: " + "; ".join(r["stability"]["reasons"]))
     return lines
 
 
+def headline(result: dict[str, Any]) -> list[str]:
+    """Per batch size: the fastest stable artifact the runtime can deploy, its speed-up and interval."""
+    ref = result.get("reference", "torch fp32")
+    lines = []
+
+    def claim(bs: str, best: dict[str, Any], what: str) -> str:
+        if best.get("label") is None:
+            return (f"batch {bs}: no claim: every deployable row{what} is unstable "
+                    f"({', '.join(best['unstable_left_out'])})")
+        ci = best.get("speedup_ci95")
+        interval = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+        agree = best.get("top1_agreement")
+        text = (f"batch {bs}: fastest deployable artifact{what} is {best['label']} at p50 {best['p50_ms']:.2f} ms, "
+                f"{best['speedup']:.2f}x faster than {ref}{interval}"
+                + (f", top-1 agreement {100 * agree:.1f}%" if agree is not None else ""))
+        if best.get("unstable_left_out"):
+            text += f" (left out as unstable: {', '.join(best['unstable_left_out'])})"
+        return text
+
+    for bs, best in sorted(result.get("fastest", {}).items(), key=lambda kv: int(kv[0])):
+        lines.append(claim(bs, best, ""))
+    target = result.get("agreement_target") or 0.995
+    for bs, best in sorted(result.get("fastest_agreeing", {}).items(), key=lambda kv: int(kv[0])):
+        lines.append(claim(bs, best, f" at >= {100 * target:.1f}% top-1 agreement"))
+    return lines
+
+
+def _title(result: dict[str, Any]) -> str:
+    env, s = result["environment"], result["settings"]
+    return (f"{result['source'].get('model', 'ds_resnet50')} {s.get('image_size')}x{s.get('image_size')}, "
+            f"{env['threads']} threads, {env['cpu']}" + (f", GPU {env['gpu']['name']}" if env.get("gpu") else ""))
+
+
+def print_table(result: dict[str, Any], console: Console) -> None:
+    """The terminal view: what ran where, warnings, the 120-column table, skipped rows, the headline."""
+    console.print(f"[bold]dsedge bench[/] {escape(_title(result))}", highlight=False)
+    console.print(f"[dim]{escape(result['source']['description'])}[/]", highlight=False)
+    head, cells = _short_columns(result)
+    table = Table(box=box.SIMPLE_HEAD, show_lines=False, pad_edge=False)
+    for i, h in enumerate(head):
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in cells:
+        style = "yellow" if row[7] == "UNSTABLE" else None
+        table.add_row(*row, style=style)
+    width = console.width
+    console.width = 120  # the table's width everywhere (piped output defaults to 80 and would truncate numbers)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+    for label, reason in _skipped(result):
+        console.print(f"[yellow]skipped[/] {escape(label)}: {escape(reason)}", highlight=False)
+    for line in warnings(result):
+        console.print(f"[bold red]WARNING[/] [red]{escape(line)}[/]", highlight=False)
+    for line in headline(result):
+        style = "yellow" if line.split(": ", 1)[1].startswith("no claim") else "green"
+        console.print(f"[{style}]{escape(line)}[/]", highlight=False)
+    console.print("[dim]full table (mean/p99/min/max, CV, warm-up, accuracy): bench.md[/]", highlight=False)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """bench.md: environment, source note, the table, skipped rows, headline."""
-    env = result["environment"]
-    lines = ["# dsedge bench", "", f"- date: {result['created']}", f"- source: {result['source']['description']}",
+    """bench.md: environment, source notes, warnings, the full table, skipped rows, headline."""
+    env, m = result["environment"], result.get("stability") or {}
+    lines = ["# dsedge bench", "", f"- run: {_title(result)}", f"- date: {result['created']}",
+             f"- source: {result['source']['description']}",
              f"- CPU: {env['cpu']} ({env['cpu_count']} logical CPUs; flags: {', '.join(env['cpu_flags']) or '–'})",
              f"- threads: {env['threads']}",
              f"- GPU: {env['gpu']['name']} (driver {env['gpu']['driver']})" if env.get("gpu") else "- GPU: none",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
              f"- timing: {result['settings']['timing']}"]
+    if m:
+        during = m.get("during") or {}
+        lines.append(f"- machine: other processes used {_pct((m.get('before') or {}).get('other_cpu'), 0)} of the "
+                     f"CPUs before the run, {_pct(during.get('other_cpu'), 0)} during the rounds; "
+                     f"steal {_pct(during.get('steal'), 0)}; load average up to "
+                     f"{_fmt(during.get('loadavg_max'))}")
     lines += [f"- note: {n}" for n in result["source"].get("notes", [])] + [""]
     if result.get("data"):
         d = result["data"]
         lines += [f"- data: {d['root']} split {d['split']} ({d['n']} images: "
                   + ", ".join(f"{c} {n}" for c, n in d["class_counts"].items()) + ")",
                   f"- agreement reference: {result['agreement_reference']}", ""]
-    head, cells = _columns(result)
-    lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(c) + " |" for c in cells]
+    lines += [f"> **Warning:** {_md_cell(w)}" + "\n" for w in warnings(result)]
+    head, cells = _full_columns(result)
+    lines += ["| " + " | ".join(_md_cell(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in cells]
     skipped = _skipped(result)
     if skipped:
         lines += ["", "Skipped:", ""] + [f"- {label}: {reason}" for label, reason in skipped]
     hl = headline(result)
     if hl:
-        lines += [""] + [f"- {line}" for line in hl]
+        lines += ["", "Headline (stable rows of backends the runtime can deploy):", ""] + [f"- {x}" for x in hl]
     return "\n".join(lines) + "\n"
-
-
-def _plots(result: dict[str, Any], out: Path) -> list[str]:
-    """latency.png (mean latency by batch size per row) and, with data, accuracy_latency.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in result["rows"] if r["status"] == "ok"]
-    written = []
-    if not ok:
-        return written
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label in dict.fromkeys(row_label(r) for r in ok):
-        rows = sorted((r for r in ok if row_label(r) == label), key=lambda r: r["batch_size"])
-        ax.plot([r["batch_size"] for r in rows], [r["latency"]["host"]["p50_ms"] / r["batch_size"] for r in rows],
-                marker="o", label=label)
-    sizes = sorted({r["batch_size"] for r in ok})
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xticks(sizes, [str(b) for b in sizes])
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("p50 latency per image (ms)")
-    ax.set_title(f"dsedge bench — {result['environment']['cpu']}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out / "latency.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    written.append("latency.png")
-    acc_rows = [r for r in ok if r.get("accuracy") and r["batch_size"] == min(x["batch_size"] for x in ok)]
-    if acc_rows:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for r in acc_rows:
-            ax.scatter(r["latency"]["host"]["p50_ms"], 100 * r["accuracy"]["accuracy"], label=row_label(r))
-        ax.set_xscale("log")
-        ax.legend(fontsize=7)  # a legend, not annotations: equal-accuracy rows overlap
-        ax.set_xlabel(f"p50 latency at batch {acc_rows[0]['batch_size']} (ms)")
-        ax.set_ylabel(f"accuracy on {result['data']['split']} (%)")
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(out / "accuracy_latency.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
-        written.append("accuracy_latency.png")
-    return written
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write bench.json, bench.md and the PNG plots into `out`; returns name -> path."""
+    from dsedge.bench.plots import write_plots
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"bench.md": out / "bench.md", "bench.json": out / "bench.json"}
-    for name in _plots(result, out):
+    for name in write_plots(result, out, _title(result)):
         files[name] = out / name
     result["files"] = sorted(files)
     atomic_write_text(files["bench.md"], markdown(result))

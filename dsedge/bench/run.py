@@ -1,78 +1,54 @@
-"""`run_bench`: every backend x precision x batch size on one machine, against PyTorch eager FP32.
+"""`run_bench`: every registered backend x precision x batch size on one machine, against PyTorch eager FP32.
 
-Rows are built from a bundle (the ONNX / FP16 / INT8 / TensorRT artifacts)
-plus the PyTorch model with the same weights (`checkpoint`). Without a bundle
-the embedded default job makes one: a seeded random-init DS-ResNet50 saved as a
-checkpoint, exported with `dsedge.export`, INT8-calibrated on synthetic images
-with `dsedge.calibration` — so the PyTorch rows and the artifacts share
-weights, and the report says the weights are random and the data synthetic.
+Rows come from the backend registry (`dsedge.engines.registry`), built from a
+bundle (the ONNX / FP16 / INT8 / TensorRT artifacts) plus the PyTorch model with
+the same weights; without a bundle the default job makes one
+(`dsedge.bench.sources`). Then, in order, each a visible progress phase:
+build every runner, warm every (runner, batch size) up — compilation is timed
+and reported apart — time all of them in interleaved, shuffled rounds
+(`dsedge.bench.rounds`) while the busy-machine guard watches
+(`dsedge.bench.stability`), run the accuracy pass, and write the report.
 
-PyTorch eager FP32 is always measured first: it is the speed-up reference
-(1.0 by definition) and, when its weights are the bundle's, the agreement
-reference. A backend that is not installed, a precision the hardware lacks or
-a batch above an engine profile becomes a *skipped* row with its reason;
-unknown backend or precision names are errors.
+The reference (PyTorch eager FP32 by default) is always measured: speed-ups are
+per-round ratios to it. A backend that is not installed, a precision the
+hardware lacks or a batch above an engine profile becomes a *skipped* row with
+its reason; unknown backend, precision or option names are errors.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 
 from dsedge.bench.accuracy import EvalSet, accuracy_block, load_eval_set, predict_probs
-from dsedge.bench.latency import measure_latency
+from dsedge.bench.latency import device_blocks
+from dsedge.bench.options import backend_options, split_list
+from dsedge.bench.progress import BenchProgress
 from dsedge.bench.report import environment, print_table, write_report
+from dsedge.bench.rounds import Cell, RoundPlan, run_rounds, warm_up
+from dsedge.bench.rows import fastest, timed_row
+from dsedge.bench.sources import Source, bundle_source, default_source
+from dsedge.bench.stability import GuardLimits, MachineGuard, logical_cpus
+from dsedge.engines import registry
 from dsedge.engines.base import Runner
-from dsedge.errors import DsedgeError, EngineError, MissingDependencyError
+from dsedge.errors import DsedgeError
 
-#: Backends and the precisions each can run (`--backends`, `--precisions` pick subsets).
-BACKENDS: dict[str, tuple[str, ...]] = {
-    "torch": ("fp32", "fp16", "bf16"),
-    "torch-compile": ("fp32", "fp16", "bf16"),
-    "onnxruntime": ("fp32", "fp16", "int8"),
-    "openvino": ("fp32", "bf16"),
-    "tensorrt": ("fp16", "int8"),
-}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 REFERENCE = ("torch", "fp32")
-ARTIFACT_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+#: Top-1 agreement with the FP32 reference an artifact needs to count as a drop-in replacement.
+AGREEMENT_TARGET = 0.995
 QUICK_COMPILE_REASON = ("torch.compile compiles each shape and precision anew (about a minute each on a "
                         "2-core CPU): the default job compiles FP32 at the smallest batch only (use --compile-all)")
-
-
-@dataclass
-class Source:
-    """Where the weights and artifacts come from, and what the report must say about them."""
-
-    bundle: Any  # dsedge.runtime.bundle.Bundle
-    checkpoint: Path | None
-    description: str
-    image_size: int
-    preprocessing: dict[str, Any]
-    classes: list[str]
-    random_weights: bool
-    torch_matches_bundle: bool
-    notes: list[str] = field(default_factory=list)
-
-
-def _split_list(value: Sequence[str] | str, what: str, allowed: Sequence[str]) -> list[str]:
-    items = [v.strip().lower() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
-    if not items:
-        raise DsedgeError(f"no {what} given", f"choose from: {', '.join(allowed)}")
-    bad = [v for v in items if v not in allowed]
-    if bad:
-        raise DsedgeError(f"unknown {what}: {', '.join(bad)}", f"choose from: {', '.join(allowed)}")
-    return list(dict.fromkeys(items))
+DATA_ENV = "DSEDGE_ISIC2017"  # the default job reports accuracy on this data set's val split when set
 
 
 def _batch_sizes(value: Sequence[int] | str) -> list[int]:
@@ -85,137 +61,29 @@ def _batch_sizes(value: Sequence[int] | str) -> list[int]:
     return sorted(set(sizes))
 
 
-def plan_runners(backends: Sequence[str] | str, precisions: Sequence[str] | str) -> list[tuple[str, str]]:
-    """(backend, precision) pairs to run, reference first; validates the names."""
-    bk = _split_list(backends, "backend(s)", list(BACKENDS))
-    pr = _split_list(precisions, "precision(s)", PRECISIONS)
-    pairs = [(b, p) for b in bk for p in BACKENDS[b] if p in pr]
+def _reference(value: str | Sequence[str]) -> tuple[str, str]:
+    parts = value.split() if isinstance(value, str) else list(value)
+    if len(parts) != 2:
+        raise DsedgeError(f"--reference must be 'BACKEND PRECISION', got {value!r}", "e.g. 'torch fp32'")
+    spec = registry.get(parts[0])
+    if parts[1] not in spec.precisions:
+        raise DsedgeError(f"reference backend {spec.name} does not run {parts[1]}",
+                          f"it runs: {', '.join(spec.precisions)}")
+    return parts[0], parts[1]
+
+
+def plan_runners(backends: Sequence[str] | str | None, precisions: Sequence[str] | str,
+                 reference: tuple[str, str] = REFERENCE) -> list[tuple[str, str]]:
+    """(backend, precision) pairs to run, the reference first; validates the names against the registry."""
+    bk = split_list(backends if backends is not None else registry.names(), "backend(s)", registry.names())
+    pr = split_list(precisions, "precision(s)", PRECISIONS)
+    pairs = [(b, p) for b in bk for p in registry.get(b).precisions if p in pr]
     if not pairs:
         raise DsedgeError(
             f"none of the backends {', '.join(bk)} runs precision(s) {', '.join(pr)}",
-            "; ".join(f"{b}: {', '.join(BACKENDS[b])}" for b in bk),
+            "; ".join(f"{b}: {', '.join(registry.get(b).precisions)}" for b in bk),
         )
-    return [REFERENCE] + [p for p in pairs if p != REFERENCE]
-
-
-# -- sources -----------------------------------------------------------------------------------
-
-
-def _bundle_source(bundle_path: Path, checkpoint: Path | None) -> Source:
-    from dsedge.runtime.bundle import load_bundle
-
-    bundle = load_bundle(bundle_path)
-    size = int(bundle.manifest["input"]["shape"][-1])
-    model = bundle.manifest.get("model", {})
-    random_init = bool(model.get("random_init"))
-    notes = []
-    if checkpoint is not None:
-        _check_checkpoint(checkpoint, model.get("checkpoint_sha256"))
-    if checkpoint is None:
-        notes.append("no --checkpoint: PyTorch rows use random weights (latency only; agreement is "
-                     "measured against ONNX Runtime FP32)")
-    desc = f"bundle {bundle.root}" + (f" + checkpoint {checkpoint}" if checkpoint else "")
-    if random_init:
-        desc += " (random-init weights)"
-    return Source(bundle, checkpoint, desc, size, bundle.preprocessing, bundle.classes,
-                  random_weights=random_init or checkpoint is None,
-                  torch_matches_bundle=checkpoint is not None, notes=notes)
-
-
-def _check_checkpoint(checkpoint: Path, expected_sha: str | None) -> None:
-    """The PyTorch rows must use the weights the bundle was exported from, or agreement means nothing."""
-    from dsedge.train.checkpoint import checkpoint_paths
-    from dsedge.utils.io import sha256_file
-
-    weights, _ = checkpoint_paths(checkpoint)
-    if not weights.is_file():
-        raise DsedgeError(f"checkpoint not found: {weights}")
-    if expected_sha and sha256_file(weights) != expected_sha:
-        raise DsedgeError(
-            f"{weights} is not the checkpoint this bundle was exported from (sha256 differs from the manifest)",
-            "pass the checkpoint given to `dsedge export`, or leave --checkpoint out",
-        )
-
-
-def _default_source(workdir: Path, image_size: int, console: Console, seed: int = 0) -> Source:
-    """The embedded default: random-init DS-ResNet50 -> checkpoint -> bundle -> synthetic INT8."""
-    import torch
-
-    from dsedge.config import PreprocessConfig
-    from dsedge.models.zoo import create_model
-    from dsedge.train.checkpoint import save_checkpoint
-
-    pre = PreprocessConfig.for_size(image_size).to_dict()
-    classes = ["MEL", "NV", "SK"]
-    torch.manual_seed(seed)
-    model = create_model("ds_resnet50", len(classes))
-    ckpt = save_checkpoint(workdir / "random_init", model, {
-        "model": "ds_resnet50", "classes": classes, "preprocessing": pre, "simam_lambda": 1e-4,
-        "random_init": True, "seed": seed,
-    })
-    desc = (f"random-init DS-ResNet50 (seed {seed}), {image_size}x{image_size} synthetic inputs; "
-            "INT8 calibrated on synthetic images")
-    from dsedge.calibration.int8 import calibrate_bundle
-    from dsedge.export import export_bundle
-    from dsedge.runtime.bundle import load_bundle
-
-    notes: list[str] = []
-    console.print("[dim]exporting a random-init DS-ResNet50 bundle…[/]")
-    t0 = time.perf_counter()
-    bpath = export_bundle(ckpt, workdir / "bundle", image_size=image_size, parity_images=4)
-    notes.append(f"export took {time.perf_counter() - t0:.1f} s")
-    console.print("[dim]calibrating INT8 on 16 synthetic images…[/]")
-    t0 = time.perf_counter()
-    calibrate_bundle(bpath, None, synthetic=True, num_images=16, sensitivity=False)
-    notes.append(f"synthetic INT8 calibration took {time.perf_counter() - t0:.1f} s")
-    bundle = load_bundle(bpath)
-    return Source(bundle, ckpt, desc, image_size, pre, classes, random_weights=True,
-                  torch_matches_bundle=True, notes=notes)
-
-
-# -- runners -----------------------------------------------------------------------------------
-
-
-def _onnx_path(source: Source, precision: str) -> Path:
-    return source.bundle.require("onnx", precision)
-
-
-def make_runner(
-    backend: str, precision: str, source: Source, *, device: str, threads: int | None
-) -> Runner:
-    """One runner for (backend, precision); raises `DsedgeError` with the reason it cannot run here."""
-    if backend in ("torch", "torch-compile"):
-        try:
-            from dsedge.engines.torch_runner import TorchRunner
-        except ImportError as e:  # pragma: no cover - torch is a core dependency
-            raise MissingDependencyError("torch", purpose="PyTorch rows") from e
-        return TorchRunner(checkpoint=source.checkpoint, precision=precision, compile=backend == "torch-compile",
-                           device=device, threads=threads)
-    if backend == "onnxruntime":
-        from dsedge.engines.ort_runner import OrtRunner
-
-        providers = "CPUExecutionProvider" if device == "cpu" else "auto"
-        return OrtRunner(_onnx_path(source, precision), precision, providers=providers, threads=threads)
-    if backend == "openvino":
-        if device.startswith("cuda"):
-            raise EngineError("OpenVINO is the CPU backend; this run benches CUDA (use --device cpu)")
-        from dsedge.engines.openvino_runner import OpenVinoRunner
-
-        inline = source.bundle.find("onnx-inline", "fp32")
-        if inline:
-            return OpenVinoRunner(source.bundle.path(inline[0]), precision, threads=threads, inline=False)
-        return OpenVinoRunner(_onnx_path(source, "fp32"), precision, threads=threads)
-    if backend == "tensorrt":
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError as e:
-            raise MissingDependencyError("tensorrt", "tensorrt", "TensorRT engines") from e
-        if device == "cpu":
-            raise EngineError("TensorRT needs a CUDA GPU and --device cpu was given")
-        from dsedge.engines.trt_runner import TrtRunner
-
-        return TrtRunner.from_bundle(source.bundle, precision, cuda_graph=True, split=False)
-    raise EngineError(f"unknown backend {backend!r}")  # pragma: no cover - validated earlier
+    return [reference] + [p for p in pairs if p != reference]
 
 
 def _reason(e: BaseException) -> str:
@@ -243,64 +111,8 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-#: Top-1 agreement with the FP32 reference an artifact needs to count as a drop-in replacement.
-AGREEMENT_TARGET = 0.995
-
-
-def _fastest(rows: list[dict[str, Any]], min_agreement: float | None = None) -> dict[str, Any]:
-    """Per batch size: the fastest dsedge artifact row (ONNX Runtime, OpenVINO, TensorRT).
-
-    With `min_agreement`, only rows whose measured top-1 agreement with the FP32
-    reference reaches it count (rows without accuracy data are left out).
-    """
-    best: dict[str, Any] = {}
-    for r in rows:
-        if r["status"] != "ok" or r["backend"] not in ARTIFACT_BACKENDS or r.get("speedup") is None:
-            continue
-        agree = ((r.get("accuracy") or {}).get("agreement") or {}).get("top1_agreement")
-        if min_agreement is not None and (agree is None or agree < min_agreement):
-            continue
-        key = str(r["batch_size"])
-        p50 = r["latency"]["host"]["p50_ms"]
-        if key not in best or p50 < best[key]["p50_ms"]:
-            best[key] = {"label": f"{r['backend']} {r['precision']}", "p50_ms": p50, "speedup": r["speedup"],
-                         "top1_agreement": agree}
-    return best
-
-
-def run_bench(
-    bundle: Path | None = None,
-    *,
-    checkpoint: Path | None = None,
-    backends: Sequence[str] | str = tuple(BACKENDS),
-    precisions: Sequence[str] | str = PRECISIONS,
-    batch_sizes: Sequence[int] | str = (1, 8, 32),
-    warmup: int = 1,
-    iters: int | None = None,
-    duration: float | None = 1.0,
-    threads: int | None = None,
-    device: str = "auto",
-    data: Path | None = None,
-    split: str = "val",
-    out: Path = Path("bench_out"),
-    image_size: int = 224,
-    accuracy_batch: int = 32,
-    compile_all: bool | None = None,
-    console: Console | None = None,
-) -> dict[str, Any]:
-    """Benchmark every requested backend x precision x batch size; write the report into `out`.
-
-    `compile_all=False` runs torch.compile only in FP32 at the smallest batch size
-    (each shape costs about a minute of compilation on a 2-core CPU); the others
-    become skipped rows saying so. `None` means False for the default job on CPU
-    (it must finish in minutes) and True otherwise. Speed-ups compare p50
-    latencies (robust to a busy machine). Returns the result dict that is also
-    written to `out/bench.json`.
-    """
-    console = console or Console()
-    pairs = plan_runners(backends, precisions)
-    sizes = _batch_sizes(batch_sizes)
-    dev = _resolve_device(device)
+def _validate(bundle: Path | None, checkpoint: Path | None, threads: int | None, image_size: int,
+              data: Path | None) -> None:
     if threads is not None and threads < 1:
         raise DsedgeError(f"--threads must be >= 1, got {threads}")
     if image_size < 32:
@@ -309,62 +121,85 @@ def run_bench(
         raise DsedgeError(f"data folder not found: {data}")
     if bundle is None and checkpoint is not None:
         raise DsedgeError("--checkpoint needs a BUNDLE exported from it")
+
+
+def run_bench(
+    bundle: Path | None = None,
+    *,
+    checkpoint: Path | None = None,
+    backends: Sequence[str] | str | None = None,
+    precisions: Sequence[str] | str = PRECISIONS,
+    batch_sizes: Sequence[int] | str = (1, 8, 32),
+    reference: str | Sequence[str] = REFERENCE,
+    plan: RoundPlan | None = None,
+    limits: GuardLimits | None = None,
+    options: Sequence[str] | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+    data: Path | None = None,
+    split: str = "val",
+    out: Path = Path("bench_out"),
+    image_size: int = 224,
+    accuracy_batch: int = 32,
+    compile_all: bool | None = None,
+    guard_seconds: float = 1.0,
+    console: Console | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Benchmark the requested backends x precisions x batch sizes; write the report into `out`.
+
+    `plan` sets rounds / minimum rounds / time cap / iterations (see `RoundPlan`);
+    `limits` the stability thresholds; `options` backend options as
+    "backend.key=value". `threads` defaults to every CPU this process may use,
+    passed to every backend, so all rows run with the same thread count.
+    `compile_all=None`: torch.compile only FP32 at the smallest batch in the
+    default job on CPU, everything otherwise. The default job (`bundle=None`)
+    reads `$DSEDGE_ISIC2017` as `data` when no data is given. Returns the result
+    dict also written to `out/bench.json`.
+    """
+    console = console or Console()
+    ref = _reference(reference)
+    pairs = plan_runners(backends, precisions, ref)
+    sizes = _batch_sizes(batch_sizes)
+    dev = _resolve_device(device)
+    user_options = backend_options(options or ())
+    plan = plan or RoundPlan()
+    limits = limits or GuardLimits()
+    if bundle is None and data is None and os.environ.get(DATA_ENV):
+        data = Path(os.environ[DATA_ENV])
+    _validate(bundle, checkpoint, threads, image_size, data)
+    threads = threads or logical_cpus()
     if compile_all is None:
         compile_all = not (bundle is None and dev == "cpu")
     started = time.perf_counter()
-    with _workdir() as work:
-        source = (_bundle_source(Path(bundle), Path(checkpoint) if checkpoint else None) if bundle is not None
-                  else _default_source(work, image_size, console))
-        eval_set: EvalSet | None = None
-        if data is not None:
-            console.print(f"[dim]loading {data} ({split})…[/]")
-            eval_set = load_eval_set(data, split, source.preprocessing, source.classes)
-            if source.random_weights:
-                source.notes.append("random weights: ACC and AUC are chance level; agreement with the FP32 "
-                                    "reference is still meaningful (near-uniform probabilities make near-ties: "
-                                    "read it together with max |dp|)")
-        else:
-            source.notes.append("no --data: latency on synthetic inputs only")
+    guard = MachineGuard(limits)
+    with _workdir() as work, BenchProgress(console, enabled=progress) as bar:
+        with bar.phase("checking that the machine is idle"):
+            guard.measure_before(guard_seconds)
+        source = (bundle_source(Path(bundle), Path(checkpoint) if checkpoint else None) if bundle is not None
+                  else default_source(work, image_size, bar, data))
+        eval_set = _eval_set(data, split, source, bar)
         rng = np.random.default_rng(0)
         inputs = {bs: rng.standard_normal((bs, 3, source.image_size, source.image_size)).astype(np.float32)
                   for bs in sizes}
-        rows: list[dict[str, Any]] = []
-        probs: dict[tuple[str, str], np.ndarray] = {}
-        agree_ref = "torch fp32" if source.torch_matches_bundle else "onnxruntime fp32"
-        for backend, precision in pairs:
-            rows += _bench_runner(backend, precision, source, inputs, eval_set, probs, console,
-                                  device=dev, threads=threads, warmup=warmup, iters=iters, duration=duration,
-                                  accuracy_batch=accuracy_batch, agree_ref=agree_ref,
-                                  only_sizes=None if compile_all or backend != "torch-compile"
-                                  else ([min(sizes)] if precision == "fp32" else []))
-    ref_p50 = {r["batch_size"]: r["latency"]["host"]["p50_ms"] for r in rows
-                if r["status"] == "ok" and (r["backend"], r["precision"]) == REFERENCE}
-    for r in rows:
-        if r["status"] == "ok" and r["batch_size"] in ref_p50:
-            is_ref = (r["backend"], r["precision"]) == REFERENCE
-            r["speedup"] = 1.0 if is_ref else ref_p50[r["batch_size"]] / r["latency"]["host"]["p50_ms"]
-    timing = (f"{'fixed ' + str(iters) + ' iterations' if iters else f'{duration} s per row (>= 3 iterations)'}"
-              f" after {warmup} warm-up call(s); host wall clock around infer + synchronize; "
-              "speed-up = PyTorch eager FP32 p50 / row p50 at the same batch size")
-    result: dict[str, Any] = {
-        "format": "dsedge-bench",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(threads),
-        "source": {"description": source.description, "bundle": str(source.bundle.root),
-                   "checkpoint": str(checkpoint) if checkpoint else None, "random_weights": source.random_weights,
-                   "synthetic_inputs": True, "notes": source.notes},
-        "settings": {"backends": sorted({b for b, _ in pairs}), "precisions": sorted({p for _, p in pairs}),
-                     "batch_sizes": sizes, "warmup": warmup, "iters": iters, "duration_s": duration,
-                     "threads": threads, "device": dev, "compile_all": compile_all, "image_size": source.image_size, "timing": timing},
-        "reference": "torch fp32",
-        "agreement_reference": agree_ref if eval_set is not None else None,
-        "data": eval_set.describe() if eval_set is not None else None,
-        "rows": rows,
-    }
-    result["fastest"] = _fastest(rows)
-    result["fastest_agreeing"] = _fastest(rows, AGREEMENT_TARGET)
-    result["agreement_target"] = AGREEMENT_TARGET
-    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+        common = {"threads": threads, "device": dev, "interleaved": True,
+                  "checkpoint": str(source.checkpoint) if source.checkpoint else None}
+        with ExitStack() as stack:
+            runners, rows = _build(pairs, source, common, user_options, stack, bar, console)
+            quick = None if compile_all else min(sizes)
+            cells = _cells(runners, inputs, rows, quick)
+            for cell in cells:
+                with bar.phase(f"warm-up {cell.key[0]} {cell.key[1]} batch {cell.key[2]}"):
+                    warm_up(cell, plan)
+            with bar.phase(f"timing {len(cells)} rows in interleaved rounds", total=plan.rounds) as advance:
+                measured = run_rounds(cells, plan, guard, on_round=lambda done, _n: advance(1))
+            machine = guard.verdict()
+            rows += _timed_rows(cells, runners, ref, machine, limits)
+            agree_ref = f"{ref[0]} {ref[1]}" if source.torch_matches_bundle else "onnxruntime fp32"
+            if eval_set is not None:
+                _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar)
+    result = _result(rows, pairs, sizes, source, eval_set, ref, agree_ref, machine, measured, plan, threads,
+                     dev, compile_all, user_options, started)
     files = write_report(result, out)
     print_table(result, console)
     console.print(f"[dim]wrote {', '.join(str(p) for p in files.values())} in {result['elapsed_s']} s[/]",
@@ -372,63 +207,143 @@ def run_bench(
     return result
 
 
-def _bench_runner(
-    backend: str, precision: str, source: Source, inputs: dict[int, np.ndarray], eval_set: EvalSet | None,
-    probs: dict[tuple[str, str], np.ndarray], console: Console, *, device: str, threads: int | None,
-    warmup: int, iters: int | None, duration: float | None, accuracy_batch: int, agree_ref: str,
-    only_sizes: list[int] | None = None,
-) -> list[dict[str, Any]]:
-    """All batch-size rows of one (backend, precision); skipped rows carry the reason.
-
-    `only_sizes`: measure just these batch sizes (the quick torch.compile mode); the rest are skipped.
-    """
-    base = {"backend": backend, "precision": precision}
-    if only_sizes is not None and not only_sizes:
-        return [{**base, "batch_size": bs, "status": "skipped", "reason": QUICK_COMPILE_REASON} for bs in inputs]
-    try:
-        runner = make_runner(backend, precision, source, device=device, threads=threads)
-    except Exception as e:  # noqa: BLE001 - any failure to build a runner is a skipped row, not a crash
-        reason = _reason(e)
-        console.print(f"[yellow]skip[/] {backend} {precision}: {escape(reason)}", highlight=False)
-        return [{**base, "batch_size": bs, "status": "skipped", "reason": reason} for bs in inputs]
-    rows = []
-    with runner:
-        info = runner.info.to_dict()
-        for bs, batch in inputs.items():
-            row = {**base, "batch_size": bs, "runner": info}
-            if only_sizes is not None and bs not in only_sizes:
-                rows.append({**row, "status": "skipped", "reason": QUICK_COMPILE_REASON})
-                continue
-            if runner.max_batch is not None and bs > runner.max_batch:
-                rows.append({**row, "status": "skipped",
-                             "reason": f"batch {bs} is above the engine profile's maximum {runner.max_batch}"})
-                continue
-            try:
-                lat = measure_latency(runner, batch, warmup=warmup, iters=iters, duration=duration)
-            except Exception as e:  # noqa: BLE001 - a backend failing at run time skips the row
-                rows.append({**row, "status": "skipped", "reason": f"failed at run time: {_reason(e)}"})
-                continue
-            h = lat["host"]
-            console.print(f"  {backend:<13} {precision:<5} batch {bs:>3}: mean {h['mean_ms']:8.2f} ms  "
-                          f"p50 {h['p50_ms']:8.2f}  ({h['iters']} iters)", highlight=False)
-            rows.append({**row, "status": "ok", "latency": lat})
-        if eval_set is not None and any(r["status"] == "ok" for r in rows):
-            acc = _accuracy(runner, backend, precision, source, eval_set, probs, accuracy_batch, agree_ref)
-            for r in rows:
-                if r["status"] == "ok":
-                    r["accuracy"] = acc
-    return rows
-
-
-def _accuracy(
-    runner: Runner, backend: str, precision: str, source: Source, eval_set: EvalSet,
-    probs: dict[tuple[str, str], np.ndarray], batch: int, agree_ref: str,
-) -> dict[str, Any] | None:
-    """Accuracy block of one runner; None for PyTorch rows whose weights are not the bundle's."""
-    if backend.startswith("torch") and not source.torch_matches_bundle:
+def _eval_set(data: Path | None, split: str, source: Source, bar: BenchProgress) -> EvalSet | None:
+    if data is None:
+        source.notes.append("no --data: latency on synthetic inputs only")
         return None
-    p = predict_probs(runner, eval_set.images, batch)
-    probs[(backend, precision)] = p
-    ref_key = tuple(agree_ref.split())
-    ref = probs.get(ref_key)  # type: ignore[arg-type]
-    return accuracy_block(p, eval_set, ref)
+    with bar.phase(f"loading {split} images of {data}") as advance:
+        eval_set = load_eval_set(data, split, source.preprocessing, source.classes, progress=advance)
+    if source.random_weights:
+        source.notes.append("random weights: ACC and AUC are chance level; agreement with the FP32 reference "
+                            "is still meaningful (near-uniform probabilities make near-ties: read it together "
+                            "with max abs dp)")
+    return eval_set
+
+
+def _build(pairs: list[tuple[str, str]], source: Source, common: dict[str, Any],
+           user_options: dict[str, dict[str, Any]], stack: ExitStack, bar: BenchProgress,
+           console: Console) -> tuple[dict[tuple[str, str], Runner], list[dict[str, Any]]]:
+    """Build every runner (each a progress phase); a runner that cannot be built gives skipped rows."""
+    runners: dict[tuple[str, str], Runner] = {}
+    skipped: list[dict[str, Any]] = []
+    for backend, precision in pairs:
+        spec = registry.get(backend)
+        with bar.phase(f"building {backend} {precision}"):
+            try:
+                runner = spec.from_bundle(source.bundle, precision, **common, **user_options.get(backend, {}))
+            except Exception as e:  # noqa: BLE001 - any failure to build a runner is a skipped row
+                skipped.append({"backend": backend, "precision": precision, "status": "skipped",
+                                "reason": _reason(e), "deployable": spec.runtime})
+                continue
+        runners[(backend, precision)] = stack.enter_context(runner)
+    return runners, skipped
+
+
+def _cells(runners: dict[tuple[str, str], Runner], inputs: dict[int, np.ndarray], rows: list[dict[str, Any]],
+           quick_size: int | None) -> list[Cell]:
+    """One cell per (runner, batch size); skipped-row markers replace the ones that cannot run.
+
+    `rows` holds runner-level skip markers (no batch size yet) and is rewritten to per-batch rows.
+    """
+    per_batch = []
+    for marker in rows:
+        per_batch += [{**marker, "batch_size": bs} for bs in inputs]
+    rows[:] = per_batch
+    cells = []
+    for (backend, precision), runner in runners.items():
+        base = {"backend": backend, "precision": precision, "runner": runner.info.to_dict(),
+                "deployable": registry.get(backend).runtime, "status": "skipped"}
+        for bs, batch in inputs.items():
+            if quick_size is not None and backend == "torch-compile" and (precision != "fp32" or bs != quick_size):
+                rows.append({**base, "batch_size": bs, "reason": QUICK_COMPILE_REASON})
+            elif runner.max_batch is not None and bs > runner.max_batch:
+                rows.append({**base, "batch_size": bs,
+                             "reason": f"batch {bs} is above the engine profile's maximum {runner.max_batch}"})
+            else:
+                cells.append(Cell((backend, precision, bs), runner, batch))
+    return cells
+
+
+def _timed_rows(cells: list[Cell], runners: dict[tuple[str, str], Runner], ref: tuple[str, str],
+                machine: dict[str, Any], limits: GuardLimits) -> list[dict[str, Any]]:
+    """Rows of the measured cells: reference rows first, then every other row against them."""
+    refs = {c.key[2]: c for c in cells if c.key[:2] == ref}
+    ref_rows = {bs: timed_row(c, None, False, machine, limits) for bs, c in refs.items()}
+    out = []
+    for cell in cells:
+        backend, precision, bs = cell.key
+        runner = runners[(backend, precision)]
+        base = {"backend": backend, "precision": precision, "batch_size": bs, "status": "ok",
+                "runner": runner.info.to_dict(), "deployable": registry.get(backend).runtime}
+        if cell.key[:2] == ref:
+            row = ref_rows[bs]
+        else:
+            ref_row = ref_rows.get(bs)
+            row = timed_row(cell, refs.get(bs), bool(ref_row and ref_row["stability"]["unstable"]), machine,
+                            limits)
+            if ref_row is None:
+                row["speedup"] = row["speedup_ci95"] = None
+        row["latency"].update(device_blocks(runner, cell.batch, max(len(cell.times_ms), 10), 3))
+        out.append({**base, **row})
+    return out
+
+
+def _accuracy_pass(runners: dict[tuple[str, str], Runner], rows: list[dict[str, Any]], source: Source,
+                   eval_set: EvalSet, batch: int, agree_ref: str, bar: BenchProgress) -> None:
+    """Accuracy of every runner on the eval set (reference first), attached to its ok rows."""
+    probs: dict[str, np.ndarray] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            r["accuracy"] = None  # stays None where no claim can be made
+    for (backend, precision), runner in runners.items():
+        label = f"{backend} {precision}"
+        if backend.startswith("torch") and not source.torch_matches_bundle:
+            continue  # its weights are not the bundle's: no accuracy claim for them
+        if not any(r["status"] == "ok" for r in rows if (r["backend"], r["precision"]) == (backend, precision)):
+            continue
+        with bar.phase(f"accuracy pass {label}", total=len(eval_set.labels)) as advance:
+            probs[label] = predict_probs(runner, eval_set.images, batch, progress=advance)
+        acc = accuracy_block(probs[label], eval_set, probs.get(agree_ref))
+        for r in rows:
+            if (r["backend"], r["precision"]) == (backend, precision) and r["status"] == "ok":
+                r["accuracy"] = acc
+
+
+def _result(rows: list[dict[str, Any]], pairs: list[tuple[str, str]], sizes: list[int], source: Source,
+            eval_set: EvalSet | None, ref: tuple[str, str], agree_ref: str, machine: dict[str, Any],
+            measured: dict[str, Any], plan: RoundPlan, threads: int, dev: str, compile_all: bool,
+            user_options: dict[str, dict[str, Any]], started: float) -> dict[str, Any]:
+    ref_label = f"{ref[0]} {ref[1]}"
+    order = {p: i for i, p in enumerate(pairs)}
+    rows.sort(key=lambda r: (order.get((r["backend"], r["precision"]), 99), r["batch_size"]))
+    timing = (f"{measured['rounds']} interleaved rounds (shuffled order; stopped by {measured['stopped_by']}, "
+              f"{measured['seconds']} s), each row about {plan.round_ms:g} ms per round"
+              + (f" ({plan.iters} iterations)" if plan.iters else "")
+              + f" after {max(1, plan.warmup)} warm-up call(s) (reported apart); host wall clock around infer + "
+              f"synchronize; speed-up = median over rounds of ({ref_label} round median / row round median), "
+              "bootstrap 95% interval")
+    result: dict[str, Any] = {
+        "format": "dsedge-bench",
+        "version": 2,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(threads),
+        "source": {"description": source.description, "bundle": str(source.bundle.root),
+                   "model": str(source.bundle.manifest.get("model", {}).get("name", "model")),
+                   "checkpoint": str(source.checkpoint) if source.checkpoint else None,
+                   "random_weights": source.random_weights, "synthetic_inputs": True, "notes": source.notes},
+        "settings": {"backends": sorted({b for b, _ in pairs}), "precisions": sorted({p for _, p in pairs}),
+                     "batch_sizes": sizes, "rounds": plan.to_dict(), "threads": threads, "device": dev,
+                     "compile_all": compile_all, "image_size": source.image_size, "options": user_options,
+                     "timing": timing},
+        "measurement": measured,
+        "stability": machine,
+        "reference": ref_label,
+        "agreement_reference": agree_ref if eval_set is not None else None,
+        "data": eval_set.describe() if eval_set is not None else None,
+        "rows": rows,
+        "fastest": fastest(rows),
+        "fastest_agreeing": fastest(rows, AGREEMENT_TARGET),
+        "agreement_target": AGREEMENT_TARGET,
+    }
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return result

@@ -1,4 +1,4 @@
-"""`dsedge bench [BUNDLE]`: every backend x precision x batch size against PyTorch eager FP32."""
+"""`dsedge bench [BUNDLE]`: every registered backend x precision x batch size against PyTorch eager FP32."""
 
 from __future__ import annotations
 
@@ -7,37 +7,55 @@ from pathlib import Path
 import typer
 
 from dsedge.cli.app import app, console
+from dsedge.engines import registry
 
 
 @app.command("bench")
 def bench_command(
     bundle: Path | None = typer.Argument(
-        None, help="Bundle to bench. Without one: a random-init DS-ResNet50 bundle, synthetic INT8, latency only."
+        None, help="Bundle to bench. Without one: the shipped DS-ResNet50 (random init when none is shipped), "
+        "exported and INT8-calibrated here.",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="The checkpoint the bundle was exported from (PyTorch rows use its weights)."
     ),
-    backends: str = typer.Option(
-        "torch,torch-compile,onnxruntime,openvino,tensorrt", "--backends", help="Comma-separated backends."
+    backends: str | None = typer.Option(
+        None, "--backends",
+        help=f"Comma-separated backends (default: every registered one: {', '.join(registry.names())}).",
     ),
     precisions: str = typer.Option("fp32,fp16,bf16,int8", "--precisions", help="Comma-separated precisions."),
     batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Comma-separated batch sizes."),
-    warmup: int = typer.Option(1, "--warmup", help="Warm-up calls per row (compile time is reported apart)."),
-    iters: int | None = typer.Option(None, "--iters", help="Fixed timed iterations per row (overrides --duration)."),
-    duration: float = typer.Option(1.0, "--duration", help="Seconds of timed iterations per row (>= 3 iterations)."),
+    reference: str = typer.Option("torch fp32", "--reference", help="The row speed-ups are relative to."),
+    rounds: int = typer.Option(15, "--rounds", help="Interleaved timing rounds (every row in each, shuffled)."),
+    min_rounds: int = typer.Option(5, "--min-rounds", help="Rounds run even past --time-cap."),
+    time_cap: float = typer.Option(150.0, "--time-cap", help="Seconds of timed rounds after which no new round starts."),
+    round_ms: float = typer.Option(100.0, "--round-ms", help="Milliseconds per row per round (sets its iterations)."),
+    iters: int | None = typer.Option(None, "--iters", help="Fixed iterations per row per round (overrides --round-ms)."),
+    warmup: int = typer.Option(1, "--warmup", help="Warm-up calls per row before the rounds (reported apart)."),
+    max_spread: float = typer.Option(0.15, "--max-spread", help="IQR/p50 above which a row is unstable."),
+    max_other_cpu: float = typer.Option(
+        0.15, "--max-other-cpu", help="Share of the CPUs other processes may use before the machine counts as busy."
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Backend option BACKEND.KEY=VALUE, repeatable (e.g. torch-compile.mode=max-autotune)."
+    ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for every backend (default: all cores)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    data: Path | None = typer.Option(None, "--data", help="Dataset root: adds accuracy and agreement per row."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root: adds accuracy and agreement per row (default job: $DSEDGE_ISIC2017)."
+    ),
     split: str = typer.Option("val", "--split", help="Split of --data to evaluate (val|test|train)."),
     out: Path = typer.Option(Path("bench_out"), "--out", help="Folder for bench.json, bench.md and plots."),
-    image_size: int = typer.Option(224, "--image-size", help="Input size of the default random-init job."),
+    image_size: int = typer.Option(224, "--image-size", help="Input size of the random-init default job."),
     compile_all: bool | None = typer.Option(
         None, "--compile-all/--quick-compile",
         help="torch.compile every precision and batch size (default: yes, except in the default job on CPU).",
     ),
 ) -> None:
-    """Latency (mean/p50/p90/p99, throughput, speed-up) and, with --data, accuracy of every backend here."""
+    """Latency with spread and speed-up intervals from interleaved rounds, and with --data accuracy, per backend."""
+    from dsedge.bench.rounds import RoundPlan
     from dsedge.bench.run import run_bench
+    from dsedge.bench.stability import GuardLimits
 
     run_bench(
         bundle,
@@ -45,9 +63,11 @@ def bench_command(
         backends=backends,
         precisions=precisions,
         batch_sizes=batch_sizes,
-        warmup=warmup,
-        iters=iters,
-        duration=duration,
+        reference=reference,
+        plan=RoundPlan(rounds=rounds, min_rounds=min_rounds, time_cap_s=time_cap, round_ms=round_ms, iters=iters,
+                       warmup=warmup),
+        limits=GuardLimits(spread=max_spread, other_cpu=max_other_cpu),
+        options=option,
         threads=threads,
         device=device,
         data=data,

@@ -1,0 +1,186 @@
+"""Can this timing be trusted? The busy-machine guard, per-row spread limits and bootstrap intervals.
+
+A benchmark on a machine that other work shares does not fail, it lies: load
+that comes and goes lands on some rows and not on others (a reference p50 of
+232 ms next to a min of 31 ms made OpenVINO "53x PyTorch"). Interleaving the
+rows (`dsedge.bench.rounds`) makes them share the conditions; this module says
+when the conditions were too bad anyway, so the report marks rows *unstable*
+and keeps them out of the headline instead of stating them as fact.
+
+What is measured: from /proc/stat, the CPU time the whole machine spent busy
+minus the CPU time of this process (`time.process_time`, all its threads) —
+the CPU other processes took — and the time stolen by the hypervisor, both as
+a share of all logical CPUs, before the run and in every round; the 1-minute
+load average is recorded beside them (it lags and counts the bench itself, so
+it is shown, not judged). Per row: IQR / p50 of its timings, and the relative
+half-width of the bootstrap 95 % interval of its speed-up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    """Thresholds above which a measurement is called unstable (all fractions)."""
+
+    other_cpu: float = 0.15  # share of all CPUs used by other processes, before or during the rounds
+    steal: float = 0.05  # share of CPU time stolen by the hypervisor
+    spread: float = 0.15  # IQR / p50 of a row's timings
+    ci: float = 0.10  # half-width of the speed-up's 95 % interval / its median
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Cumulative CPU counters at one instant (seconds of CPU time)."""
+
+    wall_s: float
+    busy_s: float  # all CPUs: user + nice + system + irq + softirq
+    steal_s: float
+    own_s: float  # this process, all threads
+    loadavg: float
+
+
+def snapshot(proc_stat: str | Path = "/proc/stat") -> CpuSnapshot | None:
+    """Read the counters; None where /proc/stat does not exist (then the guard judges spread only)."""
+    try:
+        first = Path(proc_stat).read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if first[0] != "cpu" or len(first) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return CpuSnapshot(
+        wall_s=time.perf_counter(),
+        busy_s=(user + nice + system + irq + softirq) / tick,
+        steal_s=steal / tick,
+        own_s=time.process_time(),
+        loadavg=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+    )
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the rest of the machine did between two snapshots, as shares of all logical CPUs."""
+
+    other_cpu: float
+    steal: float
+    loadavg: float
+    seconds: float
+
+
+def load_between(a: CpuSnapshot, b: CpuSnapshot, cpus: int) -> Load:
+    wall = max(b.wall_s - a.wall_s, 1e-9)
+    other = max(0.0, (b.busy_s - a.busy_s) - (b.own_s - a.own_s))
+    return Load(other_cpu=min(1.0, other / (wall * cpus)), steal=min(1.0, (b.steal_s - a.steal_s) / (wall * cpus)),
+                loadavg=b.loadavg, seconds=wall)
+
+
+def logical_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class MachineGuard:
+    """Samples the machine before the run and around every round; `verdict()` says whether it was busy."""
+
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    cpus: int = field(default_factory=logical_cpus)
+    before: Load | None = None
+    rounds: list[Load] = field(default_factory=list)
+    _mark: CpuSnapshot | None = None
+
+    def measure_before(self, seconds: float = 1.0) -> Load | None:
+        """Sleep `seconds` and see what the others did meanwhile (the machine as the bench found it)."""
+        a = snapshot()
+        time.sleep(seconds)
+        b = snapshot()
+        self.before = load_between(a, b, self.cpus) if a and b else None
+        return self.before
+
+    def round_start(self) -> None:
+        self._mark = snapshot()
+
+    def round_end(self) -> None:
+        end = snapshot()
+        if self._mark is not None and end is not None:
+            self.rounds.append(load_between(self._mark, end, self.cpus))
+        self._mark = None
+
+    def verdict(self) -> dict[str, Any]:
+        """{"busy": bool, "reasons": [...], "before": {...}, "during": {...}, "limits": {...}}."""
+        lim, reasons = self.limits, []
+        during: dict[str, float] = {}
+        if self.rounds:
+            seconds = sum(r.seconds for r in self.rounds)
+            # over all rounds together: a short round is below /proc/stat's 10 ms resolution, their sum is not
+            during = {"other_cpu": sum(r.other_cpu * r.seconds for r in self.rounds) / max(seconds, 1e-9),
+                      "other_cpu_max": max(r.other_cpu for r in self.rounds),
+                      "steal": sum(r.steal * r.seconds for r in self.rounds) / max(seconds, 1e-9),
+                      "loadavg_max": max(r.loadavg for r in self.rounds), "seconds": seconds}
+            if during["other_cpu"] > lim.other_cpu:
+                reasons.append(f"other processes used {100 * during['other_cpu']:.0f}% of the "
+                               f"{self.cpus} CPUs during the timed rounds (limit {100 * lim.other_cpu:.0f}%)")
+            if during["steal"] > lim.steal:
+                reasons.append(f"the hypervisor stole {100 * during['steal']:.0f}% of CPU time during the rounds")
+        if self.before is not None and self.before.other_cpu > lim.other_cpu:
+            reasons.append(f"other processes used {100 * self.before.other_cpu:.0f}% of the {self.cpus} CPUs "
+                           f"before the run (load average {self.before.loadavg:.2f})")
+        return {"busy": bool(reasons), "reasons": reasons, "cpus": self.cpus, "limits": lim.to_dict(),
+                "before": asdict(self.before) if self.before else None, "during": during,
+                "rounds_sampled": len(self.rounds)}
+
+
+def bootstrap_median_ci(values: np.ndarray | list[float], confidence: float = 0.95, resamples: int = 2000,
+                        seed: int = 0) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the median (scipy); None with fewer than 3 values."""
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 3:
+        return None
+    if np.ptp(v) == 0:
+        return float(v[0]), float(v[0])
+    res = bootstrap((v,), np.median, confidence_level=confidence, n_resamples=resamples, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def speedup_summary(ref_rounds: list[float], row_rounds: list[float], limits: GuardLimits) -> dict[str, Any]:
+    """Per-round speed-ups (reference median / row median of the same round), their median and 95 % CI."""
+    ratios = np.asarray(ref_rounds, dtype=np.float64) / np.asarray(row_rounds, dtype=np.float64)
+    med = float(np.median(ratios))
+    ci = bootstrap_median_ci(ratios)
+    half = (ci[1] - ci[0]) / 2 / med if ci is not None and med > 0 else None
+    return {"median": med, "ci95": list(ci) if ci else None, "ci_rel_halfwidth": half,
+            "rounds": [float(r) for r in ratios], "wide": half is None or half > limits.ci}
+
+
+def row_stability(stats: Any, speedup: dict[str, Any] | None, reference_unstable: bool, machine: dict[str, Any],
+                  limits: GuardLimits) -> dict[str, Any]:
+    """A row's verdict: unstable when the machine was busy, its spread or speed-up interval too wide,
+    or the reference it is compared to was unstable. `stats` is a `LatencyStats`."""
+    reasons = [f"machine busy: {r}" for r in machine.get("reasons", [])]
+    if stats.spread > limits.spread:
+        reasons.append(f"spread IQR/p50 {100 * stats.spread:.0f}% > {100 * limits.spread:.0f}%")
+    if speedup is not None and speedup["wide"]:
+        half = speedup["ci_rel_halfwidth"]
+        reasons.append("speed-up 95% interval " + ("needs >= 3 rounds" if half is None
+                                                   else f"+/-{100 * half:.0f}% > +/-{100 * limits.ci:.0f}%"))
+    if reference_unstable:
+        reasons.append("the reference row at this batch size is unstable")
+    return {"unstable": bool(reasons), "reasons": reasons, "spread": stats.spread, "cv": stats.cv}
