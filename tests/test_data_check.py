@@ -62,3 +62,15 @@ def test_real_data_check_prints_official_counts(isic_root: Path, capsys: pytest.
     assert code == 0
     for n in ("374", "1372", "254", "30", "78", "42"):
         assert n in out
+
+
+def test_quality_option_warns_about_images_predict_would_refuse(tiny_isic: Path, capsys) -> None:
+    from PIL import Image
+
+    victim = sorted((tiny_isic / "ISIC-2017_Training_Data").glob("*.jpg"))[0]
+    Image.new("RGB", (300, 300)).save(victim)  # a black frame
+    assert not check_data(tiny_isic).quality  # off by default
+    report = check_data(tiny_isic, quality=True)
+    assert any(victim.name in q and "too_dark" in q for q in report.quality)
+    code, out = run_cli(["data", "check", str(tiny_isic), "--quality"], capsys)
+    assert code == 0 and "quality checks" in " ".join(out.split())

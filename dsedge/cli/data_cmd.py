@@ -21,6 +21,7 @@ def check_command(
     verify_images: bool = typer.Option(True, "--verify-images/--no-verify-images", help="Decode every image."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (e.g. unlisted images)."),
+    quality: bool = typer.Option(False, "--quality", help="Also run predict's input-quality checks on every image."),
 ) -> None:
     """Count images per split and class and report every problem (exit 1 when there are errors)."""
     from dsedge.data.check import check_data
@@ -33,6 +34,7 @@ def check_command(
         report = check_data(
             path,
             verify_images=verify_images,
+            quality=quality,
             progress=lambda n: bar.advance(task, n),
             on_total=lambda n: bar.update(task, total=n),
         )

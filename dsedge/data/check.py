@@ -21,6 +21,7 @@ class DataReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     converted: list[str] = field(default_factory=list)  # images needing a mode conversion
+    quality: list[str] = field(default_factory=list)  # images the runtime would refuse ("cannot assess")
 
     @property
     def ok(self) -> bool:
@@ -36,15 +37,21 @@ class DataReport:
         }
 
 
-def _verify_images(split: DatasetSplit, report: DataReport, progress: Callable[[int], None] | None) -> None:
+def _verify_images(split: DatasetSplit, report: DataReport, progress: Callable[[int], None] | None,
+                   quality: bool = False) -> None:
     from PIL import Image
+
+    from dsedge.runtime.quality import assess  # the runtime's own input-quality checks
 
     bad = []
     for s in split.samples:
         try:
             with Image.open(s.path) as raw:
                 mode = raw.mode
-            load_rgb(s.path)
+            image = load_rgb(s.path)
+            flags = assess(image).flags if quality else []
+            if flags:
+                report.quality.append(f"{s.path.name} ({', '.join(flags)})")
             if mode != "RGB":
                 report.converted.append(f"{s.path.name} ({mode})")
         except DataError as e:
@@ -62,8 +69,13 @@ def check_data(
     verify_images: bool = True,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    quality: bool = False,
 ) -> DataReport:
-    """Scan every split of a dataset; collect counts, errors and warnings (never raises for data problems)."""
+    """Scan every split of a dataset; collect counts, errors and warnings (never raises for data problems).
+
+    `quality` also runs the runtime's input-quality checks (`dsedge.runtime.quality`) on every
+    decoded image and warns about those `dsedge predict` would answer with "cannot assess".
+    """
     p = Path(root)
     report = DataReport(p, detect_layout(p))
     splits: list[DatasetSplit] = []
@@ -89,7 +101,12 @@ def check_data(
         if on_total:
             on_total(sum(len(s) for s in splits))
         for split in splits:
-            _verify_images(split, report, progress)
+            _verify_images(split, report, progress, quality)
+    if report.quality:
+        report.warnings.append(
+            f"{len(report.quality)} image(s) fail the runtime's quality checks (predict would say 'cannot "
+            "assess'): " + ", ".join(report.quality[:10])
+        )
     if report.converted:
         report.warnings.append(
             f"{len(report.converted)} image(s) are not 8-bit RGB and will be converted: "
