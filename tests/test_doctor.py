@@ -17,7 +17,12 @@ def test_doctor_on_this_machine() -> None:
     r = doctor()
     assert r["onnxruntime"]["available"] and "CPUExecutionProvider" in r["onnxruntime"]["providers"]
     assert "onnxruntime:CPU" in r["backends"]
-    assert set(r["summary"]) >= {"GPU", "CUDA (cuda-python)", "TensorRT", "ONNX Runtime", "OpenVINO", "CPU", "torch"}
+    assert set(r["summary"]) >= {"GPU", "CUDA (cuda-python)", "TensorRT", "ONNX Runtime", "OpenVINO", "CPU", "torch",
+                                 "backends (registry)"}
+    reg = {b["name"]: b for b in r["registry"]}  # every registered backend, read from the registry
+    assert list(reg)[:5] == ["torch", "torch-compile", "onnxruntime", "openvino", "tensorrt"]
+    assert reg["openvino"]["precisions"] == ["fp32", "bf16", "int8"] and reg["openvino"]["runtime"] is True
+    assert reg["onnxruntime"]["available"] and (reg["tensorrt"]["available"] or reg["tensorrt"]["reason"])
     assert all(isinstance(v, bool) for v in r["cpu"]["flags"].values())
     assert r["versions"]["numpy"]
     json.dumps(r)  # the report is JSON-able as is
