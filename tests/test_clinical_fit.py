@@ -87,3 +87,5 @@ def test_cli_risk_and_missing_mel(data: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["risk", str(bundle), "--data", str(tmp_path / "none")])
     assert e.value.code == 2
+    with pytest.raises(DsedgeError, match="test split"):
+        fit_bundle_risk(bundle, data, "test")

@@ -127,6 +127,9 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
     from dsedge.runtime.predict import Predictor
     from dsedge.runtime.quality import QualityThresholds, check_files
 
+    if split == "test":
+        raise DsedgeError("refusing to fit the operating point on the test split: it would no longer measure anything",
+                          "fit on --split val; report the test split with `dsedge eval --bundle BUNDLE --split test`")
     bundle = load_bundle(bundle_path, verify=True)
     ds = load_split(data, split, classes=bundle.classes)
     if len(ds) == 0:

@@ -10,6 +10,10 @@ applies the same numbers:
                   otherwise the most probable benign class (e.g. "NV", "SK")
 - uncertain     = the top-2 margin of the calibrated probabilities is below `uncertain_margin`
 
+The default margin, 0.15, flags results whose two most likely classes are within 15 points
+(e.g. NV 0.45 vs SK 0.30): `dsedge risk` reports how often that happens on the fitting split and
+the accuracy with and without the flag, so a device team can move it (`--uncertain-margin`).
+
 A bundle without a fitted policy still works (temperature 1, "refer" when MEL is the top class)
 but every result says `"risk_calibrated": false`, so a UI can refuse to show it clinically.
 Torch-free: NumPy only.
