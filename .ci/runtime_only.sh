@@ -37,10 +37,25 @@ from PIL import Image
 from tiny_bundle import make_tiny_bundle
 work = Path(sys.argv[1])
 make_tiny_bundle(work / "bundle")
-Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(work / "lesion.png")
+rng = np.random.default_rng(0)
+lesion = np.clip(rng.normal((150, 110, 90), 30, size=(360, 480, 3)), 0, 255).astype(np.uint8)
+Image.fromarray(lesion).save(work / "lesion.png")
 EOF
 (cd "$WORK" && "$RT/bin/dsedge" predict bundle lesion.png --json > predict.json)
-"$RT/bin/python" -c 'import json, sys; r = json.load(open(sys.argv[1])); print("predict:", r)' "$WORK/predict.json"
+"$RT/bin/python" - "$WORK/predict.json" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+(result,) = report["results"]
+assert result.get("error") is None, result
+print("predict:", report["runner"]["backend"], {k: result.get(k) for k in ("top_class", "decision", "probabilities")})
+EOF
+
+echo "== a training command says which extra it needs (exit 2, one line, no traceback)"
+set +e
+msg="$(cd "$WORK" && "$RT/bin/dsedge" eval missing.safetensors --data . 2>&1)"; rc=$?
+set -e
+echo "$msg"
+[ "$rc" -eq 2 ] && grep -q "dsedge\[train\]" <<<"$msg" && ! grep -q Traceback <<<"$msg"
 
 echo "== torch-free runtime tests in the runtime-only venv (test tools: pytest, onnx)"
 "$RT/bin/python" -m pip install --quiet "pytest>=8" "onnx>=1.17"

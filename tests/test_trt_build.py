@@ -46,10 +46,11 @@ def _add_int8(bundle: Path) -> None:
 
 
 def _add_mixed_int8(bundle: Path) -> None:
-    """A stand-in for the mixed INT8/FP16 Q/DQ model: float layers typed FP16, derived from model.fp16.onnx."""
-    shutil.copy(bundle / "model.fp16.onnx", bundle / "model.int8.onnx")
+    """A stand-in for calibrate's mixed twin `model.int8-fp16.onnx`: the same Q/DQ with FP16 float layers."""
+    shutil.copy(bundle / "model.fp16.onnx", bundle / "model.int8-fp16.onnx")
     b = load_bundle(bundle)
-    b.add_artifact("model.int8.onnx", "onnx", "int8", simam="function", source="model.fp16.onnx")
+    b.add_artifact("model.int8-fp16.onnx", "onnx", "int8-fp16", simam="function", source="model.int8.onnx",
+                   qdq="tensorrt", float_precision="fp16", reductions="fp32")
     b.save()
 
 
@@ -141,15 +142,23 @@ def test_int8_builds_the_qdq_model_strongly_typed(monkeypatch, bundle: Path, ver
     assert load_bundle(bundle).artifacts[plan.name]["layer_precisions"]["counts"] == {"FP32": 2}
 
 
-def test_int8_from_the_mixed_fp16_qdq_model_runs_float_layers_in_fp16(monkeypatch, bundle: Path) -> None:
+@pytest.mark.parametrize("version", ["10.3.0.30", "11.4.0.106"])
+def test_int8_prefers_the_mixed_fp16_twin_so_float_layers_run_fp16(monkeypatch, bundle: Path, version: str) -> None:
+    _add_int8(bundle)
     _add_mixed_int8(bundle)
-    env = install(monkeypatch, "10.3.0.30")
+    env = install(monkeypatch, version)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TensorRTWarning)
         plan = build_engine(bundle, "int8")
-    assert env.find("set_flag") == []
-    layers = load_bundle(bundle).artifacts[plan.name]["layer_precisions"]
-    assert layers["counts"] == {"FP16": 2} and layers["fp32_layer_count"] == 0
+    assert env.find("parse_from_file") == [(str(bundle / "model.int8-fp16.onnx"),)] and env.find("set_flag") == []
+    entry = load_bundle(bundle).artifacts[plan.name]
+    assert entry["precision"] == "int8" and entry["onnx"] == "model.int8-fp16.onnx"
+    assert entry["layer_precisions"]["counts"] == {"FP16": 2} and entry["layer_precisions"]["fp32_layer_count"] == 0
+    if version.startswith("10."):  # the weakly typed route keeps the plain Q/DQ model and lets the flags choose
+        env.calls.clear()
+        build_engine(bundle, "int8", strongly_typed=False, force=True)
+        assert env.find("parse_from_file") == [(str(bundle / "model.int8.onnx"),)]
+        assert env.find("set_flag") == [("INT8",), ("FP16",)]
 
 
 def test_trt10_weakly_typed_int8_on_request_and_strict_fp32(monkeypatch, bundle: Path) -> None:

@@ -2,7 +2,9 @@
 
 The precision of an engine comes from the ONNX we feed the parser:
 `model.onnx` (fp32), `model.fp16.onnx` (FP16 weights/activations, FP32 I/O,
-SimAM reductions in FP32) and `model.int8.onnx` (explicit Q/DQ). How the
+SimAM reductions in FP32) and for int8 `model.int8-fp16.onnx` (explicit Q/DQ
+with FP16 float layers, from `dsedge calibrate`; else `model.int8.onnx`, whose
+unquantized layers would run FP32, with a warning). How the
 builder is told about it depends on the TensorRT version, decided at run time
 from `tensorrt.__version__`:
 
@@ -50,7 +52,11 @@ from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.utils.io import atomic_write_bytes, sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
-ONNX_FOR_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+ONNX_FOR_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
+                      "int8-fp16": "model.int8-fp16.onnx"}
+#: Manifest precision of `dsedge calibrate`'s mixed twin: the same Q/DQ with FP16 float layers
+#: (SimAM reductions FP32), what a strongly typed INT8 engine should be built from.
+MIXED_INT8 = "int8-fp16"
 #: TensorRT 10.12 deprecated BuilderFlag.FP16 (strong typing supersedes it); 11.0 removed it.
 FP16_FLAG_DEPRECATED = (10, 12)
 
@@ -145,10 +151,12 @@ def typing_plan(bundle: Bundle, precision: str, version: str, strongly_typed: bo
         fp32_onnx = _onnx_if_present(bundle, "fp32") or bundle.require("onnx", "fp32")
         return TypingPlan(fp32_onnx, bool(strongly_typed) or major >= 11)
     if precision == "int8":
-        qdq = _onnx_if_present(bundle, "int8") or bundle.require("onnx", "int8")
-        if strongly_typed is False:
-            return TypingPlan(qdq, False, ["INT8", "FP16"])
-        return TypingPlan(qdq, True)
+        qdq = _onnx_if_present(bundle, "int8")
+        mixed = _onnx_if_present(bundle, MIXED_INT8)
+        if strongly_typed is False:  # weak typing: INT8+FP16 flags let TensorRT pick FP16 for float layers
+            return TypingPlan(qdq or bundle.require("onnx", "int8"), False, ["INT8", "FP16"])
+        # strong typing: layers run in the ONNX's types, so the mixed twin keeps float layers FP16
+        return TypingPlan(mixed or qdq or bundle.require("onnx", "int8"), True)
     fp16_onnx = _onnx_if_present(bundle, "fp16")
     if fp16_onnx is not None and strongly_typed is not False:
         return TypingPlan(fp16_onnx, True)
@@ -239,10 +247,9 @@ def _set_tf32(trt: ModuleType, config: Any, precision: str, tf32: bool) -> bool 
 def _check_int8_layers(layers: dict[str, Any] | None, bundle: Bundle, plan: TypingPlan) -> None:
     """Warn when an INT8 engine runs its unquantized layers in FP32 (a Q/DQ model from the FP32 graph)."""
     entry = bundle.artifacts.get(plan.onnx.name, {})
-    source = entry.get("source")
     counts = (layers or {}).get("counts", {})
-    fp32_source = source == ONNX_FOR_PRECISION["fp32"]
-    if fp32_source or (counts.get("FP32", 0) and not counts.get("FP16", 0)):
+    float_fp16 = entry.get("precision") == MIXED_INT8 or entry.get("float_precision") == "fp16"
+    if plan.strongly_typed and (not float_fp16 or (counts.get("FP32", 0) and not counts.get("FP16", 0))):
         warn(
             f"{plan.onnx.name} keeps its unquantized layers in FP32 "
             f"({counts.get('FP32', '?')} FP32 layers, {counts.get('FP16', 0)} FP16): they run in FP32 on "
