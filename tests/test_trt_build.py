@@ -263,6 +263,17 @@ def test_engine_written_atomically_and_existing_engine_needs_force(monkeypatch, 
     assert build_engine(bundle, "fp16", force=True) == plan
 
 
+def test_inspector_failure_keeps_the_engine(monkeypatch, bundle: Path) -> None:
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("no inspector in this build")
+
+    install(monkeypatch, "10.3.0.30")
+    monkeypatch.setattr(trt_build, "inspect_plan", broken)
+    with pytest.warns(TensorRTWarning, match="could not read layer precisions"):
+        plan = build_engine(bundle, "fp16")
+    assert load_bundle(bundle).artifacts[plan.name]["layer_precisions"] is None
+
+
 def test_failed_build_leaves_bundle_untouched(monkeypatch, bundle: Path) -> None:
     env = install(monkeypatch, "10.3.0.30")
     monkeypatch.setattr(env.trt.Builder, "build_serialized_network", lambda self, n, c: None)

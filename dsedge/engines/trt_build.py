@@ -341,7 +341,11 @@ def build_engine(
         )
     seconds = time.perf_counter() - t0
     data = bytes(serialized)
-    layers = inspect_plan(trt, logger, data, host_code_allowed=version_compatible)
+    try:  # a report about the engine must never cost the engine itself
+        layers = inspect_plan(trt, logger, data, host_code_allowed=version_compatible)
+    except Exception as e:  # noqa: BLE001 - inspector API differences between releases
+        warn(f"could not read layer precisions from the engine inspector: {e}")
+        layers = None
     if precision == "int8":
         _check_int8_layers(layers, b, plan)
     atomic_write_bytes(target, data)
