@@ -41,7 +41,7 @@ def test_openvino_fp32_and_int8(cam_bundle: Path) -> None:
     np.testing.assert_allclose(outs["logits"], reference_logits(batch()), atol=1e-4)
     np.testing.assert_allclose(outs["cam"].mean(axis=(2, 3)), outs["logits"], atol=1e-4)
     int8, _ = select_runner(bundle, "openvino", "int8")
-    assert int8.info.precision == "int8" and int8.info.extra["source"] == "model.int8.onnx"
+    assert int8.info.precision == "int8" and int8.info.extra["file"] == "model.int8.onnx"
     q = all_outputs(int8, batch(), "logits")["logits"]
     assert np.abs(q - reference_logits(batch())).max() < 0.1  # INT8 rounding, not a different model
     fp32.close()

@@ -10,11 +10,11 @@ Backends of the torch-free runtime:
 
 "auto" tries TensorRT and falls back to ONNX Runtime (why is kept in `fallback_reason`);
 OpenVINO is chosen explicitly: it is the fastest CPU path (INT8 5.4 ms vs ORT FP32 15.6 ms on
-a 2-core AVX-512 VNNI CPU, DESIGN §6) but an optional package. OpenVINO runs through the bench's
-`dsedge.engines.openvino_runner.OpenVinoRunner` (torch-free; it inlines the `dsedge::SimAM`
-functions with `onnx.inliner.inline_local_functions`, which OpenVINO's ONNX frontend needs). Its
-INT8 is the bundle's Q/DQ `model.int8.onnx`: OpenVINO executes the quantized convolutions as
-INT8 kernels and the rest in FP32 (the `f32` inference-precision hint).
+a 2-core AVX-512 VNNI CPU, DESIGN §6) but an optional package. OpenVINO runs through the engine
+registry's `openvino` entry, `dsedge.engines.openvino_runner.OpenVinoRunner` (torch-free; it
+inlines the `dsedge::SimAM` functions with `onnx.inliner.inline_local_functions`, which
+OpenVINO's ONNX frontend needs). Its INT8 is the bundle's Q/DQ `model.int8.onnx`: OpenVINO executes
+the quantized convolutions as INT8 kernels and the rest in FP32.
 
 `all_outputs` returns every graph output of one engine call by name, so a bundle exported with
 `--cam` gives logits and class-activation maps from the same run on every backend.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dsedge.engines.base import Runner, RunnerInfo, check_batch
+from dsedge.engines.base import Runner, check_batch
 from dsedge.errors import BundleError, DsedgeError, EngineError
 from dsedge.runtime.bundle import Bundle
 
@@ -37,7 +37,6 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TRT_ORDER = ("fp16", "int8", "fp32")
 ORT_ORDER = ("fp32", "fp16", "int8")
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
-OPENVINO_SOURCE = {"fp32": "fp32", "bf16": "fp32", "int8": "int8"}  # OpenVINO precision -> ONNX artifact
 
 
 def check_choice(value: str | None, allowed: tuple[str, ...], what: str) -> None:
@@ -61,7 +60,9 @@ def select_runner(bundle: Bundle, backend: str, precision: str | None, *, device
     check_choice(backend, BACKENDS, "backend")
     check_choice(precision, PRECISIONS, "precision")
     if backend == "openvino":
-        return OpenVinoBackend(bundle, precision or "fp32", threads=threads), None
+        from dsedge.engines import registry  # lazy factories: importing it never imports torch
+
+        return registry.get("openvino").from_bundle(bundle, precision or "fp32", threads=threads, device="cpu"), None
     if precision == "bf16":
         raise DsedgeError("bf16 runs on the OpenVINO backend only", "pass --backend openvino")
     reason = None
@@ -98,47 +99,11 @@ def _tensorrt(bundle: Bundle, precision: str | None, device: int, graph: bool, o
     raise EngineError("; ".join(e.message for e in errors), errors[0].hint)
 
 
-class OpenVinoBackend(Runner):
-    """The bench's OpenVINO runner over the bundle's FP32 (fp32, bf16) or Q/DQ INT8 ONNX."""
-
-    def __init__(self, bundle: Bundle, precision: str, threads: int | None = None) -> None:
-        from dsedge.engines import openvino_runner as ovr
-
-        if precision not in OPENVINO_SOURCE:
-            raise EngineError(f"OpenVINO precision '{precision}' is not supported",
-                              f"choose one of: {', '.join(OPENVINO_SOURCE)}")
-        path = onnx_path(bundle, OPENVINO_SOURCE[precision])
-        # INT8 comes from the Q/DQ file itself; the hint only sets the precision of the float parts.
-        hint = precision if precision in ovr.PRECISIONS else "fp32"
-        self.inner = ovr.OpenVinoRunner(path, hint, threads=threads)
-        base = self.inner.info
-        self._info = RunnerInfo(base.backend, precision, base.device, base.version,
-                                {**base.extra, "source": path.name})
-
-    @property
-    def info(self) -> RunnerInfo:
-        return self._info
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.inner.infer(batch)
-
-    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        x = check_batch(batch)
-        request_for = getattr(self.inner, "_request_for", None)
-        if request_for is None:  # a runner without per-shape requests: the first output only
-            return {"": self.inner.infer(x)}
-        result = request_for(tuple(x.shape)).infer({0: x})
-        return {port.get_any_name(): np.array(value, dtype=np.float32) for port, value in result.items()}
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def all_outputs(runner: Runner, batch: np.ndarray, logits_name: str | None) -> dict[str, np.ndarray]:
     """Every output of one engine call, by name; the logits are also under "logits"."""
     x = check_batch(batch)
     outs: dict[str, np.ndarray]
-    if isinstance(runner, OpenVinoBackend):
+    if callable(getattr(runner, "infer_all", None)):  # OpenVINO
         outs = runner.infer_all(x)
     elif getattr(runner, "session", None) is not None and hasattr(runner.session, "get_outputs"):  # ONNX Runtime
         names = [o.name for o in runner.session.get_outputs()]
