@@ -80,11 +80,6 @@ def import_tensorrt() -> ModuleType:
     return trt
 
 
-def parse_version(version: str) -> tuple[int, int]:
-    """(major, minor) of a version string like "10.3.0.30"; compatibility checks use `trt_versions`."""
-    return major_minor(version)
-
-
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision {precision!r}", f"use one of: {', '.join(PRECISIONS)}")
