@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -16,12 +17,22 @@ from dsedge.bench.progress import BenchProgress
 from dsedge.bench.rounds import RoundPlan
 from dsedge.bench.run import plan_runners, run_bench
 from dsedge.engines import registry
+from dsedge.engines.base import Runner, RunnerInfo
 from dsedge.errors import DsedgeError
 
 SIZE = 32
 BATCHES = (1, 2)
 QUICK = RoundPlan(rounds=3, min_rounds=3, iters=2)
 PHASES: list[str] = []
+
+
+class NullRunner(Runner):
+    @property
+    def info(self) -> RunnerInfo:
+        return RunnerInfo("null", "fp32", "cpu", "0")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.zeros((len(batch), 3), np.float32)
 
 
 class RecordingProgress(BenchProgress):
@@ -173,16 +184,27 @@ def test_unknown_names_and_bad_values(tmp_path: Path) -> None:
         run_bench(None, data=tmp_path / "missing", out=tmp_path)
 
 
-def test_bundle_without_checkpoint_and_quick_compile(bundle: Path, tmp_path: Path) -> None:
-    """A given bundle without its checkpoint: PyTorch rows run random weights (latency only); the quick
-    torch.compile mode lists the rows it leaves out (only FP32 at the smallest batch is compiled)."""
-    res = run_bench(bundle, backends="torch-compile", precisions="bf16", batch_sizes=(1, 2),
-                    plan=QUICK, compile_all=False, out=tmp_path, guard_seconds=0.1)
+def test_bundle_without_checkpoint(bundle: Path, tmp_path: Path) -> None:
+    """A given bundle without its checkpoint: PyTorch rows run random weights (latency only)."""
+    res = run_bench(bundle, backends="onnxruntime", precisions="fp32", batch_sizes=(1,), plan=QUICK, out=tmp_path,
+                    guard_seconds=0.1)
     assert res["source"]["random_weights"] is True and res["settings"]["image_size"] == 32  # no --checkpoint
     assert all(r["status"] == "ok" for r in _rows(res, "torch", "fp32"))  # the reference always runs
-    skipped = _rows(res, "torch-compile", "bf16")
-    assert len(skipped) == 2 and all(r["status"] == "skipped" and "--compile-all" in r["reason"] for r in skipped)
     assert any("no --checkpoint" in n for n in res["source"]["notes"])
+
+
+def test_quick_compile_keeps_fp32_and_bf16_at_the_smallest_batch() -> None:
+    runners = {("torch-compile", p): NullRunner() for p in ("fp32", "bf16", "fp16")}
+    runners[("onnxruntime", "fp32")] = NullRunner()
+    inputs = {bs: np.zeros((bs, 3, 4, 4), np.float32) for bs in (1, 2)}
+    rows: list[dict[str, Any]] = [{"backend": "openvino", "precision": "fp32", "status": "skipped", "reason": "x"}]
+    cells = bench_run._cells(runners, inputs, rows, quick_size=1)
+    assert {c.key for c in cells} == {("torch-compile", "fp32", 1), ("torch-compile", "bf16", 1),
+                                      ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 2)}
+    quick = [r for r in rows if r["backend"] == "torch-compile"]
+    assert {(r["precision"], r["batch_size"]) for r in quick} == {("fp32", 2), ("bf16", 2), ("fp16", 1), ("fp16", 2)}
+    assert all("--compile-all" in r["reason"] for r in quick)
+    assert {(r["backend"], r["batch_size"]) for r in rows if r["reason"] == "x"} == {("openvino", 1), ("openvino", 2)}
 
 
 def test_batch_above_engine_profile_is_skipped(bundle: Path, checkpoint: Path, tmp_path: Path,

@@ -39,6 +39,7 @@ def _save(fig: Any, path: Path) -> None:
 def latency_plot(result: dict[str, Any], ok: list[dict[str, Any]], styles: dict[str, tuple[str, str]],
                  title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for label, (marker, colour) in styles.items():
@@ -54,6 +55,7 @@ def latency_plot(result: dict[str, Any], ok: list[dict[str, Any]], styles: dict[
     sizes = sorted({r["batch_size"] for r in ok})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set_xlabel("batch size")
     ax.set_ylabel("p50 latency per batch (ms), bars: IQR")
@@ -67,6 +69,7 @@ def accuracy_plot(result: dict[str, Any], ok: list[dict[str, Any]], styles: dict
                   title: str, path: Path) -> bool:
     """Mean AUC and MEL AUC against p50 at the smallest batch; False when no row has accuracy."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     smallest = min(r["batch_size"] for r in ok)
     rows = [r for r in ok if r.get("accuracy") and r["batch_size"] == smallest]
@@ -81,6 +84,8 @@ def accuracy_plot(result: dict[str, Any], ok: list[dict[str, Any]], styles: dict
             marker, colour = styles[_label(r)]
             ax.scatter(r["latency"]["host"]["p50_ms"], value, marker=marker, color=colour, s=60, label=_label(r))
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # 10, 20, 30 ms rather than 2x10^1
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel(f"p50 latency at batch {smallest} (ms)")
         ax.set_ylabel(f"{name} on {result['data']['split']}")
         ax.grid(True, alpha=0.3)
