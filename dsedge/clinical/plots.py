@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from dsedge.utils.io import atomic_path  # noqa: E402
 
@@ -54,7 +54,7 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], path
         if positive.all() or not positive.any():
             continue
         fpr, tpr, _ = roc_curve(positive, probs[:, i])
-        ax.plot(fpr, tpr, label=c)
+        ax.plot(fpr, tpr, label=f"{c} (AUC {roc_auc_score(positive, probs[:, i]):.3f})")
     if point is not None:
         name, sens, spec = point
         ax.plot([1 - spec], [sens], "r*", ms=14, label=f"{name} operating point (sens {sens:.2f}, spec {spec:.2f})")
