@@ -199,7 +199,7 @@ def run_bench(
             rows += _timed_rows(cells, runners, ref, machine, limits)
             agree_ref = f"{ref[0]} {ref[1]}" if source.torch_matches_bundle else "onnxruntime fp32"
             if eval_set is not None:
-                _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar)
+                _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar, quick)
     result = _result(rows, pairs, sizes, source, eval_set, ref, agree_ref, machine, measured, plan, threads,
                      dev, compile_all, user_options, started)
     files = write_report(result, out)
@@ -291,8 +291,13 @@ def _timed_rows(cells: list[Cell], runners: dict[tuple[str, str], Runner], ref: 
 
 
 def _accuracy_pass(runners: dict[tuple[str, str], Runner], rows: list[dict[str, Any]], source: Source,
-                   eval_set: EvalSet, batch: int, agree_ref: str, bar: BenchProgress) -> None:
-    """Accuracy of every runner on the eval set (reference first), attached to its ok rows."""
+                   eval_set: EvalSet, batch: int, agree_ref: str, bar: BenchProgress,
+                   quick_size: int | None = None) -> None:
+    """Accuracy of every runner on the eval set (reference first), attached to its ok rows.
+
+    In the quick torch.compile mode the compiled rows run the batch size they were compiled for:
+    another shape would cost a second compilation (a minute on a small CPU).
+    """
     probs: dict[str, np.ndarray] = {}
     for r in rows:
         if r["status"] == "ok":
@@ -303,8 +308,9 @@ def _accuracy_pass(runners: dict[tuple[str, str], Runner], rows: list[dict[str, 
             continue  # its weights are not the bundle's: no accuracy claim for them
         if not any(r["status"] == "ok" for r in rows if (r["backend"], r["precision"]) == (backend, precision)):
             continue
+        size = quick_size if quick_size is not None and backend == "torch-compile" else batch
         with bar.phase(f"accuracy pass {label}", total=len(eval_set.labels)) as advance:
-            probs[label] = predict_probs(runner, eval_set.images, batch, progress=advance)
+            probs[label] = predict_probs(runner, eval_set.images, size, progress=advance)
         acc = accuracy_block(probs[label], eval_set, probs.get(agree_ref))
         for r in rows:
             if (r["backend"], r["precision"]) == (backend, precision) and r["status"] == "ok":

@@ -25,7 +25,7 @@ def bench_command(
     ),
     precisions: str = typer.Option("fp32,fp16,bf16,int8", "--precisions", help="Comma-separated precisions."),
     batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Comma-separated batch sizes."),
-    reference: str = typer.Option("torch fp32", "--reference", help="The row speed-ups are relative to."),
+    reference: str = typer.Option("torch fp32", "--reference", help="Backend and precision every speed-up is relative to."),
     rounds: int = typer.Option(15, "--rounds", help="Interleaved timing rounds (every row in each, shuffled)."),
     min_rounds: int = typer.Option(5, "--min-rounds", help="Rounds run even past --time-cap."),
     time_cap: float = typer.Option(150.0, "--time-cap", help="Seconds of timed rounds after which no new round starts."),
