@@ -35,5 +35,6 @@ def test_card_with_and_without_a_fitted_operating_point() -> None:
     card = render_model_card(manifest(clinical=CLINICAL))
     assert "P(MEL) >= 0.2345" in card and "90.0 % (95 % CI 80.0 % – 100.0 %)" in card
     assert "T = 1.800" in card and "0.110 -> 0.040" in card and "Not fitted" not in card
+    assert "**Warning:** bound" in render_model_card(manifest(clinical={**CLINICAL, "warnings": ["bound"]}))
     for section in ("## Intended use", "## Input quality checks", "## Limitations and risks", "## Artifacts"):
         assert section in card

@@ -115,8 +115,9 @@ def _clinical(c: dict[str, Any] | None) -> list[str]:
               f"- Sensitivity {_ci(op.get('sensitivity'))}, specificity {_ci(op.get('specificity'))} "
               f"on {op.get('positives')} melanomas / {op.get('negatives')} others (ROC: `roc.png`)",
               f"- Uncertain when the top-2 margin of calibrated probabilities is below {c.get('uncertain_margin')}"
-              f" ({_pct(c.get('uncertain_rate'))} of the fitting split)", ""]
-    return lines
+              f" ({_pct(c.get('uncertain_rate'))} of the fitting split)"]
+    lines += [f"- **Warning:** {w}" for w in c.get("warnings") or []]
+    return lines + [""]
 
 
 def _quality(c: dict[str, Any] | None) -> list[str]:
