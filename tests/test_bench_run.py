@@ -193,16 +193,17 @@ def test_bundle_without_checkpoint(bundle: Path, tmp_path: Path) -> None:
     assert any("no --checkpoint" in n for n in res["source"]["notes"])
 
 
-def test_quick_compile_keeps_fp32_and_bf16_at_the_smallest_batch() -> None:
+def test_quick_compile_keeps_the_smallest_batch() -> None:
     runners = {("torch-compile", p): NullRunner() for p in ("fp32", "bf16", "fp16")}
     runners[("onnxruntime", "fp32")] = NullRunner()
     inputs = {bs: np.zeros((bs, 3, 4, 4), np.float32) for bs in (1, 2)}
     rows: list[dict[str, Any]] = [{"backend": "openvino", "precision": "fp32", "status": "skipped", "reason": "x"}]
     cells = bench_run._cells(runners, inputs, rows, quick_size=1)
     assert {c.key for c in cells} == {("torch-compile", "fp32", 1), ("torch-compile", "bf16", 1),
-                                      ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 2)}
+                                      ("torch-compile", "fp16", 1), ("onnxruntime", "fp32", 1),
+                                      ("onnxruntime", "fp32", 2)}
     quick = [r for r in rows if r["backend"] == "torch-compile"]
-    assert {(r["precision"], r["batch_size"]) for r in quick} == {("fp32", 2), ("bf16", 2), ("fp16", 1), ("fp16", 2)}
+    assert {(r["precision"], r["batch_size"]) for r in quick} == {("fp32", 2), ("bf16", 2), ("fp16", 2)}
     assert all("--compile-all" in r["reason"] for r in quick)
     assert {(r["backend"], r["batch_size"]) for r in rows if r["reason"] == "x"} == {("openvino", 1), ("openvino", 2)}
 

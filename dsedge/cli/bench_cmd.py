@@ -49,7 +49,7 @@ def bench_command(
     image_size: int = typer.Option(224, "--image-size", help="Input size of the random-init default job."),
     compile_all: bool | None = typer.Option(
         None, "--compile-all/--quick-compile",
-        help="torch.compile every precision and batch size (default: yes, except in the default job on CPU).",
+        help="torch.compile every batch size, or the smallest only (default: every, except in the default job on CPU).",
     ),
 ) -> None:
     """Latency with spread and speed-up intervals from interleaved rounds, and with --data accuracy, per backend."""
