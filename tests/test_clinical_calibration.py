@@ -51,3 +51,11 @@ def test_empty_input() -> None:
     assert expected_calibration_error(np.zeros((0, 3)), np.zeros(0)) == 0.0
     with pytest.raises(ValueError):
         fit_temperature(np.zeros((0, 3)), np.zeros(0))
+
+
+def test_fit_matches_a_dense_grid_search() -> None:
+    logits, labels = overconfident(500, true_t=0.6, seed=2)  # under-confident: T < 1
+    grid = np.exp(np.linspace(-3, 3, 6001))
+    best = grid[np.argmin([nll(logits, labels, t) for t in grid])]
+    assert fit_temperature(logits, labels) == pytest.approx(best, rel=2e-3)
+    assert fit_temperature(logits, labels) < 1

@@ -1,18 +1,20 @@
-"""Temperature scaling and calibration error (NumPy + SciPy, torch-free).
+"""Temperature scaling and calibration error (NumPy only, torch-free).
 
 Focal loss (gamma 2) trains the model to be under-confident on easy examples, so its softmax is
 not a probability a clinician can read. Temperature scaling (Guo et al. 2017) divides the logits
 by one scalar T fitted on the validation split by minimising the negative log-likelihood: it keeps
 every ranking (AUC, top-1, the ROC curve) and only changes how confident the numbers are, so it
-cannot overfit a 150-image split the way a per-class method could.
+cannot overfit a 150-image split the way a per-class method could. The NLL is convex in 1/T
+(log-sum-exp minus a linear term), hence unimodal in log T, so a golden-section search finds the
+minimum without SciPy (which the device install does not carry).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 ECE_BINS = 15
 LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]
@@ -37,9 +39,25 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T > 0 that minimises the NLL of softmax(logits / T) (bounded 1-D search over log T)."""
     if len(labels) == 0:
         raise ValueError("cannot fit a temperature on zero samples")
-    res = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
-                          bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-5})
-    return float(np.exp(res.x))
+    return float(np.exp(_golden_min(lambda log_t: nll(logits, labels, float(np.exp(log_t))), *LOG_T_BOUNDS)))
+
+
+def _golden_min(f, lo: float, hi: float, tol: float = 1e-6) -> float:  # noqa: ANN001 - a 1-D function
+    """Minimiser of a unimodal `f` on [lo, hi] by golden-section search (to `tol` in x)."""
+    inv_phi = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > tol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - inv_phi * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + inv_phi * (b - a)
+            fd = f(d)
+    return (a + b) / 2
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict[str, Any]]:
