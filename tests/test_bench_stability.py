@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,10 +29,14 @@ from dsedge.bench.stability import (
 
 def test_snapshot_reads_proc_stat(tmp_path: Path) -> None:
     stat = tmp_path / "stat"
-    stat.write_text("cpu  100 0 50 1000 5 0 0 20 0 0\ncpu0 50 0 25 500 2 0 0 10 0 0\n")
-    snap = snapshot(stat)
+    stat.write_text("cpu  300 0 50 1000 5 0 0 20 0 0\ncpu0 50 0 25 500 2 0 0 10 0 0\n"
+                    "cpu1 50 0 25 500 3 0 0 10 0 0\ncpu2 200 0 0 0 0 0 0 0 0 0\nintr 1 2 3\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    snap = snapshot(stat, cpus={0, 1})  # only the CPUs the bench may run on: cpu2's work is elsewhere
     assert snap is not None
-    assert snap.busy_s == pytest.approx(150 / 100) and snap.steal_s == pytest.approx(20 / 100)
+    assert snap.busy_s == pytest.approx(150 / tick) and snap.steal_s == pytest.approx(20 / tick)
+    whole = snapshot(stat, cpus=set())
+    assert whole is None  # none of our CPUs listed: nothing to judge by
     assert snapshot(tmp_path / "missing") is None
     assert snapshot() is not None  # this Linux machine has /proc/stat
 

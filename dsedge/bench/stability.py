@@ -51,15 +51,32 @@ class CpuSnapshot:
     loadavg: float
 
 
-def snapshot(proc_stat: str | Path = "/proc/stat") -> CpuSnapshot | None:
-    """Read the counters; None where /proc/stat does not exist (then the guard judges spread only)."""
+def _allowed_cpus() -> set[int] | None:
     try:
-        first = Path(proc_stat).read_text().splitlines()[0].split()
-    except (OSError, IndexError):
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
         return None
-    if first[0] != "cpu" or len(first) < 9:
+
+
+def snapshot(proc_stat: str | Path = "/proc/stat", cpus: set[int] | None = None) -> CpuSnapshot | None:
+    """Read the counters; None where /proc/stat does not exist (then the guard judges spread only).
+
+    Only the CPUs this process may run on are summed (`cpus`, default: its affinity): in a
+    container pinned to 2 of a host's 64 CPUs, work on the other 62 does not slow the bench.
+    """
+    try:
+        lines = Path(proc_stat).read_text().splitlines()
+    except OSError:
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    cpus = _allowed_cpus() if cpus is None else cpus
+    per_cpu = [ln.split() for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit()]
+    if cpus is not None and per_cpu:
+        rows = [f for f in per_cpu if int(f[0][3:]) in cpus]
+    else:
+        rows = [ln.split() for ln in lines[:1] if ln.startswith("cpu ")]
+    if not rows or any(len(f) < 9 for f in rows):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (sum(int(f[i]) for f in rows) for i in range(1, 9))
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     return CpuSnapshot(
         wall_s=time.perf_counter(),
@@ -88,10 +105,9 @@ def load_between(a: CpuSnapshot, b: CpuSnapshot, cpus: int) -> Load:
 
 
 def logical_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """The CPUs this process may run on (its affinity), the bench's default thread count."""
+    allowed = _allowed_cpus()
+    return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
 @dataclass
