@@ -1,0 +1,87 @@
+"""QAT: ModelOpt fake quantization in TensorRT's form on CPU, PTQ-initialised scales, a float checkpoint out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("modelopt.torch.quantization", reason="the `qat` extra (nvidia-modelopt) is not installed")
+
+from dsedge.calibration.qat import QatConfig, insert_fake_quant, module_input_amax, qat_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def float_model() -> torch.nn.Module:
+    from dsedge.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("ds_resnet50", num_classes=3).eval()
+
+
+def test_fake_quant_is_tensorrt_form_and_leaves_the_model_alone(float_model: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 32, 32)
+    before = {k: v.clone() for k, v in float_model.state_dict().items()}
+    qmodel, counts = insert_fake_quant(float_model, [x], {"layer1.0.conv1": 2.5, "no.such.module": 1.0})
+    assert counts["quantizers"] == 69 * 2 + 2 + 2  # convs (input, weight), fc (input, weight), max/avg pool inputs
+    assert counts["activation_scales_from_ptq"] == 1
+    conv = qmodel.get_submodule("layer1.0.conv1")
+    assert float(conv.input_quantizer.amax) == pytest.approx(2.5)
+    assert conv.weight_quantizer.amax.shape[0] == conv.out_channels  # per-channel weights
+    assert conv.input_quantizer.amax.numel() == 1  # per-tensor activations
+    assert not any("quantizer" in n for n, _ in qmodel.get_submodule("layer1.0.simam1").named_modules()) \
+        if hasattr(qmodel.get_submodule("layer1.0"), "simam1") else True
+    with torch.no_grad():
+        ref, out = float_model(x), qmodel(x)
+    assert not torch.equal(ref, out) and torch.isfinite(out).all()
+    assert all(torch.equal(v, float_model.state_dict()[k]) for k, v in before.items())
+
+
+def test_qat_checkpoint_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> None:
+    from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
+    from dsedge.calibration.rules import check_qdq_rules
+    from dsedge.config import PreprocessConfig
+    from dsedge.export.bundle import export_bundle
+    from dsedge.models import create_model
+    from dsedge.train.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "ckpt", create_model("ds_resnet50").eval(),
+                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
+                            "preprocessing": PreprocessConfig.for_size(32).to_dict()})
+    bundle = export_bundle(ckpt, tmp_path / "bundle", parity_images=2)
+    cfg = QatConfig(epochs=1, max_batches=2, batch_size=4, calib_images=8, lr=1e-4)
+    out = qat_checkpoint(ckpt, tiny_isic_session, tmp_path / "qat", cfg, bundle=bundle)
+    tuned, meta = load_checkpoint(out)
+    original, _ = load_checkpoint(ckpt)
+    rec = meta["qat"]
+    assert rec["quantizers"] == 142 and rec["activation_scales_from_ptq"] >= 60
+    assert len(rec["epoch_losses"]) == 1 and np.isfinite(rec["epoch_losses"][0])
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
+    assert changed and all("running" not in k for k in changed)  # weights moved, BatchNorm statistics frozen
+    qb = export_bundle(out, tmp_path / "qat-bundle", parity_images=2)
+    calibrate_bundle(qb, tiny_isic_session, num_images=8, sensitivity=False, max_acc_drop=100.0, mixed_fp16=False)
+    assert check_qdq_rules(qb / INT8_NAME) == []
+
+
+def test_module_input_amax_maps_onnx_inputs_to_modules(tmp_path: Path, float_model: torch.nn.Module) -> None:
+    """BatchNorm folding renames the conv nodes after their BatchNorm: matching goes by order and shape."""
+    import onnx
+
+    from dsedge.export.bundle import export_bundle
+    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.config import PreprocessConfig
+
+    ckpt = save_checkpoint(tmp_path / "c", float_model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
+                                                         "preprocessing": PreprocessConfig.for_size(32).to_dict()})
+    b = export_bundle(ckpt, tmp_path / "b", parity_images=2)
+    graph = onnx.load(str(b / "model.onnx")).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    ranges = {n.input[0]: (-1.0, float(i + 1)) for i, n in enumerate(convs)}
+    amax = module_input_amax(b / "model.onnx", ranges, float_model, torch.randn(1, 3, 32, 32))
+    assert amax["conv1"] == 1.0  # the stem conv runs first
+    assert len(amax) == 69  # every conv, the downsample convs included (they share their input tensor)
+    first_block = {k: v for k, v in amax.items() if k.startswith("layer1.0.")}
+    assert set(first_block) >= {"layer1.0.conv1", "layer1.0.conv3"}
