@@ -84,8 +84,14 @@ class TrainConfig:
     plateau_patience: int = 7
     early_stop_patience: int = 15
     focal_gamma: float = 2.0
-    focal_alpha: list[float] | None = None  # None: derived from training-set frequencies
-    balance: str = "none"  # offline | sampler | none
+    focal_alpha: list[float] | None = None  # None: uniform (the balancing decides what the model sees)
+    balance: str = "sampler"  # offline | sampler | sqrt | none
+    extra_train: list[str] = field(default_factory=list)  # more training data (val stays --data's)
+    init_from: str | None = None  # dsedge checkpoint: trunk loaded, head re-initialised if it differs
+    scheduler: str = "plateau"  # plateau (the paper's) | cosine (per step, after warmup)
+    warmup_epochs: float = 0.0
+    ema_decay: float | None = None  # evaluate and checkpoint an exponential moving average of weights
+    grad_clip: float | None = None  # max global grad norm
     image_size: int = 224
     simam_lambda: float = 1e-4
     pretrained: str | None = None

@@ -41,6 +41,13 @@ def test_balanced_sampler_draws_classes_equally():
     assert all(abs(counts[c] / 3000 - 1 / 3) < 0.05 for c in range(3))
 
 
+def test_sqrt_sampler_draws_classes_by_square_root_of_count():
+    labels = [0] * 900 + [1] * 100
+    s = ShardedSampler(labels, seed=0, balanced=True, balance_power=0.5)
+    counts = Counter(labels[i] for e in range(4) for i in (s.set_epoch(e), list(s))[1])
+    assert abs(counts[0] / 4000 - 30 / 40) < 0.04  # sqrt(900) : sqrt(100) = 30 : 10
+
+
 def test_single_process_context(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     ctx = setup("cpu")

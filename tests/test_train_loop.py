@@ -50,7 +50,7 @@ def test_cli_train_writes_run_folder_and_learns(tiny_isic: Path, tmp_path: Path)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["epochs"] == 3 and cfg["train"]["seed"] == 3 and cfg["train"]["lr"] == 1e-3
     assert cfg["classes"] == ["MEL", "NV", "SK"]
-    assert cfg["focal_alpha"][2] > cfg["focal_alpha"][0] > cfg["focal_alpha"][1]  # SK 5 < MEL 6 < NV 8
+    assert cfg["focal_alpha"] == pytest.approx([1 / 3] * 3)  # uniform: the sampler balances the classes
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert list(rows[0]) == list(HISTORY_FIELDS)
@@ -127,6 +127,10 @@ def test_data_without_validation_split(tiny_isic: Path, tmp_path: Path, capsys):
     "args, message",
     [
         (["--balance", "weird"], "unknown balance mode"),
+        (["--scheduler", "step"], "unknown scheduler"),
+        (["--grad-clip", "0"], "grad_clip must be > 0"),
+        (["--ema", "1.5"], "ema_decay must be in (0, 1)"),
+        (["--extra-train", "/nonexistent/labels.csv"], "data path not found"),
         (["--model", "nope"], "unknown model"),
         (["--focal-alpha", "0.5,0.5"], "one alpha per class"),
         (["--amp", "fp16", "--device", "cpu"], "fp16 autocast is for GPUs"),

@@ -72,3 +72,21 @@ def class_order(labels: set[str]) -> list[str]:
     if labels <= set(ISIC2017_CLASSES):
         return list(ISIC2017_CLASSES)
     return sorted(labels)
+
+
+def concat_splits(first: DatasetSplit, *more: DatasetSplit) -> DatasetSplit:
+    """One training split from several sources (e.g. ISIC 2017 train + HAM10000); classes must agree.
+
+    Each extra split must already be loaded with `classes=first.classes`, so a label
+    index means the same class in every part.
+    """
+    for other in more:
+        if other.classes != first.classes:
+            raise ValueError(f"class lists differ: {first.classes} vs {other.classes}")
+    samples = list(first.samples)
+    warnings = list(first.warnings)
+    for other in more:
+        samples.extend(other.samples)
+        warnings.extend(other.warnings)
+    source = "+".join([first.source, *(o.source for o in more)])
+    return DatasetSplit(first.name, first.classes, samples, source, first.root, warnings)

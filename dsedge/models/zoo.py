@@ -85,7 +85,8 @@ def create_model(
     `kwargs` go to the builder (only ds_resnet50 takes any: simam_lambda,
     depthwise, fusion, dilation). `pretrained` is a local torchvision ResNet50
     ImageNet weights file (or "hub" for the torch hub cache); the load report is
-    attached as `model.init_report`.
+    attached as `model.init_report`. `pretrained="isic2017"` returns the shipped,
+    trained reference model (`dsedge.models.weights`) in eval mode.
     """
     spec = get_spec(name)
     if kwargs and name != "ds_resnet50":
@@ -94,6 +95,8 @@ def create_model(
         model = spec.build(num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as e:
         raise ModelError(f"cannot build '{name}': {e}") from e
+    if pretrained is not None and str(pretrained) in shipped_names():
+        return _load_shipped(name, num_classes, str(pretrained), kwargs)
     if pretrained is not None:
         if not spec.imagenet_init:
             raise ModelError(
@@ -102,6 +105,26 @@ def create_model(
         from dsedge.models.init import load_imagenet_resnet50
 
         model.init_report = load_imagenet_resnet50(model, None if pretrained == "hub" else pretrained)
+    return model
+
+
+def shipped_names() -> set[str]:
+    from dsedge.models.weights import SHIPPED
+
+    return set(SHIPPED)
+
+
+def _load_shipped(name: str, num_classes: int, weights: str, kwargs: dict[str, object]) -> nn.Module:
+    from dsedge.models.weights import SHIPPED
+    from dsedge.train.checkpoint import load_checkpoint
+
+    model_name = SHIPPED[weights][0]
+    if name != model_name or kwargs:
+        raise ModelError(f"the '{weights}' weights are for {model_name} with its stored options, not '{name}'")
+    model, meta = load_checkpoint(weights)
+    if meta["num_classes"] != num_classes:
+        raise ModelError(f"the '{weights}' weights have {meta['num_classes']} classes ({', '.join(meta['classes'])}), "
+                         f"not {num_classes}", hint="fine-tune with `dsedge train --init-from isic2017`")
     return model
 
 

@@ -24,8 +24,10 @@ FORMAT = "dsedge-checkpoint"
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights, metadata) paths for `X`, `X.safetensors` or `X.json`."""
-    p = Path(path)
+    """(weights, metadata) paths for `X`, `X.safetensors`, `X.json`, or a shipped name (`isic2017`)."""
+    from dsedge.models.weights import resolve_checkpoint
+
+    p = resolve_checkpoint(path)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
@@ -110,3 +112,21 @@ def load_checkpoint(
         ) from e
     model.eval()
     return model, meta
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
+    """Load every tensor of a dsedge checkpoint whose name and shape match `model` (fine-tuning).
+
+    For 7-class pretraining -> 3-class fine-tuning: the trunk is copied, the
+    classifier head (another shape) keeps its fresh initialisation. Returns
+    (tensors loaded, names left as initialised). Hash-checked like `load_checkpoint`.
+    """
+    source, _ = load_checkpoint(path)
+    theirs = source.state_dict()
+    mine = model.state_dict()
+    take = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not take:
+        raise CheckpointError(f"{path}: no tensor matches this model", hint="--init-from needs a checkpoint "
+                              "of the same architecture")
+    model.load_state_dict(take, strict=False)
+    return len(take), sorted(k for k in mine if k not in take)

@@ -124,6 +124,10 @@ class ShardedSampler(Sampler[int]):
     `balanced=False`: a permutation of the dataset (like `DistributedSampler(shuffle=True)`).
     `balanced=True`: indices drawn with replacement, each class equally likely
     (the `--balance sampler` mode), so the weighted sampler also works under DDP.
+    `balance_power` softens that: a sample's weight is count(class)^-power, so 1.0
+    equalises the classes and 0.5 (`--balance sqrt`) draws each class in proportion
+    to the square root of its size: minority classes are seen far more often, while
+    the class prior the model learns stays close to a clinic's (NV the most common).
     The order depends only on (seed, epoch): call `set_epoch` before each epoch;
     that is what makes `--seed` runs and `--resume` reproducible. For training the
     index list is padded by wrapping so every rank runs the same number of steps
@@ -139,8 +143,10 @@ class ShardedSampler(Sampler[int]):
         balanced: bool = False,
         shuffle: bool = True,
         pad: bool = True,
+        balance_power: float = 1.0,
     ) -> None:
         self.labels = list(labels)
+        self.balance_power = balance_power
         self.rank, self.world_size = rank, world_size
         self.seed, self.balanced, self.shuffle, self.pad = seed, balanced, shuffle, pad
         self.epoch = 0
@@ -156,7 +162,7 @@ class ShardedSampler(Sampler[int]):
         n = len(self.labels)
         if self.balanced:
             counts = Counter(self.labels)
-            w = torch.tensor([1.0 / counts[y] for y in self.labels], dtype=torch.double)
+            w = torch.tensor([counts[y] ** -self.balance_power for y in self.labels], dtype=torch.double)
             return torch.multinomial(w, n, replacement=True, generator=g).tolist()
         if self.shuffle:
             return torch.randperm(n, generator=g).tolist()

@@ -45,7 +45,8 @@ from dsedge.data.samples import DatasetSplit
 from dsedge.errors import CheckpointError, DataError, DsedgeError
 from dsedge.train import distributed as D
 from dsedge.train.fused import fuse_simam_for_training
-from dsedge.train.loss import FocalLoss, alpha_from_labels, check_alpha, focal_loss
+from dsedge.train.schedule import build_ema, build_scheduler
+from dsedge.train.loss import FocalLoss, check_alpha, focal_loss
 from dsedge.train.state import load_state, match_param_layout, save_state
 from dsedge.utils.io import atomic_write_json, atomic_write_text
 
@@ -57,6 +58,7 @@ HISTORY_FIELDS = (
 RESUME_LOCKED = (
     "model", "batch_size", "lr", "weight_decay", "optimizer", "plateau_factor", "plateau_patience",
     "focal_gamma", "focal_alpha", "balance", "image_size", "simam_lambda", "seed",
+    "extra_train", "scheduler", "warmup_epochs", "ema_decay", "grad_clip",
 )
 CONFIG_FILE = "config.json"
 
@@ -148,8 +150,12 @@ def _check_cfg(cfg: TrainConfig) -> None:
             raise DsedgeError(f"{name} must be > 0, got {getattr(cfg, name)}")
     if cfg.lr <= 0:
         raise DsedgeError(f"lr must be > 0, got {cfg.lr}")
-    if cfg.balance not in ("offline", "sampler", "none"):
-        raise DsedgeError(f"unknown balance mode '{cfg.balance}'", hint="offline, sampler or none")
+    if cfg.balance not in ("offline", "sampler", "sqrt", "none"):
+        raise DsedgeError(f"unknown balance mode '{cfg.balance}'", hint="offline, sampler, sqrt or none")
+    if cfg.scheduler not in ("plateau", "cosine"):
+        raise DsedgeError(f"unknown scheduler '{cfg.scheduler}'", hint="plateau or cosine")
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
+        raise DsedgeError(f"grad_clip must be > 0, got {cfg.grad_clip}")
     if cfg.optimizer not in ("adam", "adamw", "sgd"):
         raise DsedgeError(f"unknown optimizer '{cfg.optimizer}'", hint="adam, adamw or sgd")
     if cfg.image_size < 32:
@@ -184,6 +190,11 @@ def _check_splits(data: Path) -> None:
 def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext) -> tuple[DatasetSplit, DatasetSplit]:
     _check_splits(data)
     train_split = load_split(data, "train")
+    if cfg.extra_train:
+        from dsedge.data.samples import concat_splits
+
+        extras = [load_split(Path(p), "train", classes=train_split.classes) for p in cfg.extra_train]
+        train_split = concat_splits(train_split, *extras)
     val_split = load_split(data, "val", classes=train_split.classes)
     if len(train_split) == 0 or len(val_split) == 0:
         raise DataError(f"{data}: empty split (train {len(train_split)}, val {len(val_split)} images)")
@@ -265,12 +276,9 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
     data = Path(data)
     train_split, val_split = _load_splits(cfg, data, run_dir, ctx)
     n_cls = len(train_split.classes)
-    if cfg.focal_alpha is not None:
-        alpha = check_alpha(cfg.focal_alpha, n_cls)
-    elif cfg.balance == "sampler":
-        alpha = [1.0 / n_cls] * n_cls  # the sampler already equalises what the model sees
-    else:
-        alpha = alpha_from_labels(train_split.labels, n_cls)
+    # Default alpha is uniform: class balance is the sampler's job. Inverse raw frequencies
+    # on top of gamma 2 (the old default, NV 0.099) made the model never predict NV.
+    alpha = check_alpha(cfg.focal_alpha, n_cls) if cfg.focal_alpha is not None else [1.0 / n_cls] * n_cls
     model_kwargs = {"simam_lambda": cfg.simam_lambda} if cfg.model == "ds_resnet50" else {}
     amp_dtype = resolve_amp(cfg.amp, ctx.device)
     return Setup(cfg, ctx, run_dir, data, train_split, val_split, PreprocessConfig.for_size(cfg.image_size),
@@ -286,6 +294,13 @@ def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Modul
     report = getattr(model, "init_report", None)
     if report is not None and s.ctx.is_main:
         console.print(report.summary(), highlight=False)
+    if s.cfg.init_from and not resuming:
+        from dsedge.train.checkpoint import init_from_checkpoint
+
+        loaded, skipped = init_from_checkpoint(model, s.cfg.init_from)
+        if s.ctx.is_main:
+            console.print(f"init from {s.cfg.init_from}: {loaded} tensors loaded, re-initialised: "
+                          f"{', '.join(skipped) or 'none'}", highlight=False)
     model.to(s.ctx.device)
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -339,8 +354,14 @@ def _to_device(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 
 
 def train_epoch(s: Setup, step_model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler | None, loader: DataLoader, progress: Any, task: Any) -> tuple[float, int]:
-    """One pass over `loader`; returns (loss sum over samples, number of samples) for this rank."""
+                scaler: torch.amp.GradScaler | None, loader: DataLoader, progress: Any, task: Any,
+                after_step: Any = None, epoch: int = 0) -> tuple[float, int]:
+    """One pass over `loader`; returns (loss sum over samples, number of samples) for this rank.
+
+    `after_step()` runs after every optimizer step (per-step LR schedule, EMA update).
+    A non-finite loss stops training at once with the epoch and step, before the
+    broken weights reach a checkpoint.
+    """
     step_model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=s.ctx.device)
     seen = 0
@@ -352,14 +373,25 @@ def train_epoch(s: Setup, step_model: nn.Module, criterion: nn.Module, optimizer
         with _autocast(s):
             logits = step_model(x)
         loss = criterion(logits, y)
+        if not torch.isfinite(loss):
+            raise DsedgeError(f"training diverged at epoch {epoch}, step {i + 1}: loss is {loss.item()}",
+                              hint="lower --lr, set --grad-clip, or try --amp off; the last good epoch "
+                              "is still in the run folder (--resume continues from it)")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if s.cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(step_model.parameters(), s.cfg.grad_clip)
+        if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
             optimizer.step()
+        if after_step is not None:
+            after_step()
         loss_sum += loss.detach().double() * len(y)
         seen += len(y)
         if progress is not None and (i % 5 == 0 or i + 1 == len(loader)):
@@ -464,14 +496,24 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     model = _build_model(s, console, resuming)
     criterion = FocalLoss(s.alpha, cfg.focal_gamma).to(ctx.device)
     optimizer = build_optimizer(cfg, model)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    train_sampler = D.ShardedSampler(s.train_split.labels, ctx.rank, ctx.world_size, cfg.seed,
+                                     balanced=cfg.balance in ("sampler", "sqrt"),
+                                     balance_power=0.5 if cfg.balance == "sqrt" else 1.0)
+    steps_per_epoch = max(1, len(train_sampler) // cfg.batch_size)
+    if cfg.max_train_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_train_batches)
+    scheduler, per_step = build_scheduler(cfg, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(ctx.device.type) if s.amp_dtype == torch.float16 else None
     history: list[dict[str, Any]] = []
     best_loss, bad_epochs, start_epoch = math.inf, 0, 1
 
+    ema = None
     if resuming:
         last, _ = load_checkpoint(s.run_dir / "last", expect_model=cfg.model)
+        if cfg.ema_decay is not None:  # `last` holds the average; the raw weights live in state/
+            ema = build_ema(model, cfg.ema_decay)
+            ema.module.load_state_dict(last.state_dict())
+            last, _ = load_checkpoint(s.run_dir / "state" / "raw", expect_model=cfg.model)
         model.load_state_dict(last.state_dict())
         trainer, opt_state = load_state(s.run_dir)
         optimizer.load_state_dict(opt_state)
@@ -489,6 +531,17 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     scope = compile_scope(cfg, ctx.device)
     if scope == "simam":
         fuse_simam_for_training(model)
+    if ema is None:
+        ema = build_ema(model, cfg.ema_decay)
+    elif scope == "simam":
+        fuse_simam_for_training(ema.module)
+    eval_model = ema.module if ema is not None else model
+
+    def after_step() -> None:
+        if per_step:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
     step_model: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -497,8 +550,6 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     if scope == "model":
         step_model = torch.compile(step_model)
 
-    train_sampler = D.ShardedSampler(s.train_split.labels, ctx.rank, ctx.world_size, cfg.seed,
-                                     balanced=cfg.balance == "sampler")
     val_sampler = D.ShardedSampler(s.val_split.labels, ctx.rank, ctx.world_size, shuffle=False, pad=False)
     t_train, t_eval = train_transform(s.preprocess), eval_transform(s.preprocess)
     if ctx.is_main:
@@ -518,16 +569,22 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
             loader = _loader(s.train_split, t_train, train_sampler, cfg, ctx.device, gen_seed, cfg.batch_size, True)
             n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
             task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss="-", speed="-")
-            loss_sum, seen = train_epoch(s, step_model, criterion, optimizer, scaler, loader, progress, task)
+            loss_sum, seen = train_epoch(s, step_model, criterion, optimizer, scaler, loader, progress, task,
+                                         after_step, epoch)
             t_epoch = time.perf_counter() - t0
             loss_sum, seen = D.all_reduce_sum(ctx, [loss_sum, seen])
             progress.remove_task(task)
 
             val_loader = _loader(s.val_split, t_eval, val_sampler, cfg, ctx.device, gen_seed, cfg.batch_size * 2)
-            val_loss, labels, probs = predict(s, model, criterion, val_loader, cfg.max_val_batches)
+            val_loss, labels, probs = predict(s, eval_model, criterion, val_loader, cfg.max_val_batches)
+            if not np.isfinite(probs).all():
+                raise DsedgeError(f"training diverged at epoch {epoch}: validation outputs are not finite",
+                                  hint="lower --lr, set --grad-clip, or try --amp off; --resume continues "
+                                  "from the last good epoch")
             metrics = _val_metrics(labels, probs, s.train_split.classes)
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step(val_loss)
+            if not per_step:
+                scheduler.step(val_loss)
             improved = val_loss < best_loss
             best_loss, bad_epochs = (val_loss, 0) if improved else (best_loss, bad_epochs + 1)
             row = {
@@ -539,9 +596,11 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
             history.append(row)
             if ctx.is_main:
                 meta = _checkpoint_meta(s, epoch, {"val_loss": val_loss, **metrics})
-                save_checkpoint(s.run_dir / "last", model, meta)
+                if ema is not None:
+                    save_checkpoint(s.run_dir / "state" / "raw", model, meta)
+                save_checkpoint(s.run_dir / "last", eval_model, meta)
                 if improved:
-                    save_checkpoint(s.run_dir / "best", model, meta)
+                    save_checkpoint(s.run_dir / "best", eval_model, meta)
                 save_state(s.run_dir, optimizer, {
                     "epoch": epoch, "best_val_loss": best_loss, "bad_epochs": bad_epochs,
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,

@@ -1,0 +1,122 @@
+"""The reference recipe's pieces: extra training data, cosine schedule, EMA, --init-from, divergence.
+
+Tiny images, no compile, no AMP, no workers: plumbing, not accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from dsedge.config import TrainConfig
+from dsedge.data import load_split
+from dsedge.data.samples import concat_splits
+from dsedge.errors import CheckpointError, DsedgeError
+from dsedge.train.checkpoint import init_from_checkpoint, load_checkpoint
+from dsedge.train.loop import resume_config, train
+from dsedge.train.schedule import cosine_factor
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(image_size=32, batch_size=4, compile=False, amp="off", num_workers=0, epochs=2)
+    return TrainConfig(**(base | kw))
+
+
+def write_extra_csv(root: Path, labels: list[str], split: str = "train") -> Path:
+    """A HAM10000-like `path,label,split` CSV with images beside it."""
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for i, label in enumerate(labels):
+            name = f"images/ISIC_{9000000 + i}.jpg"
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / name)
+            w.writerow([name, label, split])
+    return root / "labels.csv"
+
+
+def test_extra_training_data_is_added_to_train_only(tiny_isic: Path, tmp_path: Path):
+    extra = write_extra_csv(tmp_path / "ham", ["mel", "nv", "nv", "bkl"])
+    run = train(tiny_cfg(epochs=1, max_train_batches=1, extra_train=[str(extra)]), tiny_isic, tmp_path,
+                run_name="x", show_progress=False)
+    counts = json.loads((run / "config.json").read_text())["class_counts"]
+    assert counts["train"] == {"MEL": 7, "NV": 10, "SK": 6}  # 6/8/5 ISIC + 1/2/1 HAM (bkl -> SK)
+    assert counts["val"] == {"MEL": 3, "NV": 4, "SK": 3}  # validation stays ISIC's
+
+
+def test_concat_refuses_different_class_lists(tiny_isic: Path, tmp_path: Path):
+    a = load_split(tiny_isic, "train")
+    b = load_split(write_extra_csv(tmp_path / "o", ["x", "y"]), "train")
+    with pytest.raises(ValueError, match="class lists differ"):
+        concat_splits(a, b)
+    c = load_split(write_extra_csv(tmp_path / "h", ["nv"]), "train", classes=a.classes)
+    both = concat_splits(a, c)
+    assert len(both) == len(a) + 1 and both.samples[-1].label == a.classes.index("NV")
+
+
+def test_cosine_factor_warms_up_then_decays_to_zero():
+    f = [cosine_factor(s, total=100, warmup=10) for s in range(101)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # monotone after warmup
+    assert f[55] == pytest.approx(0.5, abs=0.02) and f[100] == pytest.approx(0.0)
+
+
+def test_cosine_ema_run_resumes_to_the_same_weights(tiny_isic: Path, tmp_path: Path):
+    cfg = tiny_cfg(epochs=2, max_train_batches=2, scheduler="cosine", warmup_epochs=0.5, ema_decay=0.9,
+                   grad_clip=1.0)
+    full = train(cfg, tiny_isic, tmp_path, run_name="full", show_progress=False)
+    part = train(dataclasses.replace(cfg, epochs=1), tiny_isic, tmp_path, run_name="part", show_progress=False)
+    # `epochs` sets the cosine length, so the 1-epoch run differs; resume a copy of the full run instead
+    assert (part / "state/raw.safetensors").is_file()
+    resumed = train(resume_config(full, {"epochs": 3}), None, resume=full, show_progress=False)
+    rows = list(csv.DictReader((resumed / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    last, raw = load_file(full / "last.safetensors"), load_file(full / "state/raw.safetensors")
+    # `last` is the EMA, not the raw weights
+    assert any(not torch.equal(last[k], raw[k]) for k in last if last[k].is_floating_point())
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[0] > 0 and lrs[-1] < lrs[0]
+
+
+def test_init_from_keeps_trunk_and_reinitialises_other_head(tiny_isic: Path, tmp_path: Path):
+    src = train(tiny_cfg(epochs=1, max_train_batches=1, model="mobilenet_v2"), tiny_isic, tmp_path,
+                run_name="src", show_progress=False)
+    from dsedge.models.zoo import create_model
+
+    src_model, _ = load_checkpoint(src / "last")
+    seven = create_model("mobilenet_v2", 7)
+    loaded, skipped = init_from_checkpoint(seven, src / "last")
+    assert skipped and all(k.startswith("classifier") for k in skipped)
+    assert loaded == len(src_model.state_dict()) - len(skipped)
+    name = next(k for k in seven.state_dict() if k.endswith("weight") and "features.0" in k)
+    assert torch.equal(seven.state_dict()[name], src_model.state_dict()[name])
+    with pytest.raises(CheckpointError, match="no tensor matches"):
+        init_from_checkpoint(torch.nn.Linear(3, 3), src / "last")
+    # through train(): the 3-class fine-tune starts from the source trunk
+    run = train(tiny_cfg(epochs=1, max_train_batches=1, model="mobilenet_v2", init_from=str(src / "last")),
+                tiny_isic, tmp_path, run_name="ft", show_progress=False)
+    assert (run / "last.safetensors").is_file()
+
+
+def test_divergence_stops_with_a_clear_error(tiny_isic: Path, tmp_path: Path, monkeypatch):
+    from dsedge.train import loop
+
+    real = loop.FocalLoss.forward
+
+    def nan_loss(self, logits, target):
+        return real(self, logits, target) * float("nan")
+
+    monkeypatch.setattr(loop.FocalLoss, "forward", nan_loss)
+    with pytest.raises(DsedgeError, match="training diverged at epoch 1, step 1"):
+        train(tiny_cfg(epochs=1, max_train_batches=2, model="mobilenet_v2"), tiny_isic, tmp_path,
+              run_name="nan", show_progress=False)
+    assert not (tmp_path / "nan" / "last.safetensors").exists()  # nothing broken was saved
