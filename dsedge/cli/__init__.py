@@ -9,6 +9,7 @@ DSEDGE_DEBUG=1) — users never see a raw traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -44,15 +45,42 @@ TRAIN_EXTRA_PACKAGES = {"torch", "torchvision", "sklearn", "matplotlib", "safete
                         "onnxconverter_common"}
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """dsedge's own warnings as one yellow line (no file/line noise); others as Python prints them."""
-    if getattr(category, "__module__", "").startswith("dsedge"):
-        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
-    else:
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001, ARG001
+    """Every warning as one yellow line, each text once.
+
+    Library warnings (PIL, torch, scikit-learn) would otherwise print their file,
+    line number and source line on the terminal: noise a user cannot act on.
+    dsedge's own warnings are shown as they are; others get their category
+    name. DSEDGE_DEBUG=1 restores Python's full format.
+    """
+    if os.environ.get("DSEDGE_DEBUG"):
         _default_showwarning(message, category, filename, lineno, file, line)
+        return
+    text = " ".join(str(message).split())
+    if not getattr(category, "__module__", "").startswith("dsedge"):
+        text = f"{category.__name__}: {text}"
+    if text in _shown_warnings:
+        return
+    _shown_warnings.add(text)
+    err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
 
+_shown_warnings: set[str] = set()
 _default_showwarning = warnings.showwarning
+
+
+def _os_error_line(e: OSError) -> tuple[str, str] | None:
+    """(message, hint) for operating-system failures a user can fix; None for the rest."""
+    where = e.filename or "a file"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device while writing {where}", "free disk space (or use another --out), then re-run; a training run continues with --resume"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied: {where}", "choose a folder you can write to (--out) or fix its permissions"
+    if e.errno == errno.ENOTDIR:
+        return f"{where}: a part of this path is a file, not a folder", "choose an output path under a folder"
+    if e.errno == errno.EISDIR:
+        return f"{where} is a folder, a file was expected", "pass a file path"
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
             err_console.print(f"[bold red]error:[/] the Python package '{missing}' is not installed "
                               "(this command needs the training extra)", highlight=False)
             err_console.print("[yellow]hint:[/] pip install 'dsedge\\[train]'", highlight=False)
+            sys.exit(2)
+        if isinstance(e, OSError) and _os_error_line(e) is not None:  # disk full, read-only, path under a file
+            message, hint = _os_error_line(e)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+            err_console.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
             sys.exit(2)
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False)
         err_console.print("[dim]re-run with DSEDGE_DEBUG=1 for the full traceback[/]")

@@ -3,11 +3,21 @@
 Every artifact dsedge writes goes through these helpers: data lands in a
 temporary file in the same directory and is renamed into place, so a crash or
 Ctrl-C never leaves a half-written checkpoint, ONNX file or manifest behind.
+
+Permissions: `mkstemp`/`mkdtemp` create 0600 files and 0700 folders whatever
+the umask, so a bundle written that way could not be read by another user or a
+Triton container. Every temporary is given the mode a plain `open()`/`mkdir()`
+would have (0666/0777 minus the umask) before it is renamed into place.
+
+Leftovers: temporaries carry the writer's pid (`.NAME.p<pid>-XXXX.tmp`); the
+next write of the same target removes those whose process is gone, so a kill
+does not leave hidden folders behind for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from dsedge.errors import DsedgeError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -31,6 +43,58 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask is process-wide)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.p{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Remove `.NAME.p<pid>-*.tmp` leftovers of `target` whose writer process no longer runs."""
+    target = Path(target)
+    removed: list[Path] = []
+    if not target.parent.is_dir():
+        return removed
+    for p in target.parent.glob(f".{glob_escape(target.name)}.p*-*.tmp"):
+        pid_text = p.name[len(target.name) + 3:].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """`name` with glob metacharacters escaped."""
+    import glob
+
+    return glob.escape(name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` on success.
@@ -40,11 +104,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    clean_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -83,7 +150,9 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    clean_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
         if target.exists():
@@ -99,3 +168,28 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail before a long run when `path` cannot become a writable folder.
+
+    `eval` and `bench` used to find out only after the whole run that `--out`
+    sits under a file; this check costs nothing and names the culprit.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise DsedgeError(f"{what} {out} is a file, not a folder", hint="choose a folder for --out")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DsedgeError(f"cannot create {what} folder {out}: {parent} is a file, not a folder",
+                          hint="choose an --out path under a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DsedgeError(f"cannot create {what} folder {out}: {parent} is not writable",
+                          hint="choose a folder you can write to")
+    return out
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
