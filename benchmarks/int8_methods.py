@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 TorchRunner.from_bundle(bundle, "fp32", device="cpu", threads=args.threads)
             out["latency"] = interleaved_latency(runners, x[:1], args.runs, args.warmup)
             eager = out["latency"]["torch eager fp32"]["p50_ms"]
-            for name, lat in out["latency"].items():
+            for lat in out["latency"].values():
                 lat["speedup_vs_torch_eager_p50"] = eager / lat["p50_ms"]
     finally:
         for r in runners.values():

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsedge.calibration.budget import Budget, describe, failed_terms, judge, mel_recall, mel_threshold, met
+from dsedge.calibration.budget import (
+    Budget,
+    describe,
+    failed_terms,
+    judge,
+    mel_recall,
+    mel_threshold,
+    met,
+)
 
 REF = {"accuracy": 0.80, "mel_auc": 0.554, "mean_auc": 0.70, "mel_recall": 0.60}
 

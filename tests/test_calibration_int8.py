@@ -213,6 +213,25 @@ def test_cli_calibrate(bundle: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["calibrate", str(bundle)])
     assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # a budget term is a number or 'off'
+        main(["calibrate", str(bundle), "--synthetic", "--max-acc-delta", "half"])
+    assert exc.value.code != 0
+
+
+def test_cli_budget_terms_reach_the_manifest(bundle: Path, tiny_isic_session: Path) -> None:
+    from dsedge.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", str(bundle), "--data", str(tiny_isic_session), "--num-images", "8",
+                                      "--min-agreement", "off", "--max-mel-auc-delta", "off", "--max-acc-delta",
+                                      "100", "--max-mean-auc-delta", "1", "--no-mel-recall", "--no-sensitivity",
+                                      "--no-mixed-fp16"])
+    assert result.exit_code == 0, result.output
+    assert "abs_delta_acc_points" in result.output and "top1_agreement" in result.output
+    cal = load_bundle(bundle).manifest["calibration"]
+    assert cal["budget"] == {"min_agreement": None, "max_mel_auc_delta": None, "max_acc_delta_points": 100.0,
+                             "max_mean_auc_delta": 1.0, "mel_recall_not_lower": False, "acc_two_sided": True}
+    judged = {t["term"] for t in cal["accuracy"]["budget_terms"] if t["judged"]}
+    assert judged == {"abs_delta_acc_points", "abs_delta_mean_auc"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ import pytest
 from onnx import TensorProto
 
 from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
-from dsedge.calibration.mixed_fp16 import MIXED_NAME, MIXED_PRECISION, float_precision_report, to_mixed_fp16
+from dsedge.calibration.mixed_fp16 import (
+    MIXED_NAME,
+    MIXED_PRECISION,
+    float_precision_report,
+    to_mixed_fp16,
+)
 from dsedge.calibration.rules import check_qdq_rules
 from dsedge.runtime.bundle import load_bundle
 

@@ -70,9 +70,9 @@ def test_module_input_amax_maps_onnx_inputs_to_modules(tmp_path: Path, float_mod
     """BatchNorm folding renames the conv nodes after their BatchNorm: matching goes by order and shape."""
     import onnx
 
+    from dsedge.config import PreprocessConfig
     from dsedge.export.bundle import export_bundle
     from dsedge.train.checkpoint import save_checkpoint
-    from dsedge.config import PreprocessConfig
 
     ckpt = save_checkpoint(tmp_path / "c", float_model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
                                                          "preprocessing": PreprocessConfig.for_size(32).to_dict()})

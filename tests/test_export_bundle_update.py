@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from dsedge.export.bundle_update import bundle_update
 from dsedge.runtime import bundle as bundle_mod
 from dsedge.runtime.bundle import load_bundle
-from tiny_bundle import make_tiny_bundle
 
 
 def _bundle(tmp_path: Path) -> Path:
