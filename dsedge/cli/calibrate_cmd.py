@@ -113,7 +113,8 @@ def calibrate_command(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=True,
     ) as bar:
-        task = bar.add_task("calibration images", total=num_images)
+        passes = 3 if method == "auto" else 1  # auto calibrates with each of the three methods
+        task = bar.add_task("calibration images", total=num_images * passes)
         result = calibrate_bundle(
             bundle, data, method=method, num_images=num_images, seed=seed, keep_fp=keep_fp, budget=budget,
             split=split, eval_split=eval_split, write_cache=cache, sensitivity=sensitivity, synthetic=synthetic,
