@@ -50,7 +50,7 @@ def accuracy_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                            image_size=None if src else args.latency_size, data=Path(args.data), parity_images=16)
     t0 = time.perf_counter()
     free = calibrate_bundle(bundle, args.data, num_images=args.num_images, max_acc_drop=100.0,
-                            method=args.method, on_step=lambda m: print("  ", m, flush=True))
+                            sensitivity="always", method=args.method, on_step=lambda m: print("  ", m, flush=True))
     out: dict[str, Any] = {
         "model": f"checkpoint {src.name}" if src else "random-init (untrained)",
         "image_size": json.loads((bundle / "dsedge.json").read_text())["preprocessing"]["crop"],

@@ -239,3 +239,11 @@ def test_compare_reports_mel_recall_and_signed_deltas() -> None:
     assert row["mel_auc_delta"] == pytest.approx(row["mel_auc"] - ref["mel_auc"])
     assert row["sk_auc_delta"] == pytest.approx(0.0)
     assert compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs)["mel_recall"] is None
+
+
+def test_always_measures_every_group_even_when_the_budget_holds() -> None:
+    groups, build, evaluate, calls = _fake_pipeline({"g1": 0.1, "g2": 0.2})
+    _, excluded, report = select_float_groups(groups, [], build, evaluate, {"accuracy": 0.9, "mean_auc": 0.8},
+                                              Budget(), 100, analyse="always")
+    assert report.met_budget and [g["group"] for g in report.groups] == ["g1", "g2"]
+    assert report.kept_float == [] and excluded == [] and len(calls) == 3

@@ -336,7 +336,7 @@ def _builder(job: _Job, ranges_path: Path, method: str, tmp: Path) -> Callable[[
     return build
 
 
-def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool,
+def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool | str,
             say: Callable[[str], None]) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
     """Step 4: compare with FP32 on the eval split; keep groups float until the budget holds, else raise."""
     from dsedge.train.metrics import classification_metrics
@@ -430,7 +430,7 @@ def calibrate_bundle(
     split: str = "train",
     eval_split: str = "val",
     write_cache: bool = False,
-    sensitivity: bool = True,
+    sensitivity: bool | str = True,
     synthetic: bool = False,
     mixed_fp16: bool = True,
     select_images: int = per_tensor.DEFAULT_SELECT_IMAGES,
@@ -444,7 +444,8 @@ def calibrate_bundle(
     `budget` (default `Budget()`: agreement >= 99 %, |delta MEL AUC| <= 0.005,
     |delta ACC| <= 0.5 points, MEL recall not lower at the bundle's operating
     point). Only when the fully quantized model misses it, and `sensitivity` is
-    on, groups are kept in float (most harmful first) until it holds; else a
+    on, groups are measured one by one and kept in float (most harmful first)
+    until it holds (`sensitivity="always"` measures the groups anyway); else a
     `CalibrationError` is raised and nothing is written. The older keywords
     `max_acc_drop` / `min_agreement` alone mean `Budget.legacy(...)` (only those
     two terms). `method="auto"` chooses entropy/percentile/minmax per tensor on

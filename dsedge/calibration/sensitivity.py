@@ -307,7 +307,7 @@ def select_float_groups(
     reference: dict[str, Any],
     budget: Budget,
     n_images: int,
-    analyse: bool = True,
+    analyse: bool | str = True,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[Path, list[str], SensitivityReport]:
     """Quantize everything; only if that misses `budget`, measure each group alone and keep the most
@@ -316,8 +316,9 @@ def select_float_groups(
     `build(nodes_to_quantize, nodes_to_exclude)` writes a quantized candidate
     and returns its path; `evaluate(path)` returns `compare(...)`'s dict.
     Returns (chosen model path, excluded node names, report). With
-    `analyse=False` only the full model is measured. Raises nothing on a missed
-    budget: the caller decides.
+    `analyse=False` only the full model is measured; `analyse="always"` also
+    measures every group when the budget is already met (benchmarks). Raises
+    nothing on a missed budget: the caller decides.
     """
     say = on_step or (lambda _msg: None)
     exclude = list(base_exclude)
@@ -327,7 +328,7 @@ def select_float_groups(
     report = SensitivityReport(budget, n_images, reference, initial, final=initial)
     report.terms = judge(initial, reference, budget)
     report.met_budget = met(report.terms)
-    if report.met_budget or not analyse:
+    if not analyse or (report.met_budget and analyse != "always"):
         return best, exclude, report
     for name, nodes in groups.items():
         nodes_q = [n for n in nodes if n not in set(exclude)]
@@ -336,6 +337,8 @@ def select_float_groups(
         say(f"sensitivity: only {name} in INT8")
         row = evaluate(build(nodes_q, exclude))
         report.groups.append({"group": name, "nodes": len(nodes_q), **row})
+    if report.met_budget:
+        return best, exclude, report
     failed = failed_terms(report.terms)
     for g in sorted(report.groups, key=lambda r: harm_key(r, failed), reverse=True):
         report.kept_float.append(g["group"])
