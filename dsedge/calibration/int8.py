@@ -364,9 +364,10 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
             f"INT8 misses the accuracy budget ({', '.join(failed_terms(report.terms))}):\n"
             + describe(report.terms)
             + f"\nfloat groups tried: {', '.join(report.kept_float) or 'none'}; nothing was written",
-            "add --keep-fp groups (e.g. depthwise), try --method auto, calibrate on more images, fine-tune with "
-            "`dsedge.calibration.qat`, or loosen a budget term (--min-agreement, --max-mel-auc-delta, "
-            "--max-acc-delta)" + ("" if sensitivity else ", or enable --sensitivity"),
+            "try --method auto, add --keep-fp groups (e.g. depthwise) or calibrate on more images; else "
+            "quantization-aware fine-tuning: `python -m dsedge.calibration.qat CHECKPOINT --data DIR --bundle "
+            f"{b.root} --out runs/qat/best`, then export and calibrate that checkpoint; or loosen a budget term "
+            "(--min-agreement, --max-mel-auc-delta, --max-acc-delta)" + ("" if sensitivity else ", or --sensitivity"),
         )
     accuracy = {"split": eval_split, "n": len(evalset), "fp32": ref_row, "int8": report.final,
                 "budget": budget.to_dict(), "budget_terms": report.terms, "met_budget": True}
