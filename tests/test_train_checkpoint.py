@@ -46,10 +46,39 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
     meta.pop("weights_sha256")
     meta["model"], meta["model_kwargs"] = "resnet50", {}
     (tmp_path / "best.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="does not fit"):
-        load_checkpoint(weights)
+    with pytest.raises(CheckpointError, match="was edited: model, model_kwargs differ"):
+        load_checkpoint(weights)  # the weights file seals the facts the JSON claims
     (tmp_path / "best.json").write_text("{")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(weights)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_hand_edits_of_result_changing_metadata_are_refused(tmp_path: Path) -> None:
+    """Issue 14: editing simam_lambda, classes or preprocessing in the .json changed results silently."""
+    weights = _save(tmp_path)
+    original = (tmp_path / "best.json").read_text()
+    for key, value in (("simam_lambda", 0.5), ("classes", ["NV", "MEL", "SK"]),
+                       ("model_kwargs", {"simam_lambda": 0.5})):
+        meta = json.loads(original)
+        meta[key] = value
+        (tmp_path / "best.json").write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match=f"was edited: .*{key}"):
+            load_checkpoint(weights)
+    meta = json.loads(original)
+    meta["metrics"] = {"note": "a changed metric does not change results"}
+    (tmp_path / "best.json").write_text(json.dumps(meta))
+    load_checkpoint(weights)
+
+
+def test_checkpoint_errors_say_what_the_path_is(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="PyTorch pickle file"):
+        load_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "dsedge.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="is a bundle, not a checkpoint"):
+        load_checkpoint(tmp_path / "b")
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint"):
+        load_checkpoint(tmp_path)

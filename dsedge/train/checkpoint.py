@@ -5,6 +5,13 @@
 without the training code's state: registry name, constructor options, classes,
 SimAM lambda, preprocessing, plus whatever the caller adds (config, data
 fingerprint, metrics). `load_checkpoint` accepts either file of the pair.
+
+The JSON is not hashed by anything the weights carry, so the facts that change
+a model's results (classes, model options such as the SimAM lambda, input
+size, preprocessing) are also written into the safetensors header, which the
+JSON's `weights_sha256` covers. `load_checkpoint` compares the two and refuses
+a JSON edited by hand. Checkpoints written before this have no such header
+entry and load as before.
 """
 
 from __future__ import annotations
@@ -21,6 +28,18 @@ from dsedge.errors import CheckpointError, ModelError
 from dsedge.utils.io import atomic_path, atomic_write_json, sha256_file
 
 FORMAT = "dsedge-checkpoint"
+FACTS_KEY = "dsedge_facts"
+#: Metadata keys that change what a checkpoint computes; sealed into the weights file.
+FACT_KEYS = ("model", "classes", "model_kwargs", "simam_lambda", "input_size", "preprocessing")
+
+
+def result_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """The result-changing part of checkpoint metadata, in a canonical JSON-able form."""
+    return {k: meta.get(k) for k in FACT_KEYS if k in meta}
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -47,7 +66,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     model = getattr(model, "module", model)  # DistributedDataParallel wrapper
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
+        save_file(state, str(tmp), metadata={"format": FORMAT, FACTS_KEY: _canonical(result_facts(meta))})
     full = {
         "format": FORMAT,
         "dsedge_version": __version__,
@@ -62,7 +81,27 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return weights
 
 
+def _explain_not_a_checkpoint(path: str | Path) -> None:
+    """A precise error for the usual wrong inputs: a bundle, a run folder, a pickle, another file."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "dsedge.json").is_file():
+            raise CheckpointError(f"{p} is a bundle, not a checkpoint",
+                                  "pass the training checkpoint (RUN/best.safetensors); bundles are for predict, bench, calibrate")
+        if (p / "best.json").is_file() or (p / "last.json").is_file():
+            raise CheckpointError(f"{p} is a run folder, not a checkpoint", f"pass {p / 'best.safetensors'}")
+        raise CheckpointError(f"{p} is a folder, not a checkpoint", "pass RUN/best.safetensors of a training run")
+    if p.is_file() and p.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin", ".pkl"):
+        raise CheckpointError(f"{p} is a PyTorch pickle file, not a dsedge checkpoint",
+                              "dsedge never unpickles; ImageNet weights go to `train --pretrained`, a dsedge "
+                              "checkpoint is a .safetensors + .json pair")
+    if p.is_file() and p.suffix.lower() not in (".safetensors", ".json", ""):
+        raise CheckpointError(f"{p} is not a dsedge checkpoint (a .safetensors + .json pair)",
+                              "pass RUN/best.safetensors of a training run")
+
+
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    _explain_not_a_checkpoint(path)
     weights, meta_path = checkpoint_paths(path)
     if not meta_path.is_file():
         if weights.is_file():
@@ -96,6 +135,7 @@ def load_checkpoint(
         )
     if meta.get("weights_sha256") and sha256_file(weights) != meta["weights_sha256"]:
         raise CheckpointError(f"{weights} does not match the sha256 in its metadata (corrupt or replaced)")
+    _check_facts(weights, meta)
     try:
         model = create_model(meta["model"], meta["num_classes"], **meta.get("model_kwargs", {}))
     except ModelError as e:
@@ -112,6 +152,31 @@ def load_checkpoint(
         ) from e
     model.eval()
     return model, meta
+
+
+def _check_facts(weights: Path, meta: dict[str, Any]) -> None:
+    """Refuse metadata whose result-changing facts differ from those sealed in the weights file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            sealed = (f.metadata() or {}).get(FACTS_KEY)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {weights}: {e}") from e
+    if sealed is None:
+        return  # written before facts were sealed
+    recorded = json.loads(sealed)
+    mine = json.loads(_canonical(result_facts(meta)))
+    changed = sorted(k for k in set(recorded) | set(mine) if recorded.get(k) != mine.get(k))
+    if changed:
+        raise CheckpointError(
+            f"{weights.with_suffix('.json')} was edited: {', '.join(changed)} differ from what the weights were "
+            "saved with",
+            "restore the .json written by training; classes, preprocessing and model options cannot be changed by hand",
+        )
+    if not isinstance(meta.get("num_classes"), int) or meta["num_classes"] != len(meta.get("classes") or []):
+        raise CheckpointError(f"{weights.with_suffix('.json')}: num_classes does not match its class list",
+                              "restore the .json written by training")
 
 
 def init_from_checkpoint(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
