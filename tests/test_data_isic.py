@@ -91,3 +91,21 @@ def test_real_isic2017_official_counts(isic_root: Path) -> None:
     assert train.class_counts() == {"MEL": 374, "NV": 1372, "SK": 254}
     assert val.class_counts() == {"MEL": 30, "NV": 78, "SK": 42}
     assert not train.warnings and not val.warnings
+
+
+def test_a_stray_png_beside_the_jpeg_is_ignored_and_reported(tiny_isic: Path) -> None:
+    """Issue 14: ISIC_x.png beside ISIC_x.jpg was used instead of the JPEG, and data check said nothing."""
+    from PIL import Image
+
+    from dsedge.data.check import check_data
+    from dsedge.data.isic import load_isic_split
+
+    image_dir = tiny_isic / "ISIC-2017_Training_Data"
+    jpg = sorted(image_dir.glob("*.jpg"))[0]
+    Image.new("RGB", (48, 48), (255, 0, 0)).save(jpg.with_suffix(".png"))
+    split = load_isic_split(tiny_isic, "train")
+    used = {s.path for s in split.samples}
+    assert jpg in used and jpg.with_suffix(".png") not in used
+    assert any("share an image id" in w and jpg.with_suffix(".png").name in w for w in split.warnings)
+    report = check_data(tiny_isic, verify_images=False)
+    assert any("share an image id" in w for w in report.warnings)

@@ -53,6 +53,32 @@ def _parse_flag(value: str) -> float:
     return v
 
 
+#: When several files share an image id, the official ISIC format wins (then the order below).
+_EXTENSION_PRIORITY = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _images_by_id(image_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """image id -> file, preferring JPEG when `ISIC_x.png` sits beside `ISIC_x.jpg`; plus the ignored names.
+
+    Directory order is arbitrary, so without a rule a stray PNG could silently replace the JPEG.
+    """
+    by_id: dict[str, list[Path]] = {}
+    for p in image_dir.iterdir():
+        if is_image_file(p) and not p.stem.endswith("_superpixels"):
+            by_id.setdefault(p.stem, []).append(p)
+
+    def rank(p: Path) -> tuple[int, str]:
+        ext = p.suffix.lower()
+        return (_EXTENSION_PRIORITY.index(ext) if ext in _EXTENSION_PRIORITY else len(_EXTENSION_PRIORITY), p.name)
+
+    chosen, shadowed = {}, []
+    for image_id, files in by_id.items():
+        files.sort(key=rank)
+        chosen[image_id] = files[0]
+        shadowed.extend(f.name for f in files[1:])
+    return chosen, sorted(shadowed)
+
+
 def scan_isic_split(root: Path, split: str) -> tuple[DatasetSplit, list[str]]:
     """Read one split; return it together with the list of *errors* (warnings live on the split)."""
     image_dir, csv_path = split_paths(root, split)
@@ -80,7 +106,11 @@ def scan_isic_split(root: Path, split: str) -> tuple[DatasetSplit, list[str]]:
         errors.append(f"{csv_path}: not a readable CSV ({e})")
         return split_obj, errors
 
-    on_disk = {p.stem: p for p in image_dir.iterdir() if is_image_file(p) and not p.stem.endswith("_superpixels")}
+    on_disk, shadowed = _images_by_id(image_dir)
+    if shadowed:
+        split_obj.warnings.append(
+            f"{image_dir}: {len(shadowed)} file(s) share an image id with a JPEG and are ignored "
+            f"(the JPEG is used): {_listing(shadowed)}")
     bad_rows, both, missing, seen = [], [], [], set()
     for lineno, row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
