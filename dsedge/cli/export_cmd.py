@@ -33,11 +33,15 @@ def export_command(
         False, "--inline-simam", help="Also write model.inline.onnx with SimAM as plain ops (OpenVINO)."
     ),
     opset: int = typer.Option(18, "--opset", help="ONNX opset of the default domain."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder (refused for a folder that holds anything but a dsedge bundle)."),
 ) -> None:
     """Export to ONNX with every SimAM as one dsedge::SimAM node, plus FP16, into a bundle."""
     from dsedge.export import export_bundle
+    from dsedge.export.safety import check_opset, check_replaceable
     from dsedge.runtime.bundle import load_bundle
+
+    check_opset(opset)
+    check_replaceable(out, force)  # --force replaces a bundle, never a run folder or any other folder
 
     with console.status("exporting") as status:
         path = export_bundle(
