@@ -139,13 +139,14 @@ def _resnet_checkpoint(root: Path) -> Path:
 def test_cli_exports_resnet50_checkpoint_with_force(tmp_path: Path, capsys) -> None:
     weights = _resnet_checkpoint(tmp_path)
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    out.mkdir()  # an old bundle (--force replaces only a bundle, issue 14)
+    (out / "stale.onnx").write_text("old")
+    (out / "dsedge.json").write_text(json.dumps({"format": "dsedge-bundle", "artifacts": {"stale.onnx": {}}}))
     with pytest.raises(SystemExit) as e:
         main(["export", str(weights), "--out", str(out), "--force", "--parity-images", "4", "--cam"])
     assert e.value.code == 0, capsys.readouterr().err
     assert "model.fp16.onnx" in capsys.readouterr().out
-    assert not (out / "stale.txt").exists()
+    assert not (out / "stale.onnx").exists()
     m = load_bundle(out).manifest
     assert m["model"]["name"] == "resnet50" and m["model"]["random_init"] is False
     assert m["model"]["checkpoint_sha256"] == sha256_file(weights)

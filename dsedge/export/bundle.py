@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dsedge.errors import BundleError, CheckpointError, ExportError
+from dsedge.export.safety import check_replaceable
 
 DEFAULT_CLASSES = ["MEL", "NV", "SK"]
 FP32_FILE = "model.onnx"
@@ -35,6 +36,7 @@ INLINE_FILE = "model.inline.onnx"
 
 def _check_output(out: Path, force: bool) -> None:
     """Fail early (before a minutes-long export) on an output we cannot or may not write."""
+    check_replaceable(out, force)  # --force replaces only a dsedge bundle (dsedge.export.safety)
     if out.exists() and not out.is_dir():
         raise BundleError(f"output {out} exists and is not a folder")
     if out.exists() and not force:
