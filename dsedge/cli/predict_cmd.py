@@ -19,7 +19,7 @@ def predict_command(
     backend: str = typer.Option("auto", "--backend", "-b", help="auto | tensorrt | onnxruntime | openvino."),
     precision: str = typer.Option(None, "--precision", "-p",
                                   help="fp32 | fp16 | bf16 | int8 (default: best available)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Images per inference call."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per inference call."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
     heatmaps: Path | None = typer.Option(None, "--heatmaps",
