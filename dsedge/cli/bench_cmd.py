@@ -29,8 +29,8 @@ def bench_command(
     rounds: int = typer.Option(15, "--rounds", help="Interleaved timing rounds (every row in each, shuffled)."),
     min_rounds: int = typer.Option(5, "--min-rounds", help="Rounds run even past --time-cap."),
     time_cap: float = typer.Option(150.0, "--time-cap", help="Seconds of timed rounds after which no new round starts."),
-    round_ms: float = typer.Option(100.0, "--round-ms", help="Milliseconds per row per round (sets its iterations)."),
-    iters: int | None = typer.Option(None, "--iters", help="Fixed iterations per row per round (overrides --round-ms)."),
+    round_ms: float = typer.Option(100.0, "--round-ms", min=0.001, help="Milliseconds per row per round (sets its iterations)."),
+    iters: int | None = typer.Option(None, "--iters", min=1, help="Fixed iterations per row per round (overrides --round-ms)."),
     warmup: int = typer.Option(1, "--warmup", help="Warm-up calls per row before the rounds (reported apart)."),
     max_spread: float = typer.Option(0.15, "--max-spread", help="IQR/p50 above which a row is unstable."),
     max_other_cpu: float = typer.Option(
@@ -56,6 +56,9 @@ def bench_command(
     from dsedge.bench.rounds import RoundPlan
     from dsedge.bench.run import run_bench
     from dsedge.bench.stability import GuardLimits
+    from dsedge.utils.io import check_output_dir
+
+    check_output_dir(out, "bench output")  # before the run, not after it
 
     run_bench(
         bundle,
