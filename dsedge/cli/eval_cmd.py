@@ -16,9 +16,9 @@ def eval_command(
     split: str = typer.Option("val", "--split", help="val | test | train."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <checkpoint folder>/eval-<split>)."),
     model: str | None = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
-    workers: int = typer.Option(2, "--workers"),
+    workers: int = typer.Option(2, "--workers", min=0),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     bundle: Path | None = typer.Option(None, "--bundle",
                                        help="Use this bundle's fitted temperature + melanoma threshold (dsedge risk)."),
@@ -34,6 +34,10 @@ def eval_command(
     from rich.table import Table
 
     from dsedge.train.evaluate import evaluate_checkpoint
+    from dsedge.utils.io import check_output_dir
+
+    if out is not None:
+        check_output_dir(out, "eval output")  # before the evaluation, not after it
 
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), console=console,
                   transient=True, disable=json_out) as bar:
