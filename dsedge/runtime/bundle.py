@@ -20,6 +20,7 @@ from typing import Any
 
 from dsedge.errors import BundleError
 from dsedge.utils.io import atomic_write_json, sha256_file
+from dsedge.utils.manifest_rules import check_manifest
 
 MANIFEST_NAME = "dsedge.json"
 FORMAT = "dsedge-bundle"
@@ -154,6 +155,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         raise BundleError(f"{mpath} is not valid JSON: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{mpath} is not a dsedge manifest (format != {FORMAT!r})")
+    check_manifest(manifest, mpath)  # format_version type, classes, artifact names inside the bundle
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
         raise BundleError(
             f"{mpath} has format_version {manifest.get('format_version')}, newer than this dsedge "
