@@ -93,7 +93,7 @@ def test_environment_block() -> None:
 def test_markdown_renders_as_one_table_with_every_column() -> None:
     md = markdown(make_result())
     head, body = _gfm_table(md)
-    assert "max abs dp" in head and "mean AUC" in head and "95% CI" in head and "IQR/p50" in head
+    assert "max abs dp" in head and "mean AUC" in head and "build s" in head and "95% CI" in head and "IQR/p50" in head
     assert len(body) == 8 and all(len(r) == len(head) for r in body)  # a stray | would change the count
     first = dict(zip(head, body[0], strict=True))
     assert first["backend"] == "torch" and first["speed-up"] == "1.00x" and first["max abs dp"] == "1.0e-02"

@@ -96,6 +96,7 @@ def test_every_expected_row_and_key(default_run: dict[str, Any]) -> None:
                 "cv", "spread"} <= set(h)
         assert h["iters"] == 6 and h["batch_size"] == r["batch_size"]  # 3 rounds x 2 iterations
         assert len(r["latency"]["round_medians_ms"]) == 3 and r["latency"]["warmup_s"] > 0
+        assert r["latency"]["build_s"] > 0  # building (session, compile_model) reported apart from warm-up
         assert h["min_ms"] <= h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["max_ms"]
         assert r["speedup"] > 0 and r["runner"]["backend"] == r["backend"]
         assert len(r["speedup_rounds"] or [1.0] * 3) == 3 and isinstance(r["stability"]["unstable"], bool)

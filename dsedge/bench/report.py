@@ -136,7 +136,8 @@ def _full_columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Every column, for bench.md. No header may contain a pipe: GFM would split the table there."""
     with_acc = result.get("data") is not None
     head = ["backend", "precision", "batch", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms", "max ms",
-            "IQR/p50", "CV", "img/s", "speed-up", "95% CI", "warm-up s", "iters/round", "stable", "deployable"]
+            "IQR/p50", "CV", "img/s", "speed-up", "95% CI", "build s", "warm-up s", "iters/round", "stable",
+            "deployable"]
     gpu = any("device_compute" in (r.get("latency") or {}) for r in result["rows"])
     if gpu:
         head += ["GPU compute ms", "GPU graph ms"]
@@ -149,7 +150,7 @@ def _full_columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         row = [r["backend"], r["precision"], str(r["batch_size"]), _fmt(h["mean_ms"]), _fmt(h["p50_ms"]),
                _fmt(h["p90_ms"]), _fmt(h["p99_ms"]), _fmt(h["min_ms"]), _fmt(h["max_ms"]), _pct(h["spread"]),
                _pct(h["cv"]), _fmt(h["throughput"], 1), speedup_text(r, ci=False),
-               f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "–", _fmt(lat.get("warmup_s"), 1),
+               f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "–", _fmt(lat.get("build_s"), 1), _fmt(lat.get("warmup_s"), 1),
                str(lat.get("iters_per_round", "–")), "no" if r["stability"]["unstable"] else "yes",
                "yes" if r.get("deployable") else "no"]
         if gpu:

@@ -185,7 +185,7 @@ def run_bench(
         common = {"threads": threads, "device": dev, "interleaved": True,
                   "checkpoint": str(source.checkpoint) if source.checkpoint else None}
         with ExitStack() as stack:
-            runners, rows = _build(pairs, source, common, user_options, stack, bar, console)
+            runners, rows, build_s = _build(pairs, source, common, user_options, stack, bar)
             quick = None if compile_all else min(sizes)
             cells = _cells(runners, inputs, rows, quick)
             for cell in cells:
@@ -194,7 +194,7 @@ def run_bench(
             with bar.phase(f"timing {len(cells)} rows in interleaved rounds", total=plan.rounds) as advance:
                 measured = run_rounds(cells, plan, guard, on_round=lambda done, _n: advance(1))
             machine = guard.verdict()
-            rows += _timed_rows(cells, runners, ref, machine, limits)
+            rows += _timed_rows(cells, runners, ref, machine, limits, build_s)
             agree_ref = f"{ref[0]} {ref[1]}" if source.torch_matches_bundle else "onnxruntime fp32"
             if eval_set is not None:
                 _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar, quick)
@@ -222,12 +222,15 @@ def _eval_set(data: Path | None, split: str, source: Source, bar: BenchProgress)
 
 def _build(pairs: list[tuple[str, str]], source: Source, common: dict[str, Any],
            user_options: dict[str, dict[str, Any]], stack: ExitStack, bar: BenchProgress,
-           console: Console) -> tuple[dict[tuple[str, str], Runner], list[dict[str, Any]]]:
-    """Build every runner (each a progress phase); a runner that cannot be built gives skipped rows."""
+           ) -> tuple[dict[tuple[str, str], Runner], list[dict[str, Any]], dict[tuple[str, str], float]]:
+    """Build every runner (each a progress phase, its seconds kept); one that cannot be built gives
+    skipped rows."""
     runners: dict[tuple[str, str], Runner] = {}
     skipped: list[dict[str, Any]] = []
+    seconds: dict[tuple[str, str], float] = {}
     for backend, precision in pairs:
         spec = registry.get(backend)
+        start = time.perf_counter()
         with bar.phase(f"building {backend} {precision}"):
             try:
                 runner = spec.from_bundle(source.bundle, precision, **common, **user_options.get(backend, {}))
@@ -236,7 +239,8 @@ def _build(pairs: list[tuple[str, str]], source: Source, common: dict[str, Any],
                                 "reason": _reason(e), "deployable": spec.runtime})
                 continue
         runners[(backend, precision)] = stack.enter_context(runner)
-    return runners, skipped
+        seconds[(backend, precision)] = time.perf_counter() - start
+    return runners, skipped, seconds
 
 
 def _cells(runners: dict[tuple[str, str], Runner], inputs: dict[int, np.ndarray], rows: list[dict[str, Any]],
@@ -265,7 +269,8 @@ def _cells(runners: dict[tuple[str, str], Runner], inputs: dict[int, np.ndarray]
 
 
 def _timed_rows(cells: list[Cell], runners: dict[tuple[str, str], Runner], ref: tuple[str, str],
-                machine: dict[str, Any], limits: GuardLimits) -> list[dict[str, Any]]:
+                machine: dict[str, Any], limits: GuardLimits,
+                build_s: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
     """Rows of the measured cells: reference rows first, then every other row against them."""
     refs = {c.key[2]: c for c in cells if c.key[:2] == ref}
     ref_rows = {bs: timed_row(c, None, False, machine, limits) for bs, c in refs.items()}
@@ -284,6 +289,7 @@ def _timed_rows(cells: list[Cell], runners: dict[tuple[str, str], Runner], ref: 
             if ref_row is None:
                 row["speedup"] = row["speedup_ci95"] = None
         row["latency"].update(device_blocks(runner, cell.batch, max(len(cell.times_ms), 10), 3))
+        row["latency"]["build_s"] = build_s.get((backend, precision))
         out.append({**base, **row})
     return out
 
