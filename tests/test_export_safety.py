@@ -70,3 +70,84 @@ def test_unsupported_opsets_are_refused(opset: int) -> None:
     with pytest.raises(ExportError, match=f"--opset {opset} is not supported"):
         check_opset(opset)
     check_opset(18)
+
+
+class _Tiny(__import__("torch").nn.Module):
+    """One conv, one SimAM, a head: exports in a second."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        from torch import nn
+
+        from dsedge.models.simam import SimAM
+
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.simam = SimAM(1e-4)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.fc(self.simam(self.conv(x)).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export for the module (exports are slow on a busy CPU); tests edit copies."""
+    from dsedge.export import export_bundle
+    from dsedge.models import zoo
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(zoo.MODELS, "tiny_test", zoo.ModelSpec("tiny_test", _Tiny, 16))
+        return export_bundle(None, tmp_path_factory.mktemp("exported") / "b", model_name="tiny_test",
+                             random_init=True)
+
+
+@pytest.fixture
+def tiny_bundle(exported: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(exported, tmp_path / "b"))
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda m: m.update(classes=["NV", "MEL", "SK"]), "classes"),
+    (lambda m: m["preprocessing"].update(mean=[0.5, 0.5, 0.5]), "preprocessing"),
+    (lambda m: m["model"].update(simam_lambda=0.1), "simam_lambda"),
+    (lambda m: m["input"].update(shape=["N", 3, 32, 32]), "input_shape"),
+])
+def test_manifest_edits_that_change_results_are_refused(tiny_bundle: Path, edit, key) -> None:
+    """Issue 14 item 8: the facts are sealed in the hashed ONNX files; dsedge.json must agree with them."""
+    from dsedge.runtime.bundle import load_bundle
+    from dsedge.utils.manifest_rules import FACTS_KEY, onnx_metadata
+
+    assert FACTS_KEY in onnx_metadata(tiny_bundle / "model.onnx")
+    load_bundle(tiny_bundle)
+    path = tiny_bundle / "dsedge.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"was edited: .*{key}"):
+        load_bundle(tiny_bundle)
+
+
+@pytest.mark.parametrize("name", ["../other/model.onnx", "/etc/passwd", "sub/model.onnx", "..", ".hidden"])
+def test_artifact_paths_must_stay_inside_the_bundle(tiny_bundle: Path, name: str) -> None:
+    from dsedge.runtime.bundle import load_bundle
+
+    path = tiny_bundle / "dsedge.json"
+    manifest = json.loads(path.read_text())
+    manifest["artifacts"][name] = manifest["artifacts"].pop("model.onnx")
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="is not a file inside the bundle"):
+        load_bundle(tiny_bundle, verify=False)
+
+
+@pytest.mark.parametrize("version", ["1", "x", None, 1.5, True, 0])
+def test_a_bad_format_version_is_one_clear_error(tiny_bundle: Path, version) -> None:
+    from dsedge.runtime.bundle import load_bundle
+
+    path = tiny_bundle / "dsedge.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = version
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format_version must be a whole number"):
+        load_bundle(tiny_bundle)

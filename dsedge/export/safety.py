@@ -91,3 +91,23 @@ def check_opset(opset: int) -> None:
 
         raise ExportError(f"--opset {opset} is not supported: the exporter writes opsets {MIN_OPSET} to {newest}",
                           f"use --opset {MIN_OPSET} (the default) or higher; TensorRT 10 and ONNX Runtime read 18")
+
+
+def seal_facts(models: tuple, manifest: dict) -> None:
+    """Write the manifest's result-changing facts into each ONNX model's `metadata_props`.
+
+    The artifact sha256s in dsedge.json then cover them, and `load_bundle` refuses
+    a manifest whose class order, preprocessing, SimAM lambda or input shape was
+    edited afterwards (`dsedge.utils.manifest_rules.check_sealed_facts`).
+    """
+    from dsedge.utils.manifest_rules import FACTS_KEY, canonical, manifest_facts
+
+    value = canonical(manifest_facts(manifest))
+    for model in models:
+        if model is None:
+            continue
+        keep = [(p.key, p.value) for p in model.metadata_props if p.key != FACTS_KEY]
+        del model.metadata_props[:]
+        for key, val in [*keep, (FACTS_KEY, value)]:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, val

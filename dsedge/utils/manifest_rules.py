@@ -40,3 +40,121 @@ def check_manifest(manifest: dict[str, Any], manifest_path: Path) -> None:
             raise BundleError(f"{manifest_path}: '{key}' must be an object, got {type(manifest[key]).__name__}", HINT)
     for name in manifest.get("artifacts", {}):
         check_artifact_name(name, manifest_path)
+
+
+# ----------------------------------------------------------------------------- facts sealed in the model file
+
+#: ONNX `metadata_props` key holding the result-changing facts export sealed into each model file.
+FACTS_KEY = "dsedge.facts"
+
+
+def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What changes a bundle's results without changing an artifact: class order, preprocessing, SimAM lambda, input.
+
+    The artifacts' sha256 cannot notice an edit of these in dsedge.json, so export
+    also writes them into every ONNX file (whose hash the manifest holds).
+    """
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    return {
+        "classes": manifest.get("classes"),
+        "preprocessing": manifest.get("preprocessing"),
+        "simam_lambda": model.get("simam_lambda"),
+        "input_shape": (manifest.get("input") or {}).get("shape"),
+    }
+
+
+def canonical(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _varint(f: Any) -> int | None:
+    shift = result = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            return None
+        result |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("bad varint")
+
+
+def _fields(data: bytes) -> dict[int, bytes]:
+    import io
+
+    out: dict[int, bytes] = {}
+    f = io.BytesIO(data)
+    while (tag := _varint(f)) is not None:
+        number, wire = tag >> 3, tag & 7
+        if wire == 2:
+            size = _varint(f) or 0
+            out[number] = f.read(size)
+        elif wire == 0:
+            _varint(f)
+        else:
+            f.read(8 if wire == 1 else 4)
+    return out
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """`metadata_props` of an ONNX file, read from the protobuf without the onnx package (runtime is torch- and onnx-free).
+
+    Walks the top-level fields of ModelProto and skips the graph by its length, so
+    only a few bytes are parsed however large the model is.
+    """
+    props: dict[str, str] = {}
+    with open(path, "rb") as f:
+        while (tag := _varint(f)) is not None:
+            number, wire = tag >> 3, tag & 7
+            if wire == 2:
+                size = _varint(f)
+                if size is None:
+                    break
+                if number == 14:  # metadata_props: StringStringEntryProto {key = 1, value = 2}
+                    entry = _fields(f.read(size))
+                    props[entry.get(1, b"").decode("utf-8", "replace")] = entry.get(2, b"").decode("utf-8", "replace")
+                else:
+                    f.seek(size, 1)
+            elif wire == 0:
+                _varint(f)
+            elif wire in (1, 5):
+                f.seek(8 if wire == 1 else 4, 1)
+            else:
+                break  # not protobuf we understand: nothing sealed to compare
+    return props
+
+
+def check_sealed_facts(root: Path, manifest: dict[str, Any], manifest_path: Path) -> None:
+    """Refuse a manifest whose classes/preprocessing/lambda/input differ from those sealed in its ONNX files.
+
+    Files exported before facts were sealed carry none and are not compared.
+    """
+    mine = canonical(manifest_facts(manifest))
+    for name, entry in (manifest.get("artifacts") or {}).items():
+        if not isinstance(entry, dict) or entry.get("kind") not in ("onnx", "onnx-inline"):
+            continue
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            sealed = onnx_metadata(path).get(FACTS_KEY)
+        except (OSError, ValueError):
+            continue  # the sha256 check reports a broken file
+        if sealed is None:
+            continue
+        import json
+
+        try:
+            theirs = json.loads(sealed)
+        except json.JSONDecodeError:
+            continue
+        if canonical(theirs) != mine:
+            mine_d = manifest_facts(manifest)
+            changed = sorted(k for k in set(theirs) | set(mine_d) if theirs.get(k) != mine_d.get(k))
+            raise BundleError(
+                f"{manifest_path} was edited: {', '.join(changed)} differ from what {name} was exported with",
+                HINT)
