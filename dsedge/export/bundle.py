@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dsedge.errors import BundleError, CheckpointError, ExportError
-from dsedge.export.safety import check_replaceable
+from dsedge.export.safety import check_replaceable, seal_facts
 
 DEFAULT_CLASSES = ["MEL", "NV", "SK"]
 FP32_FILE = "model.onnx"
@@ -198,6 +198,7 @@ def export_bundle(
     manifest["export"] = {"seconds": round(time.perf_counter() - t0, 2),
                           "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
+    seal_facts((result.model, fp16, flat), manifest)  # classes, preprocessing, lambda, input into each ONNX
     try:
         with atomic_dir(out, force=force) as tmp:
             save_onnx(result.model, tmp / FP32_FILE)
