@@ -20,7 +20,7 @@ from typing import Any
 
 from dsedge.errors import BundleError
 from dsedge.utils.io import atomic_write_json, sha256_file
-from dsedge.utils.manifest_rules import check_manifest
+from dsedge.utils.manifest_rules import check_manifest, check_sealed_facts
 
 MANIFEST_NAME = "dsedge.json"
 FORMAT = "dsedge-bundle"
@@ -168,4 +168,5 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     bundle = Bundle(root=root, manifest=manifest)
     if verify:
         bundle.verify()
+        check_sealed_facts(root, manifest, mpath)  # dsedge.json edits that change results
     return bundle
