@@ -86,6 +86,8 @@ def test_plan_validation() -> None:
         RoundPlan(time_cap_s=0)
     with pytest.raises(DsedgeError, match="iters"):
         RoundPlan(iters=0)
+    with pytest.raises(DsedgeError, match="round-ms"):
+        RoundPlan(round_ms=0)
     with pytest.raises(DsedgeError, match="warmup"):
         RoundPlan(warmup=-1)
     assert RoundPlan().to_dict()["rounds"] == 15

@@ -64,6 +64,8 @@ class RoundPlan:
             raise DsedgeError(f"--min-rounds ({self.min_rounds}) is above --rounds ({self.rounds})")
         if self.time_cap_s <= 0:
             raise DsedgeError(f"--time-cap must be > 0 seconds, got {self.time_cap_s}")
+        if self.round_ms <= 0:
+            raise DsedgeError(f"--round-ms must be > 0, got {self.round_ms}")
         if self.iters is not None and self.iters < 1:
             raise DsedgeError(f"--iters must be >= 1, got {self.iters}")
         if self.warmup < 0:
