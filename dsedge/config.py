@@ -10,7 +10,9 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,15 +111,79 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+class _TrainSchema(BaseModel):
+    """The types and ranges of `TrainConfig`, checked by pydantic in strict mode.
+
+    Strict: TOML `compile = "no"` is a string, not a boolean (Python's truthiness made it
+    True), and `epochs = "10"` is not a number. Ranges that used to run silently wrong:
+    `early_stop_patience = 0` trained zero epochs; `plateau_factor = 2` raised the LR; a
+    NaN or infinite LR ended in an internal error; `max_val_batches = 0` validated on nothing.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    model: str
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"]
+    plateau_factor: float = Field(gt=0, lt=1)
+    plateau_patience: int = Field(ge=0)
+    early_stop_patience: int = Field(ge=1)
+    focal_gamma: float = Field(ge=0)
+    focal_alpha: list[Annotated[float, Field(gt=0)]] | None
+    balance: Literal["offline", "sampler", "sqrt", "none"]
+    extra_train: list[str]
+    init_from: str | None
+    scheduler: Literal["plateau", "cosine"]
+    warmup_epochs: float = Field(ge=0)
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None
+    grad_clip: Annotated[float, Field(gt=0)] | None
+    image_size: int = Field(ge=32)
+    simam_lambda: float = Field(gt=0)
+    pretrained: str | None
+    seed: int = Field(ge=0)
+    num_workers: int = Field(ge=0)
+    device: str
+    amp: Literal["auto", "bf16", "fp16", "off"]
+    channels_last: bool
+    compile: bool
+    max_train_batches: Annotated[int, Field(ge=1)] | None
+    max_val_batches: Annotated[int, Field(ge=1)] | None
+    extra: dict[str, Any]
+
+
+#: Flag spelling of the fields whose flag differs from `--<field-with-dashes>`.
+FLAG_NAMES = {"num_workers": "--workers", "ema_decay": "--ema", "compile": "--compile/--no-compile",
+              "channels_last": "--channels-last/--no-channels-last"}
+
+
+def check_train_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
+    """Validate every field's type and range; a `DsedgeError` naming the key, the value and what fits."""
+    try:
+        _TrainSchema.model_validate(dataclasses.asdict(cfg))
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(part) for part in err["loc"]) or "?"
+        field_name = str(err["loc"][0]) if err["loc"] else key
+        flag = FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+        raise DsedgeError(
+            f"invalid {key} = {err.get('input')!r} ({source}): {err['msg'].lower()}",
+            hint=f"TOML key '{field_name}' or flag {flag}; `dsedge train --help` lists the defaults",
+        ) from None
+    return cfg
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file into a dict with a clear error for a missing or malformed file."""
     p = Path(path)
     if not p.is_file():
-        raise DsedgeError(f"config file not found: {p}")
+        raise DsedgeError(f"config file not found: {p}", hint="pass an existing TOML file to --config")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise DsedgeError(f"config file {p} is not valid TOML: {e}") from e
+        raise DsedgeError(f"config file {p} is not valid TOML: {e}", hint="check the syntax, e.g. epochs = 10, compile = false") from e
 
 
 def merge_into(cfg: Any, values: dict[str, Any], source: str = "config") -> Any:

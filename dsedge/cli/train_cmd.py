@@ -62,7 +62,9 @@ def train_command(
 ) -> None:
     """Train a model with the paper's recipe; also runs as DDP under `torchrun --nproc-per-node N`."""
     from dsedge.config import TrainConfig, load_toml, merge_into
-    from dsedge.train.loop import resume_config, train
+    from dsedge.errors import DsedgeError
+    from dsedge.train.loop import check_config, resume_config, train
+    from dsedge.utils.io import check_output_dir
 
     flags: dict[str, Any] = {
         "model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
@@ -80,14 +82,16 @@ def train_command(
         values.update(raw["train"] if isinstance(raw.get("train"), dict) else raw)
     values.update({k: v for k, v in flags.items() if v is not None})
     if compile_scope is not None:
-        values["extra"] = {**values.get("extra", {}), "compile_scope": compile_scope}
+        extra = values.get("extra", {})
+        values["extra"] = {**(extra if isinstance(extra, dict) else {}), "compile_scope": compile_scope}
+    source = f"config {config} or option" if config else "option"
     if resume is not None:
         cfg = resume_config(resume, values)
     else:
-        cfg = merge_into(TrainConfig(), values, source=f"config ({config})" if config else "option")
         if data is None:
-            from dsedge.errors import DsedgeError
-
             raise DsedgeError("missing --data", hint="dsedge train --data DIR (or --resume RUN)")
+        cfg = merge_into(TrainConfig(), values, source=f"config ({config})" if config else "option")
+        check_output_dir(out, "run parent")
+    check_config(cfg, source)
     run_dir = train(cfg, data, out, resume=resume, run_name=name, show_progress=progress, console=err_console)
     err_console.print(f"[green]run folder:[/] {run_dir}", highlight=False)

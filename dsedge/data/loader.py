@@ -14,7 +14,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     """'isic2017', 'csv' or 'folders' for a data path, or a `DataError` saying what was expected."""
     p = Path(root)
     if not p.exists():
-        raise DataError(f"data path not found: {p}")
+        raise DataError(f"data path not found: {p}", hint="pass an ISIC 2017 folder, a ROOT/<split>/<CLASS>/ tree or a path,label CSV")
     if p.is_file():
         if p.suffix.lower() == ".csv":
             return "csv"

@@ -36,19 +36,29 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dsedge.config import PreprocessConfig, TrainConfig
+from dsedge.config import PreprocessConfig, TrainConfig, check_train_config
 from dsedge.data import available_splits, load_split
 from dsedge.data.samples import DatasetSplit
 from dsedge.errors import CheckpointError, DataError, DsedgeError
 from dsedge.train import distributed as D
 from dsedge.train.fused import fuse_simam_for_training
-from dsedge.train.schedule import build_ema, build_scheduler
 from dsedge.train.loss import FocalLoss, check_alpha, focal_loss
-from dsedge.train.state import load_state, match_param_layout, save_state
-from dsedge.utils.io import atomic_write_json, atomic_write_text
+from dsedge.train.schedule import build_ema, build_scheduler
+from dsedge.train.state import (
+    STATE_DIR,
+    TRAINER_FILE,
+    EpochCommit,
+    check_parts,
+    load_state,
+    match_param_layout,
+    recover,
+    save_optimizer,
+)
+from dsedge.utils.io import atomic_write_json, atomic_write_text, is_disk_full
 
 HISTORY_FIELDS = (
     "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
@@ -78,6 +88,7 @@ class Setup:
     alpha: list[float]
     amp_dtype: torch.dtype | None
     channels_last: bool
+    created: tuple[Path, ...] = ()  # folders this start created (removed again if it fails)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -144,7 +155,21 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
     return dataclasses.replace(cfg, **overrides)
 
 
-def _check_cfg(cfg: TrainConfig) -> None:
+def check_config(cfg: TrainConfig, source: str = "config") -> None:
+    """Named checks for the common mistakes, then the full schema (types, ranges, NaN/inf)."""
+    try:
+        _check_named(cfg)
+    except TypeError:
+        pass  # a wrongly typed value: the schema below names it
+    except DsedgeError as e:
+        e.hint = e.hint or "`dsedge train --help` lists every option with its default"
+        raise
+    check_train_config(cfg, source)
+
+
+def _check_named(cfg: TrainConfig) -> None:
+    if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
+        raise DsedgeError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}", hint="e.g. --ema 0.998")
     for name in ("epochs", "batch_size", "image_size"):
         if getattr(cfg, name) <= 0:
             raise DsedgeError(f"{name} must be > 0, got {getattr(cfg, name)}")
@@ -198,6 +223,8 @@ def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext
     val_split = load_split(data, "val", classes=train_split.classes)
     if len(train_split) == 0 or len(val_split) == 0:
         raise DataError(f"{data}: empty split (train {len(train_split)}, val {len(val_split)} images)")
+    _check_images(train_split)
+    _check_images(val_split)
     if cfg.balance == "offline":
         train_split = _offline_balanced(train_split, run_dir / "balanced", cfg.seed, ctx)
     return train_split, val_split
@@ -245,10 +272,92 @@ def _loader(split: DatasetSplit, transform: Any, sampler: D.ShardedSampler, cfg:
 
 # ----------------------------------------------------------------------------- setup
 
+#: What a run folder holds before its first epoch is committed (reused by a new start).
+_UNSTARTED_ENTRIES = {CONFIG_FILE, "balanced", STATE_DIR}
+
+
+def _unstarted(run_dir: Path) -> bool:
+    """A run folder left by a start that failed before its first epoch: config.json, balanced/ at most."""
+    if (run_dir / STATE_DIR / TRAINER_FILE).exists():
+        return False
+    return all(p.name in _UNSTARTED_ENTRIES or (p.name.startswith(".") and p.name.endswith(".tmp"))
+               for p in run_dir.iterdir())
+
+
+def _discard_unstarted(run_dir: Path, created: tuple[Path, ...] = ()) -> None:
+    """After a failed start, remove the config.json it wrote and the empty folders it created.
+
+    balanced/ (offline-balanced copies) is kept: a new start with the same name reuses it.
+    """
+    if run_dir.is_dir() and _unstarted(run_dir):
+        (run_dir / CONFIG_FILE).unlink(missing_ok=True)
+        state = run_dir / STATE_DIR
+        if state.is_dir():
+            recover(run_dir)
+            if not any(state.iterdir()):
+                state.rmdir()
+        for folder in created:  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _check_images(split: DatasetSplit) -> None:
+    """Open every image's header before training: a corrupt file fails now, not mid-epoch in a worker."""
+    from PIL import Image
+
+    bad = []
+    for sample in split.samples:
+        try:
+            with Image.open(sample.path) as im:
+                im.size  # noqa: B018 - the header is parsed on open; size proves it
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types for a broken file
+            bad.append(f"{sample.path.name} ({type(e).__name__})")
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise DataError(f"{len(bad)} {split.name} image(s) cannot be read: {shown}",
+                        hint=f"run `dsedge data check {split.root}` and remove or replace them")
+
+
+def _batches(loader: DataLoader):  # noqa: ANN202 - a generator of (x, y)
+    """Iterate `loader`, turning a worker's exception (a 28-line traceback inside the message) into one line."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except DsedgeError as e:
+            message, hint = _worker_message(e.message)
+            raise type(e)(message, hint=e.hint or hint or "run `dsedge data check` on the data") from None
+        except (RuntimeError, OSError, ValueError) as e:
+            if "DataLoader worker" not in str(e) and "Caught" not in str(e):
+                raise
+            message, _ = _worker_message(str(e))
+            raise DataError(f"reading a training image failed: {message}",
+                            hint="run `dsedge data check` on the data; --workers 0 reads in the main process") from None
+        yield batch
+
+
+def _worker_message(text: str) -> tuple[str, str | None]:
+    """(message, hint) from an exception re-raised by a DataLoader worker (its traceback is in the text)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("Caught "):
+        return text, None
+    hint = None
+    for i in range(len(lines) - 1, -1, -1):
+        ln = lines[i].strip()
+        if ln.startswith("hint:"):
+            hint = ln[5:].strip()
+            continue
+        if not lines[i].startswith(" ") and ":" in ln:
+            return ln.split(": ", 1)[1] if ": " in ln else ln, hint
+    return lines[-1].strip(), hint
+
+
 
 def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: Path | None,
              run_name: str | None, ctx: D.DistContext) -> Setup:
-    _check_cfg(cfg)
+    check_config(cfg)
     if resume is not None:
         run_dir = Path(resume)
         stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) if (run_dir / CONFIG_FILE).is_file() else None
@@ -259,6 +368,7 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
                 raise DsedgeError(f"cannot resume {run_dir}: its {k} is {stored['train'].get(k)!r}, "
                                   f"this config has {getattr(cfg, k)!r}", hint="use resume_config() / --resume RUN alone")
         data = Path(data) if data is not None else Path(stored["data"])
+        _check_splits(data)
     else:
         if data is None:
             raise DsedgeError("no training data given", hint="dsedge train --data DIR")
@@ -266,15 +376,23 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
         stamp = D.broadcast_int(ctx, int(time.time()))
         name = run_name or f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}"
         run_dir = Path(out_dir or "runs") / name
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and not run_dir.is_dir():
+            raise DsedgeError(f"run folder {run_dir} is a file", hint="pick another --name or --out")
+        if run_dir.exists() and not _unstarted(run_dir):
             raise DsedgeError(f"run folder {run_dir} already exists",
                               hint="pick another --name, or continue it with --resume")
         D.barrier(ctx)  # every rank checked before rank 0 creates it
+        created = tuple(p for p in (run_dir, *run_dir.parents) if not p.exists())
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         D.barrier(ctx)
     data = Path(data)
-    train_split, val_split = _load_splits(cfg, data, run_dir, ctx)
+    try:
+        train_split, val_split = _load_splits(cfg, data, run_dir, ctx)
+    except BaseException:
+        if resume is None and ctx.is_main:
+            _discard_unstarted(run_dir, created)
+        raise
     n_cls = len(train_split.classes)
     # Default alpha is uniform: class balance is the sampler's job. Inverse raw frequencies
     # on top of gamma 2 (the old default, NV 0.099) made the model never predict NV.
@@ -282,7 +400,7 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
     model_kwargs = {"simam_lambda": cfg.simam_lambda} if cfg.model == "ds_resnet50" else {}
     amp_dtype = resolve_amp(cfg.amp, ctx.device)
     return Setup(cfg, ctx, run_dir, data, train_split, val_split, PreprocessConfig.for_size(cfg.image_size),
-                 model_kwargs, alpha, amp_dtype, cfg.channels_last)
+                 model_kwargs, alpha, amp_dtype, cfg.channels_last, created if resume is None else ())
 
 
 def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Module:
@@ -366,7 +484,7 @@ def train_epoch(s: Setup, step_model: nn.Module, criterion: nn.Module, optimizer
     loss_sum = torch.zeros((), dtype=torch.float64, device=s.ctx.device)
     seen = 0
     t0 = time.perf_counter()
-    for i, (x, y) in enumerate(loader):
+    for i, (x, y) in enumerate(_batches(loader)):
         if s.cfg.max_train_batches is not None and i >= s.cfg.max_train_batches:
             break
         x, y = _to_device(s, x, y)
@@ -407,7 +525,7 @@ def predict(s: Setup, model: nn.Module, criterion: FocalLoss, loader: DataLoader
     """Validation pass on every rank's shard, gathered: (mean loss, labels, probabilities)."""
     model.eval()
     rows = []
-    for i, (x, y) in enumerate(loader):
+    for i, (x, y) in enumerate(_batches(loader)):
         if max_batches is not None and i >= max_batches:
             break
         x, y = _to_device(s, x, y)
@@ -479,16 +597,22 @@ def train(
     """
     console = console or Console(stderr=True)
     ctx = D.setup(cfg.device)
+    s = None
     try:
         s = _prepare(cfg, data, out_dir, Path(resume) if resume else None, run_name, ctx)
         return _run(s, console, show_progress, resume is not None)
+    except BaseException:
+        if resume is None and ctx.is_main:  # a failed start leaves no config-only run folder behind
+            if s is not None:
+                _discard_unstarted(s.run_dir, s.created)
+        raise
     finally:
         D.cleanup(ctx)
 
 
 def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Path:
     from dsedge.data.transforms import eval_transform, train_transform
-    from dsedge.train.checkpoint import load_checkpoint, save_checkpoint
+    from dsedge.train.checkpoint import load_checkpoint
     from dsedge.train.plots import plot_history
 
     cfg, ctx = s.cfg, s.ctx
@@ -509,13 +633,19 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
 
     ema = None
     if resuming:
-        last, _ = load_checkpoint(s.run_dir / "last", expect_model=cfg.model)
+        done = recover(s.run_dir)  # finish (or drop) an epoch whose save was cut short
+        if done and ctx.is_main:
+            console.print(f"resume: {'completed' if done == 'completed' else 'discarded'} the "
+                          "interrupted save of the last epoch", highlight=False)
+        trainer, opt_state = load_state(s.run_dir)
+        last, last_meta = load_checkpoint(s.run_dir / "last", expect_model=cfg.model)
+        check_parts(s.run_dir, trainer, last_meta.get("epoch"))
+        _check_same_data(s, last_meta)
         if cfg.ema_decay is not None:  # `last` holds the average; the raw weights live in state/
             ema = build_ema(model, cfg.ema_decay)
             ema.module.load_state_dict(last.state_dict())
             last, _ = load_checkpoint(s.run_dir / "state" / "raw", expect_model=cfg.model)
         model.load_state_dict(last.state_dict())
-        trainer, opt_state = load_state(s.run_dir)
         optimizer.load_state_dict(opt_state)
         match_param_layout(optimizer)
         scheduler.load_state_dict(trainer["scheduler"])
@@ -558,6 +688,8 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
             f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
             f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
             f"{s.channels_last}, compile {scope}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
+        for warning in data_warnings(s.train_split, s.val_split):
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
     with _progress(s, console, show_progress) as progress:
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -596,16 +728,12 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
             history.append(row)
             if ctx.is_main:
                 meta = _checkpoint_meta(s, epoch, {"val_loss": val_loss, **metrics})
-                if ema is not None:
-                    save_checkpoint(s.run_dir / "state" / "raw", model, meta)
-                save_checkpoint(s.run_dir / "last", eval_model, meta)
-                if improved:
-                    save_checkpoint(s.run_dir / "best", eval_model, meta)
-                save_state(s.run_dir, optimizer, {
-                    "epoch": epoch, "best_val_loss": best_loss, "bad_epochs": bad_epochs,
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                    "history": history,
-                })
+                _commit_epoch(s, epoch, meta, model if ema is not None else None, eval_model, improved,
+                              optimizer, {
+                                  "epoch": epoch, "best_val_loss": best_loss, "bad_epochs": bad_epochs,
+                                  "scheduler": scheduler.state_dict(),
+                                  "scaler": scaler.state_dict() if scaler else None, "history": history,
+                              })
                 _write_history(s.run_dir, history)
                 plot_history(history, s.run_dir / "loss.png", title=cfg.model)
                 auc = "-" if row["val_mean_auc"] is None else f"{row['val_mean_auc']:.3f}"
@@ -617,6 +745,67 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     if ctx.is_main and history and bad_epochs >= cfg.early_stop_patience:
         console.print(f"early stop: no val-loss improvement for {bad_epochs} epochs", highlight=False)
     return s.run_dir
+
+
+def data_warnings(train_split: DatasetSplit, val_split: DatasetSplit) -> list[str]:
+    """What a user should know before hours of training: the loaders' warnings and empty classes."""
+    out = list(dict.fromkeys([*train_split.warnings, *val_split.warnings]))
+    for what, split in (("training", train_split), ("validation", val_split)):
+        empty = [c for c, n in split.class_counts().items() if n == 0]
+        if empty:
+            effect = ("the model can never learn to predict it" if what == "training"
+                      else "its AUC and recall cannot be measured")
+            out.append(f"class(es) {', '.join(empty)} have no {what} images: {effect}")
+    return out
+
+
+def _commit_epoch(s: Setup, epoch: int, meta: dict[str, Any], raw_model: nn.Module | None,
+                  eval_model: nn.Module, improved: bool, optimizer: torch.optim.Optimizer,
+                  trainer: dict[str, Any]) -> None:
+    """Save every file of the epoch as one commit (`dsedge.train.state.EpochCommit`).
+
+    A kill or a full disk at any point leaves the run at the previous epoch or at
+    this one; `--resume` then continues without a sha mismatch and without
+    training an epoch twice.
+    """
+    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.utils.io import sha256_file
+
+    stage = EpochCommit(s.run_dir)
+    try:
+        if raw_model is not None:  # --ema: the raw weights the optimizer steps on
+            save_checkpoint(stage.dir / "raw", raw_model, meta)
+        save_checkpoint(stage.dir / "last", eval_model, meta)
+        if improved:
+            save_checkpoint(stage.dir / "best", eval_model, meta)
+        parts = stage.part_hashes()
+        if not improved:  # best.* stays from an earlier epoch: record it as it is
+            parts.update({name: sha256_file(s.run_dir / name) for name in ("best.safetensors", "best.json")
+                          if (s.run_dir / name).is_file()})
+        opt_meta = save_optimizer(stage.dir, optimizer)
+        parts.update(stage.part_hashes())
+        atomic_write_json(stage.dir / TRAINER_FILE, {**trainer, "parts": parts, "optimizer": opt_meta})
+        stage.commit(epoch)
+    except BaseException as e:
+        stage.abort()
+        if is_disk_full(e):
+            raise DsedgeError(f"no space left on the device while saving epoch {epoch} to {s.run_dir}; "
+                              f"the run is intact at epoch {epoch - 1}",
+                              hint=f"free disk space, then `dsedge train --resume {s.run_dir}`") from None
+        raise
+
+
+def _check_same_data(s: Setup, last_meta: dict[str, Any]) -> None:
+    """Refuse to resume on other data than the run was trained on (the checkpoint records its fingerprint)."""
+    for what, split, key in (("training", s.train_split, "data_fingerprint"),
+                             ("validation", s.val_split, "val_fingerprint")):
+        recorded = last_meta.get(key)
+        if recorded and split.fingerprint() != recorded:
+            raise DsedgeError(
+                f"cannot resume {s.run_dir}: the {what} data in {s.data} is not what the run was trained on "
+                f"(its fingerprint differs)",
+                hint="resume with the original --data (omit --data to use the path in config.json), "
+                "or start a new run with --init-from RUN/last.safetensors")
 
 
 def _val_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
