@@ -117,7 +117,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     """Open, check geometry, decode, orient, convert to sRGB RGB; or raise `DataError` naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"image not found: {p}")
+        raise DataError(f"{p} is a folder, not an image" if p.is_dir() else f"image not found: {p}")
     try:
         with Image.open(p) as img:
             check_geometry(*img.size, p)  # from the header: before any pixel is decoded
