@@ -71,7 +71,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(5)
     return save_checkpoint(tmp_path_factory.mktemp("ck") / "ck", create_model("ds_resnet50"),
-                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"]})
+                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "model_kwargs": {}})
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_checkpoint_must_be_the_bundles(bundle: Path, tmp_path: Path) -> None:
 
     torch.manual_seed(6)
     other = save_checkpoint(tmp_path / "other", create_model("ds_resnet50"),
-                            {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"]})
+                            {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "model_kwargs": {}})
     with pytest.raises(DsedgeError, match="not the checkpoint this bundle was exported from"):
         run_bench(bundle, checkpoint=other, out=tmp_path / "o")
     with pytest.raises(DsedgeError, match="checkpoint not found"):

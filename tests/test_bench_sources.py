@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,16 @@ from dsedge.bench.progress import BenchProgress
 
 
 def _fake_weights(monkeypatch: pytest.MonkeyPatch, path: Path | None) -> None:
-    module = types.ModuleType("dsedge.models.weights")
-    module.reference_checkpoint = lambda: path  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dsedge.models.weights", module)
+    """As if this install shipped `path` as its reference weights (None: ships none)."""
+    import dsedge.models.weights as weights
+
+    monkeypatch.setattr(weights, "reference_checkpoint", lambda *_a, **_k: path)
 
 
 def test_shipped_checkpoint_is_optional(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "dsedge.models.weights", None)  # the module does not exist (yet)
-    assert sources.shipped_checkpoint() is None
+    with monkeypatch.context() as mp:
+        mp.setitem(sys.modules, "dsedge.models.weights", None)  # an install without the module
+        assert sources.shipped_checkpoint() is None
     _fake_weights(monkeypatch, None)  # exists, but no weights shipped
     assert sources.shipped_checkpoint() is None
     _fake_weights(monkeypatch, tmp_path / "ref.safetensors")
@@ -37,7 +38,7 @@ def test_default_job_exports_the_shipped_checkpoint(monkeypatch: pytest.MonkeyPa
 
     torch.manual_seed(1)
     ckpt = save_checkpoint(tmp_path / "reference", create_model("ds_resnet50"), {
-        "model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "simam_lambda": 1e-4,
+        "model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "simam_lambda": 1e-4, "model_kwargs": {},
         "preprocessing": PreprocessConfig.for_size(32).to_dict()})
     _fake_weights(monkeypatch, ckpt)
     with BenchProgress(Console(quiet=True), enabled=False) as progress:

@@ -90,8 +90,9 @@ def test_speedup_per_round_and_row_verdicts() -> None:
 
 @pytest.fixture
 def cpu_hog() -> subprocess.Popen:
-    """One busy-looping process per CPU, killed afterwards whatever happens (and after 60 s at most)."""
-    code = "import time\nend = time.time() + 60\nwhile time.time() < end: pass\n"
+    """One busy-looping process per CPU, killed afterwards whatever happens (each also stops itself after
+    10 minutes, should the test process die without cleaning up)."""
+    code = "import time\nend = time.time() + 600\nwhile time.time() < end: pass\n"
     hogs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(logical_cpus())]
     try:
         yield hogs

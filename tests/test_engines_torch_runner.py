@@ -42,7 +42,8 @@ def test_random_init_is_seeded_and_matches_the_model() -> None:
 def test_checkpoint_source(tmp_path: Path) -> None:
     torch.manual_seed(3)
     model = create_model("ds_resnet50")
-    weights = save_checkpoint(tmp_path / "ck", model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"]})
+    weights = save_checkpoint(tmp_path / "ck", model,
+                              {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "model_kwargs": {}})
     x = _batch(1, seed=1)
     with tr.TorchRunner(checkpoint=weights, device="cpu") as runner:
         assert "checkpoint ck.safetensors" == runner.info.extra["source"]

@@ -10,7 +10,7 @@ nothing ran unannounced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -21,13 +21,27 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
 
 
+class Phase:
+    """What a phase's code gets: `phase(n)` advances the bar, `phase.note(text)` shows the current step."""
+
+    def __init__(self, progress: Progress, task: TaskID, description: str) -> None:
+        self._progress, self._task, self._description = progress, task, description
+
+    def __call__(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def note(self, text: str) -> None:
+        self._progress.update(self._task, description=escape(f"{self._description}: {text}"))
+
+
 class BenchProgress:
-    """One rich `Progress` for the whole run; `phase(name, total)` yields `advance(n=1)`."""
+    """One rich `Progress` for the whole run; `phase(name, total)` yields a `Phase`."""
 
     def __init__(self, console: Console, enabled: bool = True) -> None:
         self.phases: list[str] = []
@@ -45,16 +59,12 @@ class BenchProgress:
         self._progress.stop()
 
     @contextmanager
-    def phase(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    def phase(self, description: str, total: int | None = None) -> Iterator[Phase]:
         """Show `description` until the block ends; `total` turns the spinner into a bar."""
         self.phases.append(description)
         task = self._progress.add_task(escape(description), total=total)
-
-        def advance(n: int = 1) -> None:
-            self._progress.advance(task, n)
-
         try:
-            yield advance
+            yield Phase(self._progress, task, description)
         finally:
             done = total if total is not None else 1  # a finished phase shows as complete
             self._progress.update(task, total=done, completed=done)

@@ -94,7 +94,7 @@ def _random_checkpoint(workdir: Path, image_size: int, seed: int) -> Path:
     model = create_model("ds_resnet50", 3)
     return save_checkpoint(workdir / "random_init", model, {
         "model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "preprocessing": pre, "simam_lambda": 1e-4,
-        "random_init": True, "seed": seed,
+        "model_kwargs": {}, "random_init": True, "seed": seed,
     })
 
 
@@ -124,15 +124,17 @@ def default_source(workdir: Path, image_size: int, progress: BenchProgress, data
         desc = f"random-init DS-ResNet50 (seed {seed}; this install ships no trained weights)"
         notes.append("random weights: no trained model is shipped with this install, so latency only means "
                      "something; accuracy would be chance level")
-    with progress.phase(f"exporting {ckpt.name} to ONNX / FP16 (parity checked)") as _:
-        bpath = export_bundle(ckpt, workdir / "bundle", image_size=size, parity_images=4)
+    with progress.phase(f"exporting {ckpt.name} to ONNX / FP16 (parity checked)") as phase:
+        bpath = export_bundle(ckpt, workdir / "bundle", image_size=size, parity_images=4, progress=phase.note)
     n = _calibration_count(data)
     calib = f"{n} training images of {data}" if data is not None else f"{n} synthetic images"
-    with progress.phase(f"calibrating INT8 on {calib}", total=n) as advance:
+    with progress.phase(f"calibrating INT8 on {calib}", total=n) as phase:
         if data is not None:
-            calibrate_bundle(bpath, data, num_images=n, sensitivity=False, max_acc_drop=100.0, on_images=advance)
+            calibrate_bundle(bpath, data, num_images=n, sensitivity=False, max_acc_drop=100.0, on_images=phase,
+                             on_step=phase.note)
         else:
-            calibrate_bundle(bpath, None, synthetic=True, num_images=n, sensitivity=False, on_images=advance)
+            calibrate_bundle(bpath, None, synthetic=True, num_images=n, sensitivity=False, on_images=phase,
+                             on_step=phase.note)
     bundle = load_bundle(bpath)
     actual = int(bundle.manifest["input"]["shape"][-1])
     desc += f", {actual}x{actual} inputs; INT8 calibrated on {calib}"
