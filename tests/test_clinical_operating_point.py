@@ -17,11 +17,14 @@ def test_threshold_reaches_the_target_with_best_specificity() -> None:
     positive = np.array([1] * 10 + [0] * 10, dtype=bool)
     scores = np.r_[np.linspace(0.95, 0.5, 10), np.linspace(0.6, 0.0, 10)]
     t = choose_threshold(positive, scores, 0.9)
-    assert t == pytest.approx(scores[8])  # the 9th best melanoma: 9/10 = 0.9
+    # halfway between the 9th best melanoma (9/10 = 0.9) and the next lower score of any sample
+    below = scores[scores < scores[8]].max()
+    assert t == pytest.approx((scores[8] + below) / 2) and below < t < scores[8]
     sens, spec = sensitivity_specificity(positive, scores, t)
     assert sens == pytest.approx(0.9) and spec == pytest.approx(0.9)  # the 0.6 negative is above 0.55
-    assert sensitivity_specificity(positive, scores, t + 1e-9)[0] < 0.9  # any higher threshold misses the target
-    assert choose_threshold(positive, scores, 1.0) == pytest.approx(0.5)
+    assert sensitivity_specificity(positive, scores, scores[8] + 1e-9)[0] < 0.9  # above the edge misses it
+    t_all = choose_threshold(positive, scores, 1.0)  # every melanoma: below the lowest (0.5)
+    assert sensitivity_specificity(positive, scores, t_all)[0] == 1.0 and t_all < 0.5
 
 
 def test_thirty_melanomas_like_isic_val() -> None:
