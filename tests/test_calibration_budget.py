@@ -7,12 +7,13 @@ import pytest
 
 from dsedge.calibration.budget import (
     Budget,
+    OperatingPoint,
     describe,
     failed_terms,
     judge,
     mel_recall,
-    mel_threshold,
     met,
+    operating_point,
 )
 
 REF = {"accuracy": 0.80, "mel_auc": 0.554, "mean_auc": 0.70, "mel_recall": 0.60}
@@ -72,11 +73,14 @@ def test_mel_recall_is_judged_only_with_an_operating_point() -> None:
 
 
 def test_operating_point_and_recall() -> None:
-    assert mel_threshold({}) is None
-    assert mel_threshold({"operating_point": {"MEL": 0.3}}) == 0.3
-    assert mel_threshold({"operating_point": {"MEL": {"threshold": 0.25, "sensitivity": 0.9}}}) == 0.25
+    """The point is dsedge's clinical block: a threshold on the temperature-calibrated melanoma probability."""
+    assert operating_point({}) is None and operating_point({"clinical": {"temperature": 2.0}}) is None
+    point = operating_point({"clinical": {"temperature": 2.0, "operating_point": {"class": "MEL", "threshold": 0.3}}})
+    assert point == OperatingPoint(0.3, 2.0, "MEL")
     probs = np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0], [0.9, 0.1, 0.0]])
     labels = np.array([0, 0, 1])
-    assert mel_recall(probs, labels, ["MEL", "NV", "SK"], 0.3) == pytest.approx(0.5)
+    assert mel_recall(probs, labels, ["MEL", "NV", "SK"], OperatingPoint(0.3)) == pytest.approx(0.5)
+    # T = 2 flattens [0.2, 0.8, 0] to about [0.33, 0.67, 0]: now above 0.3, both melanomas referred
+    assert mel_recall(probs, labels, ["MEL", "NV", "SK"], OperatingPoint(0.3, 2.0)) == pytest.approx(1.0)
     assert mel_recall(probs, labels, ["MEL", "NV", "SK"], None) is None
-    assert mel_recall(probs, labels, ["NV", "BKL", "SK"], 0.3) is None
+    assert mel_recall(probs, labels, ["NV", "BKL", "SK"], OperatingPoint(0.3)) is None

@@ -189,7 +189,7 @@ def test_bundle_without_model_onnx(bundle: Path, tiny_isic_session: Path, tmp_pa
 
 
 def test_missed_budget_writes_nothing(bundle: Path, tiny_isic_session: Path, monkeypatch) -> None:
-    def harmful(ref, probs, labels, classes, ref_probs, mel_threshold=None):  # every INT8 candidate loses 5 points
+    def harmful(ref, probs, labels, classes, ref_probs, point=None):  # every INT8 candidate loses 5 points
         return {"accuracy": ref["accuracy"] - 0.05, "mean_auc": ref.get("mean_auc"), "top1_agreement": 0.9,
                 "acc_drop_points": 5.0, "auc_drop": 0.0}
 
@@ -309,3 +309,15 @@ def test_interrupt_between_artifact_and_manifest_keeps_the_bundle_loadable(bundl
     assert not [p.name for p in bundle.iterdir() if p.name.endswith(".tmp")]
     calibrate_bundle(bundle, None, synthetic=True, num_images=8, seed=1)  # and calibrating again just works
     assert load_bundle(bundle).manifest["calibration"]["seed"] == 1
+
+
+def test_mel_recall_is_judged_at_the_bundles_operating_point(bundle: Path, tiny_isic_session: Path) -> None:
+    manifest = json.loads((bundle / "dsedge.json").read_text())
+    manifest["clinical"] = {"temperature": 1.0, "operating_point": {"class": "MEL", "threshold": 0.0}}
+    (bundle / "dsedge.json").write_text(json.dumps(manifest))
+    result = calibrate_bundle(bundle, tiny_isic_session, num_images=8, sensitivity=False, mixed_fp16=False,
+                              budget=Budget(None, None, None, None, True))
+    term = {t["term"]: t for t in result["accuracy"]["budget_terms"]}["delta_mel_recall"]
+    assert term["judged"] and term["ok"] and term["value"] == 0.0  # threshold 0: every melanoma referred by both
+    assert result["accuracy"]["fp32"]["mel_recall"] == 1.0
+    assert result["accuracy"]["fp32"]["operating_point"]["threshold"] == 0.0

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto
 from onnx import helper as oh
 
-from dsedge.calibration.budget import Budget
+from dsedge.calibration.budget import Budget, OperatingPoint
 from dsedge.calibration.sensitivity import (
     compare,
     node_groups,
@@ -234,7 +234,7 @@ def test_compare_reports_mel_recall_and_signed_deltas() -> None:
     from dsedge.train.metrics import classification_metrics
 
     ref = classification_metrics(labels, ref_probs, ["MEL", "NV", "SK"])
-    row = compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs, mel_threshold=0.3)
+    row = compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs, OperatingPoint(0.3))
     assert row["mel_recall"] == pytest.approx(0.5)  # 0.6 >= 0.3, 0.2 < 0.3
     assert row["mel_auc_delta"] == pytest.approx(row["mel_auc"] - ref["mel_auc"])
     assert row["sk_auc_delta"] == pytest.approx(0.0)

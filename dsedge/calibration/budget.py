@@ -9,8 +9,9 @@ give the FP32 model's answer, above all for melanoma, so the default budget is
 * |delta melanoma AUC| <= 0.005;
 * |delta ACC| <= 0.5 points (both directions: a "better" INT8 model disagrees too);
 * melanoma recall at the bundle's operating point not lower than FP32's — judged
-  only once the bundle has one (`manifest["operating_point"]["MEL"]`, a
-  probability threshold); reported as "not judged" until then.
+  only once the bundle has one (`dsedge.json` `clinical.operating_point`: a
+  threshold on the temperature-calibrated melanoma probability, the same rule
+  `dsedge.runtime.decision` refers patients by); "not judged" until then.
 
 Every term is configurable (None switches a term off), every term is in the
 report with its value, its limit and whether it held, and the budget is "met"
@@ -24,9 +25,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
-#: Where a bundle records its melanoma operating point (a threshold on P(MEL)).
-OPERATING_POINT_KEY = "operating_point"
 
 
 @dataclass(frozen=True)
@@ -57,24 +55,40 @@ class Budget:
         return asdict(self)
 
 
-def mel_threshold(manifest: dict[str, Any]) -> float | None:
-    """The bundle's melanoma operating point (threshold on P(MEL)), or None while it has none."""
-    op = manifest.get(OPERATING_POINT_KEY) or {}
-    value = op.get("MEL") if isinstance(op, dict) else None
-    if isinstance(value, dict):
-        value = value.get("threshold")
-    return float(value) if value is not None else None
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The bundle's melanoma referral rule: refer when softmax(logits / temperature)[MEL] >= threshold."""
+
+    threshold: float
+    temperature: float = 1.0
+    melanoma_class: str = "MEL"
 
 
-def mel_recall(probs: np.ndarray, labels: np.ndarray, classes: list[str], threshold: float | None) -> float | None:
-    """Fraction of true melanomas called melanoma (P(MEL) >= threshold); None without a threshold or MEL."""
-    if threshold is None or "MEL" not in classes:
+def operating_point(manifest: dict[str, Any]) -> OperatingPoint | None:
+    """The bundle's fitted operating point (`clinical.operating_point`), or None while it has none."""
+    clinical = manifest.get("clinical") or {}
+    point = clinical.get("operating_point") or {}
+    if point.get("threshold") is None:
         return None
-    mel = classes.index("MEL")
+    return OperatingPoint(float(point["threshold"]), float(clinical.get("temperature", 1.0)),
+                          str(point.get("class", "MEL")))
+
+
+def mel_recall(probs: np.ndarray, labels: np.ndarray, classes: list[str], point: OperatingPoint | None) -> float | None:
+    """Fraction of true melanomas the operating point refers; None without a point, a MEL class or melanomas.
+
+    `probs` are plain softmax outputs; softmax(log(p) / T) equals softmax(logits / T).
+    """
+    if point is None or point.melanoma_class not in classes:
+        return None
+    mel = classes.index(point.melanoma_class)
     positives = np.asarray(labels) == mel
     if not positives.any():
         return None
-    return float(np.mean(np.asarray(probs)[positives, mel] >= threshold))
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, None)) / point.temperature
+    z -= z.max(axis=1, keepdims=True)
+    calibrated = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return float(np.mean(calibrated[positives, mel] >= point.threshold))
 
 
 def _delta(a: float | None, b: float | None) -> float | None:

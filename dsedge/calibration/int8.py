@@ -33,7 +33,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import onnx
 
 from dsedge.calibration import methods as per_tensor
 from dsedge.calibration import reader as rd
-from dsedge.calibration.budget import Budget, describe, failed_terms, mel_threshold
+from dsedge.calibration.budget import Budget, describe, failed_terms, operating_point
 from dsedge.calibration.mixed_fp16 import MIXED_NAME, MIXED_PRECISION, to_mixed_fp16
 from dsedge.calibration.rules import check_qdq_rules, format_violations
 from dsedge.calibration.sensitivity import (
@@ -346,14 +346,14 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
     x_val = preprocess_files([s.path for s in evalset.samples], job.preprocessing)
     labels = np.asarray(evalset.labels)
     ref_probs = predict_probs(job.model_path, x_val)
-    threshold = mel_threshold(b.manifest)
+    point = operating_point(b.manifest)
     ref = classification_metrics(labels, ref_probs, b.classes)
     ref_row = {k: ref[k] for k in ("accuracy", "balanced_accuracy", "mean_auc", "mel_auc", "sk_auc")}
-    ref_row["mel_recall"] = compare(ref, ref_probs, labels, b.classes, ref_probs, threshold).get("mel_recall")
-    ref_row["mel_threshold"] = threshold
+    ref_row["mel_recall"] = compare(ref, ref_probs, labels, b.classes, ref_probs, point).get("mel_recall")
+    ref_row["operating_point"] = None if point is None else asdict(point)
 
     def evaluate(path: Path) -> dict[str, Any]:
-        return compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs, threshold)
+        return compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs, point)
 
     chosen, excluded, report = select_float_groups(
         node_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(evalset),

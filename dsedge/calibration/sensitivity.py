@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dsedge.calibration.budget import Budget, failed_terms, judge, mel_recall, met
+from dsedge.calibration.budget import Budget, OperatingPoint, failed_terms, judge, mel_recall, met
 from dsedge.errors import CalibrationError
 from dsedge.export.simam_function import SCOPES_KEY, metadata_list
 from dsedge.utils.io import atomic_write_json, atomic_write_text
@@ -159,7 +159,7 @@ def compare(
     labels: np.ndarray,
     classes: list[str],
     ref_probs: np.ndarray,
-    mel_threshold: float | None = None,
+    point: OperatingPoint | None = None,
 ) -> dict[str, Any]:
     """Metrics of one candidate and its deltas against the FP32 reference (ACC drop in points).
 
@@ -182,7 +182,7 @@ def compare(
         "mean_auc": auc,
         "mel_auc": m.get("mel_auc"),
         "sk_auc": m.get("sk_auc"),
-        "mel_recall": mel_recall(probs, labels, classes, mel_threshold),
+        "mel_recall": mel_recall(probs, labels, classes, point),
         "top1_agreement": agree["top1_agreement"],
         "max_abs_prob_diff": agree["max_abs_prob_diff"],
         "acc_drop_points": 100.0 * (ref["accuracy"] - m["accuracy"]),
