@@ -259,7 +259,8 @@ def test_real_isic_int8_within_budget(isic_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = PreprocessConfig.for_size(64).to_dict()
     ckpt = save_checkpoint(tmp_path / "ckpt", create_model("ds_resnet50").eval(),
-                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "preprocessing": cfg})
+                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "preprocessing": cfg,
+                            "model_kwargs": {}})
     bundle = export_bundle(ckpt, tmp_path / "bundle", data=isic_root, parity_images=16)
     result = calibrate_bundle(bundle, isic_root, num_images=128, max_acc_drop=0.5)
     acc = result["accuracy"]

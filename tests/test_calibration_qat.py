@@ -50,7 +50,7 @@ def test_qat_checkpoint_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> N
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "ckpt", create_model("ds_resnet50").eval(),
                            {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
-                            "preprocessing": PreprocessConfig.for_size(32).to_dict()})
+                            "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
     bundle = export_bundle(ckpt, tmp_path / "bundle", parity_images=2)
     cfg = QatConfig(epochs=1, max_batches=2, batch_size=4, calib_images=8, lr=1e-4)
     out = qat_checkpoint(ckpt, tiny_isic_session, tmp_path / "qat", cfg, bundle=bundle)
@@ -75,7 +75,7 @@ def test_module_input_amax_maps_onnx_inputs_to_modules(tmp_path: Path, float_mod
     from dsedge.train.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "c", float_model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
-                                                         "preprocessing": PreprocessConfig.for_size(32).to_dict()})
+                                                         "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
     b = export_bundle(ckpt, tmp_path / "b", parity_images=2)
     graph = onnx.load(str(b / "model.onnx")).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
