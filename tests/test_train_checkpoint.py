@@ -82,3 +82,14 @@ def test_checkpoint_errors_say_what_the_path_is(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "b")
     with pytest.raises(CheckpointError, match="is a folder, not a checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def test_checkpoint_without_model_kwargs_in_meta_loads(tmp_path: Path) -> None:
+    """The defaults written into the JSON are the ones sealed in the weights (was: 'json was edited')."""
+    from dsedge.models.zoo import create_model
+    from dsedge.train.checkpoint import load_checkpoint, save_checkpoint
+
+    model = create_model("mobilenet_v2", 3)
+    save_checkpoint(tmp_path / "c", model, {"model": "mobilenet_v2", "classes": ["MEL", "NV", "SK"]})
+    loaded, meta = load_checkpoint(tmp_path / "c")
+    assert meta["model_kwargs"] == {} and meta["num_classes"] == 3

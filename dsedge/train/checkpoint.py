@@ -65,14 +65,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     model = getattr(model, "module", model)  # DistributedDataParallel wrapper
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"num_classes": len(meta["classes"]), "model_kwargs": {}, **meta}  # defaults sealed as written
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT, FACTS_KEY: _canonical(result_facts(meta))})
     full = {
         "format": FORMAT,
         "dsedge_version": __version__,
         "torch_version": torch.__version__,
-        "num_classes": len(meta["classes"]),
-        "model_kwargs": {},
         **meta,
         "weights_file": weights.name,
         "weights_sha256": sha256_file(weights),
