@@ -18,7 +18,8 @@ def _alpha(value: str | None) -> list[float] | None:
     try:
         return [float(v) for v in value.split(",")]
     except ValueError:
-        raise DsedgeError(f"--focal-alpha must be comma-separated numbers, got '{value}'") from None
+        raise DsedgeError(f"--focal-alpha must be comma-separated numbers, got '{value}'",
+                          hint="one alpha per class in class order, e.g. --focal-alpha 0.4,0.2,0.4") from None
 
 
 @app.command("train")

@@ -139,11 +139,13 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
     run = Path(run_dir)
     path = run / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run} is not a dsedge run folder (no {CONFIG_FILE})")
+        raise CheckpointError(f"{run} is not a dsedge run folder (no {CONFIG_FILE})",
+                              hint="--resume takes a run folder written by `dsedge train` (e.g. runs/<name>)")
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))["train"]
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt: {e}") from e
+        raise CheckpointError(f"{path} is corrupt: {e}", hint="restore config.json of the run; "
+                              "dsedge writes it atomically, so it was edited by hand") from e
     cfg = TrainConfig(**{k: v for k, v in stored.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
     overrides = dict(overrides or {})
     clash = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != getattr(cfg, k)]
@@ -362,7 +364,8 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
         run_dir = Path(resume)
         stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) if (run_dir / CONFIG_FILE).is_file() else None
         if stored is None:
-            raise CheckpointError(f"{run_dir} is not a dsedge run folder (no {CONFIG_FILE})")
+            raise CheckpointError(f"{run_dir} is not a dsedge run folder (no {CONFIG_FILE})",
+                                  hint="--resume takes a run folder written by `dsedge train` (e.g. runs/<name>)")
         for k in RESUME_LOCKED:
             if stored["train"].get(k) != getattr(cfg, k):
                 raise DsedgeError(f"cannot resume {run_dir}: its {k} is {stored['train'].get(k)!r}, "
@@ -389,16 +392,16 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
     data = Path(data)
     try:
         train_split, val_split = _load_splits(cfg, data, run_dir, ctx)
+        n_cls = len(train_split.classes)
+        # Default alpha is uniform: class balance is the sampler's job. Inverse raw frequencies
+        # on top of gamma 2 (the old default, NV 0.099) made the model never predict NV.
+        alpha = check_alpha(cfg.focal_alpha, n_cls) if cfg.focal_alpha is not None else [1.0 / n_cls] * n_cls
+        amp_dtype = resolve_amp(cfg.amp, ctx.device)
     except BaseException:
         if resume is None and ctx.is_main:
             _discard_unstarted(run_dir, created)
         raise
-    n_cls = len(train_split.classes)
-    # Default alpha is uniform: class balance is the sampler's job. Inverse raw frequencies
-    # on top of gamma 2 (the old default, NV 0.099) made the model never predict NV.
-    alpha = check_alpha(cfg.focal_alpha, n_cls) if cfg.focal_alpha is not None else [1.0 / n_cls] * n_cls
     model_kwargs = {"simam_lambda": cfg.simam_lambda} if cfg.model == "ds_resnet50" else {}
-    amp_dtype = resolve_amp(cfg.amp, ctx.device)
     return Setup(cfg, ctx, run_dir, data, train_split, val_split, PreprocessConfig.for_size(cfg.image_size),
                  model_kwargs, alpha, amp_dtype, cfg.channels_last, created if resume is None else ())
 
