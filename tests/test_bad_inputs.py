@@ -436,3 +436,13 @@ def test_library_warnings_are_one_line(capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "PIL/Image.py" not in err and len(err.strip().splitlines()) == 1
     assert warnings is not None
+
+
+def test_resume_with_an_unknown_toml_key(run_copy: tuple[Path, Path], capsys) -> None:
+    _, run_dir = run_copy
+    (run_dir.parent / "more.toml").write_text("epochz = 3\n")
+    before = snapshot(run_dir.parent)
+    code, out, err = run(["train", "--resume", str(run_dir), "--config", str(run_dir.parent / "more.toml"),
+                          "--no-progress"], capsys)
+    assert_one_clear_line(code, out, err, "key(s): epochz")
+    assert snapshot(run_dir.parent) == before

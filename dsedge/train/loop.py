@@ -40,7 +40,7 @@ from rich.markup import escape
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dsedge.config import PreprocessConfig, TrainConfig, check_train_config
+from dsedge.config import PreprocessConfig, TrainConfig, check_train_config, merge_into
 from dsedge.data import available_splits, load_split
 from dsedge.data.samples import DatasetSplit
 from dsedge.errors import CheckpointError, DataError, DsedgeError
@@ -154,7 +154,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
             f"cannot change {', '.join(clash)} when resuming {run}",
             hint="start a new run instead; on resume you may change e.g. --epochs, --device, --workers",
         )
-    return dataclasses.replace(cfg, **overrides)
+    return merge_into(cfg, overrides)  # an unknown key is a clear error, not a TypeError
 
 
 def check_config(cfg: TrainConfig, source: str = "config") -> None:
