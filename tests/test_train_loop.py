@@ -40,7 +40,7 @@ def test_cli_train_writes_run_folder_and_learns(tiny_isic: Path, tmp_path: Path)
     toml = tmp_path / "run.toml"
     toml.write_text('[train]\nepochs = 1\nseed = 3\nlr = 1e-3\n')
     rc = run_cli(["train", "--data", str(tiny_isic), "--out", str(tmp_path / "runs"), "--name", "r",
-                  "--config", str(toml), "--epochs", "3", *FAST])  # the flag beats the TOML
+                  "--config", str(toml), "--epochs", "3", "--balance", "none", *FAST])  # flag beats TOML; each image once per epoch
     assert rc == 0
     run = tmp_path / "runs" / "r"
     for f in ("config.json", "history.csv", "best.safetensors", "best.json", "last.safetensors",
