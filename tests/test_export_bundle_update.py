@@ -35,6 +35,20 @@ def test_commit_swaps_files_and_manifest(tmp_path: Path) -> None:
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_new_artifacts_honour_the_umask(tmp_path: Path) -> None:
+    import os
+
+    root = _bundle(tmp_path)
+    old = os.umask(0o022)
+    try:
+        with bundle_update(load_bundle(root)) as up:
+            up.stage("extra.onnx").write_bytes(b"new")
+            up.add_artifact("extra.onnx", "onnx", "int8")
+    finally:
+        os.umask(old)
+    assert (root / "extra.onnx").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
 def test_failure_while_staging_leaves_the_old_bundle(tmp_path: Path) -> None:
     root = _bundle(tmp_path)
     with pytest.raises(KeyboardInterrupt), bundle_update(load_bundle(root)) as up:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dsedge.runtime.bundle import Bundle
+from dsedge.utils.io import current_umask
 
 
 @dataclass
@@ -50,6 +51,7 @@ class BundleUpdate:
             return self.staged[filename]
         fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=self.bundle.root)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the artifact from a Triton container
         self.staged[filename] = Path(tmp)
         return self.staged[filename]
 
