@@ -160,8 +160,15 @@ def test_train_truncated_images_in_workers_are_one_line(env: Path, capsys) -> No
         p.write_bytes(p.read_bytes()[: int(p.stat().st_size * 0.7)])
     before = snapshot(env)
     args = [a if a != "0" else "2" for a in FAST]  # two workers, the default
-    code, out, err = run(["train", "--data", str(env / "isic"), "--out", str(env / "runs"), "--name", "w",
-                          "--model", "mobilenet_v2", "--max-train-batches", "1", *args], capsys)
+    # In a child process: forking DataLoader workers inside the pytest process left it in a state
+    # where a later ONNX Runtime session (tests/test_bench_run.py) crashed with SIGSEGV.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "train", "--data", str(env / "isic"), "--out",
+                           str(env / "runs"), "--name", "w", "--model", "mobilenet_v2", "--max-train-batches", "1",
+                           *args], capture_output=True, text=True, timeout=600)
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert_one_clear_line(code, out, err, "ISIC_")
     assert "cannot be read" not in err  # the headers pass the up-front check: this is the worker path
     assert snapshot(env) == before
