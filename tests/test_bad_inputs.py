@@ -306,7 +306,7 @@ def test_legacy_run_killed_between_files_is_refused_not_trained_twice(run_copy: 
 
 
 def test_disk_full_while_saving_keeps_the_last_epoch(run_copy: tuple[Path, Path], capsys, monkeypatch) -> None:
-    import dsedge.train.checkpoint as ckpt
+    import dsedge.models.checkpoint as ckpt
 
     _, run_dir = run_copy
 

@@ -67,7 +67,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from dsedge.models.zoo import create_model
-    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import save_checkpoint
 
     torch.manual_seed(5)
     return save_checkpoint(tmp_path_factory.mktemp("ck") / "ck", create_model("ds_resnet50"),
@@ -234,7 +234,7 @@ def test_checkpoint_must_be_the_bundles(bundle: Path, tmp_path: Path) -> None:
     import torch
 
     from dsedge.models.zoo import create_model
-    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import save_checkpoint
 
     torch.manual_seed(6)
     other = save_checkpoint(tmp_path / "other", create_model("ds_resnet50"),

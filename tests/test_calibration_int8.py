@@ -254,7 +254,7 @@ def test_real_isic_int8_within_budget(isic_root: Path, tmp_path: Path) -> None:
     from dsedge.config import PreprocessConfig
     from dsedge.export.bundle import export_bundle
     from dsedge.models.zoo import create_model
-    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = PreprocessConfig.for_size(64).to_dict()

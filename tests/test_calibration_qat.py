@@ -45,7 +45,7 @@ def test_qat_checkpoint_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> N
     from dsedge.config import PreprocessConfig
     from dsedge.export.bundle import export_bundle
     from dsedge.models import create_model
-    from dsedge.train.checkpoint import load_checkpoint, save_checkpoint
+    from dsedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "ckpt", create_model("ds_resnet50").eval(),
@@ -72,7 +72,7 @@ def test_module_input_amax_maps_onnx_inputs_to_modules(tmp_path: Path, float_mod
 
     from dsedge.config import PreprocessConfig
     from dsedge.export.bundle import export_bundle
-    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "c", float_model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
                                                          "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})

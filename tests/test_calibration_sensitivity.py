@@ -231,7 +231,7 @@ def test_compare_reports_mel_recall_and_signed_deltas() -> None:
     labels = np.array([0, 0, 1, 2])
     ref_probs = np.array([[0.6, 0.3, 0.1], [0.4, 0.5, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
     probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
-    from dsedge.train.metrics import classification_metrics
+    from dsedge.metrics import classification_metrics
 
     ref = classification_metrics(labels, ref_probs, ["MEL", "NV", "SK"])
     row = compare(ref, probs, labels, ["MEL", "NV", "SK"], ref_probs, OperatingPoint(0.3))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsedge.clinical.evaluation import bootstrap_intervals, clinical_evaluation, metric_values
-from dsedge.train.metrics import classification_metrics, metrics_markdown
+from dsedge.metrics import classification_metrics, metrics_markdown
 
 CLASSES = ["MEL", "NV", "SK"]
 

@@ -12,7 +12,7 @@ from torch import nn
 from dsedge.engines import torch_runner as tr
 from dsedge.errors import EngineError
 from dsedge.models.zoo import create_model
-from dsedge.train.checkpoint import save_checkpoint
+from dsedge.models.checkpoint import save_checkpoint
 
 SIZE = 32
 

@@ -29,7 +29,7 @@ from dsedge.models import zoo
 from dsedge.models.simam import SimAM
 from dsedge.runtime.bundle import load_bundle
 from dsedge.runtime.preprocess import preprocess_files
-from dsedge.train.checkpoint import save_checkpoint
+from dsedge.models.checkpoint import save_checkpoint
 from dsedge.utils.io import sha256_file
 
 

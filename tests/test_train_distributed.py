@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from dsedge.train.checkpoint import load_checkpoint
+from dsedge.models.checkpoint import load_checkpoint
 from dsedge.train.distributed import ShardedSampler, setup
 
 LABELS = [0] * 6 + [1] * 8 + [2] * 5

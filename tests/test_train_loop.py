@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from dsedge.cli import main
 from dsedge.config import TrainConfig
 from dsedge.errors import DsedgeError
-from dsedge.train.checkpoint import load_checkpoint
+from dsedge.models.checkpoint import load_checkpoint
 from dsedge.train.loop import HISTORY_FIELDS, resume_config, train
 
 FAST = ["--image-size", "32", "--batch-size", "4", "--no-compile", "--amp", "off", "--workers", "0", "--no-progress"]

@@ -20,7 +20,7 @@ from dsedge.config import TrainConfig
 from dsedge.data import load_split
 from dsedge.data.samples import concat_splits
 from dsedge.errors import CheckpointError, DsedgeError
-from dsedge.train.checkpoint import init_from_checkpoint, load_checkpoint
+from dsedge.models.checkpoint import init_from_checkpoint, load_checkpoint
 from dsedge.train.loop import resume_config, train
 from dsedge.train.schedule import cosine_factor
 

@@ -3,7 +3,7 @@
 Images are decoded and preprocessed once with the torch-free runtime's
 preprocessing (the bundle's definition), then every runner sees the very same
 float32 tensors, so differences between rows are the backends' and precisions'
-own. Metrics come from `dsedge.train.metrics` (ACC, balanced ACC, per-class
+own. Metrics come from `dsedge.metrics` (ACC, balanced ACC, per-class
 F1, MEL/SK AUC; top-1 agreement and |prob diff| against the reference).
 Torch-free.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from dsedge.engines.base import Runner, softmax
 from dsedge.errors import DataError
-from dsedge.train.metrics import agreement, classification_metrics
+from dsedge.metrics import agreement, classification_metrics
 
 
 @dataclass

@@ -69,7 +69,7 @@ def bundle_source(bundle_path: Path, checkpoint: Path | None) -> Source:
 
 def check_checkpoint(checkpoint: Path, expected_sha: str | None) -> None:
     """The PyTorch rows must use the weights the bundle was exported from, or agreement means nothing."""
-    from dsedge.train.checkpoint import checkpoint_paths
+    from dsedge.models.checkpoint import checkpoint_paths
     from dsedge.utils.io import sha256_file
 
     weights, _ = checkpoint_paths(checkpoint)
@@ -87,7 +87,7 @@ def _random_checkpoint(workdir: Path, image_size: int, seed: int) -> Path:
 
     from dsedge.config import PreprocessConfig
     from dsedge.models.zoo import create_model
-    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import save_checkpoint
 
     pre = PreprocessConfig.for_size(image_size).to_dict()
     torch.manual_seed(seed)

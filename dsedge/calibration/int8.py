@@ -339,7 +339,7 @@ def _builder(job: _Job, ranges_path: Path, method: str, tmp: Path) -> Callable[[
 def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool | str,
             say: Callable[[str], None]) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
     """Step 4: compare with FP32 on the eval split; keep groups float until the budget holds, else raise."""
-    from dsedge.train.metrics import classification_metrics
+    from dsedge.metrics import classification_metrics
 
     b, evalset, budget = job.bundle, job.evalset, job.budget
     say(f"FP32 reference on {len(evalset)} '{eval_split}' images")

@@ -239,7 +239,7 @@ def qat_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path, cf
     Export and calibrate the result as usual; the QAT settings and losses are
     recorded in the checkpoint's metadata under `qat`.
     """
-    from dsedge.train.checkpoint import load_checkpoint, save_checkpoint
+    from dsedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     say = on_step or (lambda _m: None)
     _mtq()

@@ -166,7 +166,7 @@ def compare(
     Deltas are candidate minus FP32 (`*_delta`), except the historical
     `acc_drop_points` / `auc_drop` (FP32 minus candidate).
     """
-    from dsedge.train.metrics import agreement, classification_metrics
+    from dsedge.metrics import agreement, classification_metrics
 
     m = classification_metrics(labels, probs, classes)
     agree = agreement(ref_probs, probs)

@@ -122,7 +122,7 @@ class TorchRunner(Runner):
         source = "model object"
         if model is None:
             if checkpoint is not None:
-                from dsedge.train.checkpoint import load_checkpoint
+                from dsedge.models.checkpoint import load_checkpoint
 
                 model, _meta = load_checkpoint(checkpoint)
                 source = f"checkpoint {Path(checkpoint).name}"

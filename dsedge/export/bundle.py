@@ -66,7 +66,7 @@ def _load_source(
         model = create_model(name, num_classes=len(DEFAULT_CLASSES)).eval()
         return model, {}, {"name": name, "num_classes": len(DEFAULT_CLASSES), "model_kwargs": {},
                            "random_init": True}
-    from dsedge.train.checkpoint import checkpoint_paths, load_checkpoint
+    from dsedge.models.checkpoint import checkpoint_paths, load_checkpoint
 
     model, meta = load_checkpoint(checkpoint, expect_model=model_name)
     weights, _ = checkpoint_paths(checkpoint)

@@ -50,7 +50,7 @@ def ship_checkpoint(source: str | Path, name: str = "isic2017", extra_meta: dict
     import torch
     from safetensors.torch import save_file
 
-    from dsedge.train.checkpoint import checkpoint_paths, load_checkpoint
+    from dsedge.models.checkpoint import checkpoint_paths, load_checkpoint
     from dsedge.utils.io import atomic_path, atomic_write_json, sha256_file
 
     model, meta = load_checkpoint(source)

@@ -116,7 +116,7 @@ def shipped_names() -> set[str]:
 
 def _load_shipped(name: str, num_classes: int, weights: str, kwargs: dict[str, object]) -> nn.Module:
     from dsedge.models.weights import SHIPPED
-    from dsedge.train.checkpoint import load_checkpoint
+    from dsedge.models.checkpoint import load_checkpoint
 
     model_name = SHIPPED[weights][0]
     if name != model_name or kwargs:

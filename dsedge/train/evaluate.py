@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 from dsedge.config import PreprocessConfig
 from dsedge.data import available_splits, load_split
 from dsedge.errors import DataError
-from dsedge.train.checkpoint import checkpoint_paths, load_checkpoint
+from dsedge.models.checkpoint import checkpoint_paths, load_checkpoint
 from dsedge.train.distributed import resolve_device
-from dsedge.train.metrics import classification_metrics, metrics_markdown
+from dsedge.metrics import classification_metrics, metrics_markdown
 from dsedge.utils.io import atomic_write_json, atomic_write_text, sha256_file
 
 

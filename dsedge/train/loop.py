@@ -416,7 +416,7 @@ def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Modul
     if report is not None and s.ctx.is_main:
         console.print(report.summary(), highlight=False)
     if s.cfg.init_from and not resuming:
-        from dsedge.train.checkpoint import init_from_checkpoint
+        from dsedge.models.checkpoint import init_from_checkpoint
 
         loaded, skipped = init_from_checkpoint(model, s.cfg.init_from)
         if s.ctx.is_main:
@@ -615,7 +615,7 @@ def train(
 
 def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Path:
     from dsedge.data.transforms import eval_transform, train_transform
-    from dsedge.train.checkpoint import load_checkpoint
+    from dsedge.models.checkpoint import load_checkpoint
     from dsedge.train.plots import plot_history
 
     cfg, ctx = s.cfg, s.ctx
@@ -771,7 +771,7 @@ def _commit_epoch(s: Setup, epoch: int, meta: dict[str, Any], raw_model: nn.Modu
     this one; `--resume` then continues without a sha mismatch and without
     training an epoch twice.
     """
-    from dsedge.train.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import save_checkpoint
     from dsedge.utils.io import sha256_file
 
     stage = EpochCommit(s.run_dir)
@@ -812,6 +812,6 @@ def _check_same_data(s: Setup, last_meta: dict[str, Any]) -> None:
 
 
 def _val_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    from dsedge.train.metrics import classification_metrics
+    from dsedge.metrics import classification_metrics
 
     return classification_metrics(labels, probs, classes)

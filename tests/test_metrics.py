@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from dsedge.train.metrics import agreement, classification_metrics, metrics_markdown
+from dsedge.metrics import agreement, classification_metrics, metrics_markdown
 
 CLASSES = ["MEL", "NV", "SK"]
 
