@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from dsedge.engines.ort_runner import OrtRunner
     from dsedge.engines.torch_runner import TorchRunner
     from dsedge.runtime.bundle import load_bundle
-    from dsedge.train.metrics import classification_metrics
+    from dsedge.metrics import classification_metrics
 
     bundle = load_bundle(args.bundle)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
