@@ -154,9 +154,8 @@ def test_agreement_floor_also_drives_the_search() -> None:
     assert strict.final["top1_agreement"] >= 0.9985
 
 
-def test_agreement_budget_keeps_the_least_agreeing_group_first() -> None:
-    """g1 costs ACC points but keeps agreement; g2 gains ACC by luck yet flips 10 % of predictions."""
-    effect = {"g1": (0.4, 0.0), "g2": (-1.0, 0.10)}  # (acc drop points, disagreement) per group
+def _recording_build(effect: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, list[str]], Any]:
+    """One group per name; `build` records which groups each fake model quantizes (by its path)."""
     groups = {g: [g] for g in effect}
     built: dict[str, list[str]] = {}
 
@@ -164,6 +163,14 @@ def test_agreement_budget_keeps_the_least_agreeing_group_first() -> None:
         p = Path(f"c{len(built)}")
         built[str(p)] = [n for n in (nodes_q or list(groups)) if n not in exclude]
         return p
+
+    return groups, built, build
+
+
+def test_agreement_budget_keeps_the_least_agreeing_group_first() -> None:
+    """g1 costs ACC points but keeps agreement; g2 gains ACC by luck yet flips 10 % of predictions."""
+    effect = {"g1": (0.4, 0.0), "g2": (-1.0, 0.10)}  # (acc drop points, disagreement) per group
+    groups, built, build = _recording_build(effect)
 
     def evaluate(path: Path) -> dict[str, Any]:
         q = built[str(path)]
@@ -205,13 +212,7 @@ def test_search_runs_only_when_the_full_model_misses_the_budget() -> None:
 def test_a_melanoma_auc_failure_keeps_the_group_that_moves_mel_auc_float() -> None:
     """g1 flips nothing but shifts melanoma AUC by 0.02; g2 costs a little agreement within budget."""
     effect = {"g1": (0.02, 0.0), "g2": (0.0, 0.004)}  # (MEL AUC delta, disagreement)
-    groups = {g: [g] for g in effect}
-    built: dict[str, list[str]] = {}
-
-    def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
-        p = Path(f"c{len(built)}")
-        built[str(p)] = [n for n in (nodes_q or list(groups)) if n not in exclude]
-        return p
+    groups, built, build = _recording_build(effect)
 
     def evaluate(path: Path) -> dict[str, Any]:
         q = built[str(path)]
