@@ -68,71 +68,106 @@ def _name(node: onnx.NodeProto) -> str:
     return node.name or f"<{node.op_type} -> {node.output[0] if node.output else '?'}>"
 
 
-def check_qdq_rules(model: onnx.ModelProto | str | Path, require_qdq: bool = True) -> list[Violation]:
-    """All TensorRT Q/DQ rule violations of `model` (a path or ModelProto); [] when it is compliant."""
-    m = _load(model)
-    g = m.graph
-    consts = _constants(g)
-    producers = {o: n for n in g.node for o in n.output}
+def _check_zero_point(
+    g: onnx.GraphProto, consts: dict[str, np.ndarray], node: onnx.NodeProto, name: str
+) -> list[Violation]:
+    """TensorRT only accepts symmetric INT8: the zero point must be present, INT8 and all zeros.
+
+    An absent zero point is not harmless: QuantizeLinear then defaults its output to UINT8.
+    """
+    zp_name = node.input[2] if len(node.input) > 2 else ""
+    if not zp_name:
+        if node.op_type == "QuantizeLinear":
+            return [Violation("int8-types", name, "no zero point: output type defaults to UINT8")]
+        return []
+    out: list[Violation] = []
+    zp_type = _const_dtype(g, zp_name)
+    if zp_type is not None and zp_type != TensorProto.INT8:
+        tname = TensorProto.DataType.Name(zp_type)
+        rule = "no-int32-bias" if zp_type == TensorProto.INT32 else "int8-types"
+        out.append(Violation(rule, name, f"zero point is {tname}, TensorRT needs INT8"))
+    zp = consts.get(zp_name)
+    if zp is None:
+        out.append(Violation("zero-point-0", name, "zero point is not a constant"))
+    elif np.any(zp != 0):
+        out.append(Violation("zero-point-0", name, f"zero point {zp.ravel()[:4].tolist()} != 0 (asymmetric)"))
+    return out
+
+
+def _check_scale(scale: np.ndarray | None, name: str) -> list[Violation]:
+    """The scale must be a constant TensorRT can fold, and positive and finite to mean anything."""
+    if scale is None:
+        return [Violation("scale-constant", name, "scale is not a constant")]
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        return [Violation("scale-positive", name, "scale has non-positive or non-finite values")]
+    return []
+
+
+def _check_dequantized_constant(g: onnx.GraphProto, node: onnx.NodeProto, name: str) -> list[Violation]:
+    """A DequantizeLinear of a stored tensor (weights, biases) must read INT8.
+
+    TensorRT's DequantizeLinear rejects INT32 inputs, which is what ONNX Runtime's default
+    bias quantization writes.
+    """
+    x_type = _const_dtype(g, node.input[0])
+    if x_type == TensorProto.INT32:
+        return [Violation("no-int32-bias", name, "dequantizes an INT32 tensor (a quantized bias); keep biases float")]
+    if x_type != TensorProto.INT8:
+        tname = TensorProto.DataType.Name(x_type) if x_type is not None else "?"
+        return [Violation("int8-types", name, f"dequantizes a {tname} tensor, TensorRT needs INT8")]
+    return []
+
+
+def _quantizes_activation(
+    node: onnx.NodeProto, consts: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]
+) -> bool:
+    """True when `node` quantizes a runtime tensor, not a constant.
+
+    A DequantizeLinear fed by a QuantizeLinear of a constant is a weight pair (the
+    unfolded form), so it counts as a weight, not an activation.
+    """
+    x_name = node.input[0]
+    if x_name in consts:
+        return False
+    producer = producers.get(x_name)
+    return not (
+        node.op_type == "DequantizeLinear"
+        and producer is not None
+        and producer.op_type == "QuantizeLinear"
+        and producer.input[0] in consts
+    )
+
+
+def _check_qdq_node(
+    g: onnx.GraphProto,
+    consts: dict[str, np.ndarray],
+    producers: dict[str, onnx.NodeProto],
+    node: onnx.NodeProto,
+) -> list[Violation]:
+    """Every rule that one QuantizeLinear/DequantizeLinear node must meet on its own."""
+    name = _name(node)
     violations: list[Violation] = []
-    qdq_nodes = [n for n in g.node if n.op_type in QDQ_OPS]
-
-    if require_qdq and not qdq_nodes:
-        violations.append(Violation("has-qdq", "<graph>", "no QuantizeLinear/DequantizeLinear nodes: not an INT8 model"))
-
-    for node in qdq_nodes:
-        name = _name(node)
-        if node.domain not in ("", "ai.onnx"):
-            violations.append(Violation("standard-qdq", name, f"uses the non-standard domain '{node.domain}'"))
-        x_name = node.input[0]
-        scale_name = node.input[1] if len(node.input) > 1 else ""
-        zp_name = node.input[2] if len(node.input) > 2 else ""
-        # zero point: present, INT8, all zeros (an absent zero point means UINT8 for QuantizeLinear)
-        if not zp_name:
-            if node.op_type == "QuantizeLinear":
-                violations.append(Violation("int8-types", name, "no zero point: output type defaults to UINT8"))
-        else:
-            zp_type = _const_dtype(g, zp_name)
-            if zp_type is not None and zp_type != TensorProto.INT8:
-                tname = TensorProto.DataType.Name(zp_type)
-                rule = "no-int32-bias" if zp_type == TensorProto.INT32 else "int8-types"
-                violations.append(Violation(rule, name, f"zero point is {tname}, TensorRT needs INT8"))
-            zp = consts.get(zp_name)
-            if zp is None:
-                violations.append(Violation("zero-point-0", name, "zero point is not a constant"))
-            elif np.any(zp != 0):
-                violations.append(
-                    Violation("zero-point-0", name, f"zero point {zp.ravel()[:4].tolist()} != 0 (asymmetric)")
-                )
-        # scale: constant, positive, finite
-        scale = consts.get(scale_name)
-        if scale is None:
-            violations.append(Violation("scale-constant", name, "scale is not a constant"))
-        elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            violations.append(Violation("scale-positive", name, "scale has non-positive or non-finite values"))
-        # DequantizeLinear of a constant (weights, biases): the stored tensor must be INT8
-        if node.op_type == "DequantizeLinear" and x_name in consts:
-            x_type = _const_dtype(g, x_name)
-            if x_type == TensorProto.INT32:
-                violations.append(
-                    Violation("no-int32-bias", name, "dequantizes an INT32 tensor (a quantized bias); keep biases float")
-                )
-            elif x_type != TensorProto.INT8:
-                tname = TensorProto.DataType.Name(x_type) if x_type is not None else "?"
-                violations.append(Violation("int8-types", name, f"dequantizes a {tname} tensor, TensorRT needs INT8"))
-        # activations (non-constant inputs) are quantized per tensor
-        is_activation = x_name not in consts and not (
-            node.op_type == "DequantizeLinear"
-            and x_name in producers
-            and producers[x_name].op_type == "QuantizeLinear"
-            and producers[x_name].input[0] in consts
+    if node.domain not in ("", "ai.onnx"):
+        violations.append(Violation("standard-qdq", name, f"uses the non-standard domain '{node.domain}'"))
+    violations += _check_zero_point(g, consts, node, name)
+    scale_name = node.input[1] if len(node.input) > 1 else ""
+    scale = consts.get(scale_name)
+    violations += _check_scale(scale, name)
+    if node.op_type == "DequantizeLinear" and node.input[0] in consts:
+        violations += _check_dequantized_constant(g, node, name)
+    # activations are quantized per tensor
+    if _quantizes_activation(node, consts, producers) and scale is not None and scale.size != 1:
+        violations.append(
+            Violation("per-tensor-activations", name, f"activation scale has {scale.size} values, TensorRT wants 1")
         )
-        if is_activation and scale is not None and scale.size != 1:
-            violations.append(
-                Violation("per-tensor-activations", name, f"activation scale has {scale.size} values, TensorRT wants 1")
-            )
+    return violations
 
-    # per-channel weight scales on every quantized Conv weight
+
+def _check_per_channel_weights(
+    g: onnx.GraphProto, consts: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]
+) -> list[Violation]:
+    """Every quantized Conv/ConvTranspose weight needs one scale per output channel on the right axis."""
+    violations: list[Violation] = []
     for node in g.node:
         idx = _WEIGHT_OPS.get(node.op_type)
         if idx is None or len(node.input) <= idx:
@@ -156,8 +191,12 @@ def check_qdq_rules(model: onnx.ModelProto | str | Path, require_qdq: bool = Tru
                     f"per-channel scales on axis {want_axis}",
                 )
             )
+    return violations
 
-    # no Q/DQ inside model-local functions (SimAM stays float as one fused node)
+
+def _check_float_functions(m: onnx.ModelProto) -> list[Violation]:
+    """No Q/DQ inside model-local functions: SimAM stays float as one fused node."""
+    violations: list[Violation] = []
     for fn in m.functions:
         inner = [n for n in fn.node if n.op_type in QDQ_OPS]
         if inner:
@@ -168,6 +207,24 @@ def check_qdq_rules(model: onnx.ModelProto | str | Path, require_qdq: bool = Tru
                     f"function body holds {len(inner)} Q/DQ node(s); SimAM internals must stay float",
                 )
             )
+    return violations
+
+
+def check_qdq_rules(model: onnx.ModelProto | str | Path, require_qdq: bool = True) -> list[Violation]:
+    """All TensorRT Q/DQ rule violations of `model` (a path or ModelProto); [] when it is compliant."""
+    m = _load(model)
+    g = m.graph
+    consts = _constants(g)
+    producers = {o: n for n in g.node for o in n.output}
+    violations: list[Violation] = []
+    qdq_nodes = [n for n in g.node if n.op_type in QDQ_OPS]
+
+    if require_qdq and not qdq_nodes:
+        violations.append(Violation("has-qdq", "<graph>", "no QuantizeLinear/DequantizeLinear nodes: not an INT8 model"))
+    for node in qdq_nodes:
+        violations += _check_qdq_node(g, consts, producers, node)
+    violations += _check_per_channel_weights(g, consts, producers)
+    violations += _check_float_functions(m)
     return violations
 
 
