@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dsedge import SIMAM_LAMBDA
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -95,7 +97,7 @@ class TrainConfig:
     ema_decay: float | None = None  # evaluate and checkpoint an exponential moving average of weights
     grad_clip: float | None = None  # max global grad norm
     image_size: int = 224
-    simam_lambda: float = 1e-4
+    simam_lambda: float = SIMAM_LAMBDA
     pretrained: str | None = None
     seed: int = 0
     num_workers: int = 2

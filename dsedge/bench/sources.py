@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsedge import ISIC2017_CLASSES, SIMAM_LAMBDA
 from dsedge.bench.progress import BenchProgress
 from dsedge.errors import DsedgeError
 
@@ -93,7 +94,7 @@ def _random_checkpoint(workdir: Path, image_size: int, seed: int) -> Path:
     torch.manual_seed(seed)
     model = create_model("ds_resnet50", 3)
     return save_checkpoint(workdir / "random_init", model, {
-        "model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "preprocessing": pre, "simam_lambda": 1e-4,
+        "model": "ds_resnet50", "classes": list(ISIC2017_CLASSES), "preprocessing": pre, "simam_lambda": SIMAM_LAMBDA,
         "model_kwargs": {}, "random_init": True, "seed": seed,
     })
 

@@ -9,10 +9,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dsedge import ISIC2017_CLASSES
 from dsedge.cli.app import app, console
 
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+def _class_order(name: str) -> int:
+    """Table order: the ISIC 2017 classes first, in their usual order, then any other class."""
+    return ISIC2017_CLASSES.index(name) if name in ISIC2017_CLASSES else len(ISIC2017_CLASSES)
 
 
 @data_app.command("check")
@@ -41,7 +47,7 @@ def check_command(
     if json_out:
         console.print_json(json.dumps(report.to_dict()))
     else:
-        classes = sorted({c for counts in report.counts.values() for c in counts}, key=lambda c: ("MEL", "NV", "SK").index(c) if c in ("MEL", "NV", "SK") else 9)
+        classes = sorted({c for counts in report.counts.values() for c in counts}, key=_class_order)
         table = Table(title=f"{path} ({report.layout})")
         table.add_column("split")
         for c in classes:

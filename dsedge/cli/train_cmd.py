@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from dsedge import SIMAM_LAMBDA
 from dsedge.cli.app import app, err_console
 
 
@@ -48,7 +49,7 @@ def train_command(
     ema_decay: float | None = typer.Option(None, "--ema", help="Evaluate and checkpoint an exponential moving average of the weights with this decay, e.g. 0.998 (default: off)."),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Clip the global gradient norm (default: off)."),
     image_size: int | None = typer.Option(None, "--image-size", help="Crop size (default: 224); resize = size*256/224."),
-    simam_lambda: float | None = typer.Option(None, "--simam-lambda", help="SimAM lambda (default: 1e-4)."),
+    simam_lambda: float | None = typer.Option(None, "--simam-lambda", help=f"SimAM lambda (default: {SIMAM_LAMBDA:g})."),
     pretrained: str | None = typer.Option(None, "--pretrained", help="torchvision ResNet50 ImageNet weights file, or 'hub'."),
     seed: int | None = typer.Option(None, "--seed", help="Default: 0."),
     workers: int | None = typer.Option(None, "--workers", help="DataLoader workers (default: 2)."),

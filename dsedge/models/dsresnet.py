@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dsedge import SIMAM_LAMBDA
 from dsedge.models.simam import SimAM
 
 
@@ -85,7 +86,7 @@ class DSBottleneck(nn.Module):
         width: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        simam_lambda: float = 1e-4,
+        simam_lambda: float = SIMAM_LAMBDA,
         depthwise: bool = True,
         fusion: str = "sum",
         dilation: int = 3,
@@ -119,7 +120,7 @@ class DSResNet(nn.Module):
         self,
         layers: tuple[int, int, int, int] = (3, 4, 6, 3),
         num_classes: int = 3,
-        simam_lambda: float = 1e-4,
+        simam_lambda: float = SIMAM_LAMBDA,
         depthwise: bool = True,
         fusion: str = "sum",
         dilation: int = 3,
@@ -174,12 +175,12 @@ class DSResNet(nn.Module):
 
 def ds_resnet50(
     num_classes: int = 3,
-    simam_lambda: float = 1e-4,
+    simam_lambda: float = SIMAM_LAMBDA,
     depthwise: bool = True,
     fusion: str = "sum",
     dilation: int = 3,
 ) -> DSResNet:
-    """DS-ResNet50 as DESIGN §2 reads the paper (depthwise, sum fusion, lambda 1e-4 by default)."""
+    """DS-ResNet50 as DESIGN §2 reads the paper (depthwise, sum fusion, lambda SIMAM_LAMBDA = 1e-4 by default)."""
     return DSResNet(
         (3, 4, 6, 3),
         num_classes=num_classes,

@@ -13,13 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsedge import SIMAM_LAMBDA
 
-def simam(x: torch.Tensor, lam: float = 1e-4) -> torch.Tensor:
+
+def simam(x: torch.Tensor, lam: float = SIMAM_LAMBDA) -> torch.Tensor:
     """Functional SimAM on an NCHW tensor.
 
     n = H*W - 1 as in the authors' code; clamped to >= 1 so a 1x1 feature map
     (tiny test inputs) does not divide by zero. The statistics are computed in
-    float32 even under fp16/bf16 autocast: `var + lambda` with lambda = 1e-4 is
+    float32 even under fp16/bf16 autocast: `var + lambda` with lambda = SIMAM_LAMBDA (1e-4) is
     not representable accurately in half precision.
     """
     orig_dtype = x.dtype
@@ -34,7 +36,7 @@ def simam(x: torch.Tensor, lam: float = 1e-4) -> torch.Tensor:
 class SimAM(nn.Module):
     """Module wrapper around :func:`simam`; `lam` is recorded in checkpoints and the ONNX node."""
 
-    def __init__(self, lam: float = 1e-4) -> None:
+    def __init__(self, lam: float = SIMAM_LAMBDA) -> None:
         super().__init__()
         if lam <= 0:
             raise ValueError(f"SimAM lambda must be > 0, got {lam}")
