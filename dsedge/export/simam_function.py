@@ -154,6 +154,117 @@ def default_opset(model: onnx.ModelProto) -> int:
     raise ExportError("exported model has no default-domain opset import")
 
 
+def _group_by_simam_scope(graph: onnx.GraphProto, simam_class: str) -> dict[str, list[int]]:
+    """Node indices of the main graph, grouped by the SimAM module they were exported from."""
+    groups: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        scope = simam_scope(node, simam_class)
+        if scope is not None:
+            groups.setdefault(scope, []).append(i)
+    return groups
+
+
+def _check_every_module_found(groups: Mapping[str, list[int]], lambdas: Mapping[str, float]) -> None:
+    """The scopes found in the graph must be exactly the torch model's SimAM modules.
+
+    A mismatch means the exporter's metadata changed shape; outlining only some of
+    them would write a half-fused model, so this raises instead.
+    """
+    missing = sorted(set(lambdas) - set(groups))
+    unknown = sorted(set(groups) - set(lambdas))
+    if missing or unknown:
+        raise ExportError(
+            f"SimAM outlining found scopes {sorted(groups)[:4]}... but the model has SimAM modules "
+            f"{sorted(lambdas)[:4]}... (missing: {missing[:4]}, unexpected: {unknown[:4]})",
+            "the torch exporter's metadata changed; export with --inline-simam or report a bug",
+        )
+
+
+@dataclass(frozen=True)
+class _GraphWiring:
+    """What a group's boundary is measured against: constants, graph outputs, who reads each tensor."""
+
+    constants: set[str]
+    graph_outputs: set[str]
+    consumers: dict[str, set[int]]
+
+    @classmethod
+    def of(cls, graph: onnx.GraphProto) -> _GraphWiring:
+        constants = {init.name for init in graph.initializer}
+        constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        consumers: dict[str, set[int]] = {}
+        for i, node in enumerate(graph.node):
+            for name in node.input:
+                consumers.setdefault(name, set()).add(i)
+        return cls(constants, {o.name for o in graph.output}, consumers)
+
+
+def _simam_call(
+    graph: onnx.GraphProto, scope: str, idx: list[int], lam: float, wiring: _GraphWiring
+) -> tuple[int, onnx.NodeProto]:
+    """The `dsedge::SimAM` call that replaces one group, and the index of the node it takes the place of.
+
+    The group must be one SimAM: one data input, one output read outside the group,
+    and only the ops SimAM's arithmetic exports to; anything else raises rather than
+    fusing something that is not SimAM.
+    """
+    members = set(idx)
+    ops = Counter(graph.node[i].op_type for i in idx)
+    produced = {o for i in idx for o in graph.node[i].output}
+    inputs = {
+        name for i in idx for name in graph.node[i].input
+        if name and name not in produced and name not in wiring.constants
+    }
+    outputs = [
+        name for i in idx for name in graph.node[i].output
+        if name in wiring.graph_outputs or wiring.consumers.get(name, set()) - members
+    ]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ExportError(
+            f"SimAM '{scope}' exported as a subgraph with inputs {sorted(inputs)} and outputs "
+            f"{outputs}; expected exactly one of each"
+        )
+    if not set(ops) <= _ALLOWED_OPS or not _REQUIRED_OPS <= set(ops):
+        raise ExportError(f"SimAM '{scope}' exported with unexpected ops {dict(ops)}")
+    out_name = outputs[0]
+    producer = next(i for i in idx if out_name in graph.node[i].output)
+    call = helper.make_node(
+        FUNCTION_NAME,
+        [inputs.pop()],
+        [out_name],
+        name=f"/{scope}/SimAM",
+        domain=DOMAIN,
+    )
+    call.attribute.append(helper.make_attribute("lambda", float(lam)))
+    helper.set_metadata_props(call, {"dsedge.module": scope})  # the torch module it replaces
+    return producer, call
+
+
+def _splice(graph: onnx.GraphProto, replacement: Mapping[int, onnx.NodeProto], removed: set[int]) -> None:
+    """Rewrite the node list: each call where its group's output was produced, the group gone.
+
+    Putting the call at the producer's position keeps the list topologically sorted.
+    """
+    new_nodes = []
+    for i, node in enumerate(graph.node):
+        if i in replacement:
+            new_nodes.append(replacement[i])
+        elif i not in removed:
+            new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    _prune(graph)
+
+
+def _attach_simam_function(model: onnx.ModelProto, default_lambda: float) -> None:
+    """Declare the `dsedge` domain and add the function body once, so the calls resolve."""
+    opset = default_opset(model)
+    if not any(imp.domain == DOMAIN for imp in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(DOMAIN, FUNCTION_VERSION))
+    if not any(f.domain == DOMAIN and f.name == FUNCTION_NAME for f in model.functions):
+        model.functions.append(make_simam_function(opset, default_lambda))
+
+
 def outline_simam(
     model: onnx.ModelProto,
     lambdas: Mapping[str, float],
@@ -173,81 +284,18 @@ def outline_simam(
         report.nodes_after = len(graph.node)
         return report
 
-    groups: dict[str, list[int]] = {}
-    for i, node in enumerate(graph.node):
-        scope = simam_scope(node, simam_class)
-        if scope is not None:
-            groups.setdefault(scope, []).append(i)
-    missing = sorted(set(lambdas) - set(groups))
-    unknown = sorted(set(groups) - set(lambdas))
-    if missing or unknown:
-        raise ExportError(
-            f"SimAM outlining found scopes {sorted(groups)[:4]}... but the model has SimAM modules "
-            f"{sorted(lambdas)[:4]}... (missing: {missing[:4]}, unexpected: {unknown[:4]})",
-            "the torch exporter's metadata changed; export with --inline-simam or report a bug",
-        )
-
-    constants = {init.name for init in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    graph_outputs = {o.name for o in graph.output}
-    consumers: dict[str, set[int]] = {}
-    for i, node in enumerate(graph.node):
-        for name in node.input:
-            consumers.setdefault(name, set()).add(i)
-
+    groups = _group_by_simam_scope(graph, simam_class)
+    _check_every_module_found(groups, lambdas)
+    wiring = _GraphWiring.of(graph)
     replacement: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     for scope in sorted(groups, key=lambda s: groups[s][0]):
-        idx = groups[scope]
-        members = set(idx)
-        ops = Counter(graph.node[i].op_type for i in idx)
-        produced = {o for i in idx for o in graph.node[i].output}
-        inputs = {
-            name for i in idx for name in graph.node[i].input
-            if name and name not in produced and name not in constants
-        }
-        outputs = [
-            name for i in idx for name in graph.node[i].output
-            if name in graph_outputs or consumers.get(name, set()) - members
-        ]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ExportError(
-                f"SimAM '{scope}' exported as a subgraph with inputs {sorted(inputs)} and outputs "
-                f"{outputs}; expected exactly one of each"
-            )
-        if not set(ops) <= _ALLOWED_OPS or not _REQUIRED_OPS <= set(ops):
-            raise ExportError(f"SimAM '{scope}' exported with unexpected ops {dict(ops)}")
-        out_name = outputs[0]
-        producer = next(i for i in idx if out_name in graph.node[i].output)
-        call = helper.make_node(
-            FUNCTION_NAME,
-            [inputs.pop()],
-            [out_name],
-            name=f"/{scope}/SimAM",
-            domain=DOMAIN,
-        )
-        call.attribute.append(helper.make_attribute("lambda", float(lambdas[scope])))
-        helper.set_metadata_props(call, {"dsedge.module": scope})  # the torch module it replaces
+        producer, call = _simam_call(graph, scope, groups[scope], lambdas[scope], wiring)
         replacement[producer] = call
-        removed |= members
+        removed |= set(groups[scope])
         report.scopes.append(scope)
-
-    new_nodes = []
-    for i, node in enumerate(graph.node):
-        if i in replacement:
-            new_nodes.append(replacement[i])
-        elif i not in removed:
-            new_nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    _prune(graph)
-
-    opset = default_opset(model)
-    if not any(imp.domain == DOMAIN for imp in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, FUNCTION_VERSION))
-    if not any(f.domain == DOMAIN and f.name == FUNCTION_NAME for f in model.functions):
-        default = next(iter(lambdas.values()))
-        model.functions.append(make_simam_function(opset, default))
+    _splice(graph, replacement, removed)
+    _attach_simam_function(model, next(iter(lambdas.values())))
     report.calls = len(report.scopes)
     report.nodes_after = len(graph.node)
     return report
