@@ -2,7 +2,8 @@
 
 What the paper reports (ACC, per-class P/R/F1, confusion matrix) and what the
 ISIC 2017 challenge ranks by (melanoma AUC, SK AUC, their mean), plus balanced
-accuracy; and agreement between a backend and the FP32 reference.
+accuracy. How a backend's outputs differ from the FP32 reference's (agreement, flips, metric
+deltas) is `dsedge.comparator`'s job.
 """
 
 from __future__ import annotations
@@ -56,18 +57,6 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[
 def _mean_auc(aucs: dict[str, float | None]) -> float | None:
     vals = [v for v in aucs.values() if v is not None]
     return float(np.mean(vals)) if vals else None
-
-
-def agreement(reference_probs: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """How closely a backend follows the FP32 reference: top-1 agreement and |prob diff|."""
-    ref = np.asarray(reference_probs, dtype=np.float64)
-    other = np.asarray(probs, dtype=np.float64)
-    diff = np.abs(ref - other)
-    return {
-        "top1_agreement": float((ref.argmax(1) == other.argmax(1)).mean()) if len(ref) else 1.0,
-        "max_abs_prob_diff": float(diff.max()) if diff.size else 0.0,
-        "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
-    }
 
 
 def _fmt(v: float | None, pct: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""classification_metrics and agreement against scikit-learn on fixed fixtures."""
+"""classification_metrics against scikit-learn on fixed fixtures (agreement: tests/test_comparator.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from dsedge.metrics import agreement, classification_metrics, metrics_markdown
+from dsedge.metrics import classification_metrics, metrics_markdown
 
 CLASSES = ["MEL", "NV", "SK"]
 
@@ -69,15 +69,6 @@ def test_missing_class_gives_no_auc():
     assert m["auc"]["MEL"] is None and m["mel_auc"] is None
     assert m["mean_auc"] == pytest.approx(np.mean([m["auc"]["NV"], m["auc"]["SK"]]))
     assert m["per_class"]["MEL"]["support"] == 0
-
-
-def test_agreement():
-    ref = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5]])
-    other = np.array([[0.8, 0.2], [0.7, 0.3], [0.5, 0.5]])
-    a = agreement(ref, other)
-    assert a["top1_agreement"] == pytest.approx(2 / 3)
-    assert a["max_abs_prob_diff"] == pytest.approx(0.3)
-    assert a["mean_abs_prob_diff"] == pytest.approx(np.abs(ref - other).mean())
 
 
 def test_markdown_table(fixture_preds):

@@ -4,7 +4,8 @@ Images are decoded and preprocessed once with the torch-free runtime's
 preprocessing (the bundle's definition), then every runner sees the very same
 float32 tensors, so differences between rows are the backends' and precisions'
 own. Metrics come from `dsedge.metrics` (ACC, balanced ACC, per-class
-F1, MEL/SK AUC; top-1 agreement and |prob diff| against the reference).
+F1, MEL/SK AUC), agreement with the reference (top-1 agreement, |prob diff|)
+from `dsedge.comparator`.
 Torch-free.
 """
 
@@ -17,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.comparator import agreement
 from dsedge.engines.base import Runner, softmax
 from dsedge.errors import DataError
-from dsedge.metrics import agreement, classification_metrics
+from dsedge.metrics import classification_metrics
 
 
 @dataclass

@@ -87,8 +87,8 @@ def _random_checkpoint(workdir: Path, image_size: int, seed: int) -> Path:
     import torch
 
     from dsedge.config import PreprocessConfig
-    from dsedge.models.zoo import create_model
     from dsedge.models.checkpoint import save_checkpoint
+    from dsedge.models.zoo import create_model
 
     pre = PreprocessConfig.for_size(image_size).to_dict()
     torch.manual_seed(seed)

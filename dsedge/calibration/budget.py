@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.clinical.calibration import softmax
+from dsedge.comparator import delta
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -85,14 +88,8 @@ def mel_recall(probs: np.ndarray, labels: np.ndarray, classes: list[str], point:
     positives = np.asarray(labels) == mel
     if not positives.any():
         return None
-    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, None)) / point.temperature
-    z -= z.max(axis=1, keepdims=True)
-    calibrated = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    calibrated = softmax(np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, None)), point.temperature)
     return float(np.mean(calibrated[positives, mel] >= point.threshold))
-
-
-def _delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else float(a - b)
 
 
 def _term(name: str, value: float | None, limit: float | None, ok: bool | None, rule: str) -> dict[str, Any]:
@@ -113,10 +110,10 @@ def judge(row: dict[str, Any], reference: dict[str, Any], budget: Budget) -> lis
     else:
         d_acc = None if row.get("accuracy") is None else 100.0 * (row["accuracy"] - reference["accuracy"])
     acc_term = None if d_acc is None else (abs(d_acc) if budget.acc_two_sided else -d_acc)
-    d_mel = _delta(row.get("mel_auc"), reference.get("mel_auc"))
-    d_mean = _delta(row.get("mean_auc"), reference.get("mean_auc"))
+    d_mel = delta(row.get("mel_auc"), reference.get("mel_auc"))
+    d_mean = delta(row.get("mean_auc"), reference.get("mean_auc"))
     rec, rec_ref = row.get("mel_recall"), reference.get("mel_recall")
-    d_rec = _delta(rec, rec_ref)
+    d_rec = delta(rec, rec_ref)
     lim = budget.min_agreement
     terms = [
         _term("top1_agreement", agree, lim, lim is not None and agree is not None and agree >= lim, ">="),

@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 
 from dsedge.calibration.budget import Budget, OperatingPoint, failed_terms, judge, mel_recall, met
+from dsedge.comparator import compare as compare_outputs
+from dsedge.comparator import delta
 from dsedge.errors import CalibrationError
 from dsedge.export.simam_function import SCOPES_KEY, metadata_list
 from dsedge.utils.io import atomic_write_json, atomic_write_text
@@ -163,18 +165,13 @@ def compare(
 ) -> dict[str, Any]:
     """Metrics of one candidate and its deltas against the FP32 reference (ACC drop in points).
 
-    Deltas are candidate minus FP32 (`*_delta`), except the historical
+    The measuring is `dsedge.comparator.compare` against `ref_probs` with the stored
+    reference metrics `ref`; this names its numbers the way reports and `budget.judge` read
+    them. Deltas are candidate minus FP32 (`*_delta`), except the historical
     `acc_drop_points` / `auc_drop` (FP32 minus candidate).
     """
-    from dsedge.metrics import agreement, classification_metrics
-
-    m = classification_metrics(labels, probs, classes)
-    agree = agreement(ref_probs, probs)
-
-    def delta(key: str) -> float | None:
-        a, b = m.get(key), ref.get(key)
-        return None if a is None or b is None else float(a - b)
-
+    c = compare_outputs(ref_probs, probs, labels=labels, classes=classes, reference_metrics=ref)
+    m = c.metrics or {}
     auc_ref, auc = ref.get("mean_auc"), m.get("mean_auc")
     return {
         "accuracy": m["accuracy"],
@@ -183,13 +180,13 @@ def compare(
         "mel_auc": m.get("mel_auc"),
         "sk_auc": m.get("sk_auc"),
         "mel_recall": mel_recall(probs, labels, classes, point),
-        "top1_agreement": agree["top1_agreement"],
-        "max_abs_prob_diff": agree["max_abs_prob_diff"],
+        "top1_agreement": c.top1_agreement,
+        "max_abs_prob_diff": c.max_abs_prob_diff,
         "acc_drop_points": 100.0 * (ref["accuracy"] - m["accuracy"]),
-        "auc_drop": (auc_ref - auc) if auc_ref is not None and auc is not None else None,
-        "mel_auc_delta": delta("mel_auc"),
-        "sk_auc_delta": delta("sk_auc"),
-        "mean_auc_delta": delta("mean_auc"),
+        "auc_drop": delta(auc_ref, auc),
+        "mel_auc_delta": c.deltas["mel_auc"],
+        "sk_auc_delta": c.deltas["sk_auc"],
+        "mean_auc_delta": c.deltas["mean_auc"],
     }
 
 

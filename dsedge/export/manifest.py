@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from dsedge.comparator import compare as compare_outputs
 from dsedge.errors import ExportError
 
 FP32_TOLERANCE = 1e-4
@@ -116,31 +117,20 @@ def ort_logits(model: onnx.ModelProto | Path, batch: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {name: chunk})[0] for chunk in _chunks(batch)])
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def compare(ref_logits: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
-    """Agreement metrics of one artifact against the reference.
+    """The manifest's parity entry of one artifact: `dsedge.comparator.compare` on logits, in the
+    keys stored bundles already carry.
 
     Non-finite outputs (float16 overflow on a model with huge activations, e.g.
     a random-init Inception v3) are counted and make the diffs `None` rather
     than writing NaN into the JSON manifest.
     """
-    finite = np.isfinite(logits).all(axis=1)
-    bad = int((~finite).sum())
-    top1 = float(((ref_logits.argmax(1) == logits.argmax(1)) & finite).mean())  # NaN rows disagree
-    if bad:
-        return {"max_abs_logit_diff": None, "mean_abs_logit_diff": None, "max_abs_prob_diff": None,
-                "top1_agreement": top1, "nonfinite_outputs": bad}
-    p_ref, p = softmax(ref_logits.astype(np.float64)), softmax(logits.astype(np.float64))
-    return {
-        "max_abs_logit_diff": float(np.abs(ref_logits - logits).max()),
-        "mean_abs_logit_diff": float(np.abs(ref_logits - logits).mean()),
-        "max_abs_prob_diff": float(np.abs(p_ref - p).max()),
-        "top1_agreement": top1,
-    }
+    c = compare_outputs(ref_logits, logits, logits=True)
+    out: dict[str, Any] = {"max_abs_logit_diff": c.max_abs_logit_diff, "mean_abs_logit_diff": c.mean_abs_logit_diff,
+                           "max_abs_prob_diff": c.max_abs_prob_diff, "top1_agreement": c.top1_agreement}
+    if c.nonfinite_outputs:
+        out["nonfinite_outputs"] = c.nonfinite_outputs
+    return out
 
 
 def measure_parity(
