@@ -4,9 +4,11 @@ Reports the GPU (through `nvidia-smi`, which works without any Python CUDA
 package), CUDA through cuda-python, TensorRT, ONNX Runtime's execution
 providers, OpenVINO devices, the CPU model and the instruction-set features
 that matter for CPU inference (AVX2, AVX-512, VNNI, AMX), and package
-versions. Every probe is independent and catches its own failure, so a broken
-driver or a half-installed package shows up as a line in the report instead
-of a crash. torch is only looked up by metadata: the device runtime never
+versions. The machine facts (CPU, GPU, OS, versions) come from `dsedge.machine`,
+which the bench report reads too, so the two never describe one machine
+differently; `cpu_info` and `nvidia_smi` are re-exported here. Every probe is
+independent and catches its own failure, so a broken driver or a
+half-installed package shows up as a line in the report instead of a crash. torch is only looked up by metadata: the device runtime never
 needs it, and importing it would take seconds. The backends come from the
 registry (`dsedge.engines.registry`), so a newly registered backend shows up
 here without touching this module.
@@ -14,75 +16,12 @@ here without touching this module.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import os
-import platform
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16",
-             "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+from dsedge.machine import cpu_info, nvidia_smi, package_versions, system
+
 PACKAGES = ("dsedge", "numpy", "pillow", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt",
             "cuda-python", "cuda-bindings", "torch", "torchvision")
-
-
-def _version(pkg: str) -> str | None:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
-    """CPU model, logical cores and inference-relevant ISA flags (from /proc/cpuinfo on Linux)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "Model", "Hardware") and value.strip():
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = set(value.split())
-    return {
-        "model": model,
-        "arch": platform.machine(),
-        "logical_cores": os.cpu_count(),
-        "flags": {f: f in flags for f in CPU_FLAGS},
-    }
-
-
-def nvidia_smi() -> dict[str, Any]:
-    """GPUs as `nvidia-smi` sees them (name, driver, memory, compute capability)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return {"available": False, "reason": "nvidia-smi not found (no NVIDIA driver)"}
-    fields = "name,driver_version,memory.total,compute_cap"
-    for query in (fields, fields.rsplit(",", 1)[0]):  # old drivers lack compute_cap
-        try:
-            out = subprocess.run(
-                [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=15, check=True,
-            ).stdout
-        except (subprocess.SubprocessError, OSError) as e:
-            reason = f"nvidia-smi failed: {e}"
-            continue
-        gpus = []
-        for line in out.strip().splitlines():
-            parts = [p.strip() for p in line.split(",")]
-            gpu = {"name": parts[0], "driver": parts[1], "memory_mib": parts[2]}
-            if len(parts) > 3:
-                gpu["compute_capability"] = parts[3]
-            gpus.append(gpu)
-        return {"available": bool(gpus), "gpus": gpus}
-    return {"available": False, "reason": reason}
 
 
 def cuda_info() -> dict[str, Any]:
@@ -185,16 +124,17 @@ def _summary(r: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
 
 def doctor() -> dict[str, Any]:
     """Probe everything; return a JSON-able report with a human `summary` and usable `backends`."""
+    host = system()
     report: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "python": host["python"],
+        "platform": host["platform"],
         "cpu": cpu_info(),
         "gpu": nvidia_smi(),
         "cuda": cuda_info(),
         "tensorrt": tensorrt_info(),
         "onnxruntime": onnxruntime_info(),
         "openvino": openvino_info(),
-        "versions": {p: v for p in PACKAGES if (v := _version(p))},
+        "versions": package_versions(PACKAGES),
         "registry": registry_info(),
     }
     report["summary"], report["backends"] = _summary(report)

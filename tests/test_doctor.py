@@ -1,4 +1,7 @@
-"""`dsedge doctor`: every probe reports instead of crashing, and sees fake TensorRT/CUDA/GPUs when present."""
+"""`dsedge doctor`: every probe reports instead of crashing, and sees fake TensorRT/CUDA/GPUs when present.
+
+Parsing /proc/cpuinfo is tested in tests/test_machine.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 from fake_tensorrt import install
 
-from dsedge.doctor import cpu_info, doctor, nvidia_smi
+from dsedge.doctor import doctor, nvidia_smi
 
 
 def test_doctor_on_this_machine() -> None:
@@ -28,15 +31,6 @@ def test_doctor_on_this_machine() -> None:
     json.dumps(r)  # the report is JSON-able as is
     if not r["tensorrt"]["available"]:
         assert "dsedge[tensorrt]" in r["tensorrt"]["reason"]
-
-
-def test_cpu_flags_from_cpuinfo(tmp_path: Path) -> None:
-    f = tmp_path / "cpuinfo"
-    f.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
-                 "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile amx_bf16 amx_int8\n")
-    info = cpu_info(f)
-    assert info["model"] == "Intel(R) Xeon(R) Platinum 8480+"
-    assert info["flags"]["amx_bf16"] and info["flags"]["avx512_vnni"] and not info["flags"]["avx512_fp16"]
 
 
 def test_fake_gpu_stack_is_reported(monkeypatch, tmp_path: Path) -> None:

@@ -117,15 +117,6 @@ def test_bf16_only_with_native_support(tiny_onnx: Path) -> None:
             ovr.OpenVinoRunner(tiny_onnx, "bf16")
 
 
-def test_cpu_flags_parsing(tmp_path: Path) -> None:
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\n")
-    flags = ovr.cpu_flags(info)
-    assert {"avx512f", "amx_bf16"} <= flags
-    assert ovr.native_bf16(flags)
-    assert ovr.native_bf16({"avx512_bf16"})
-    assert not ovr.native_bf16({"avx2", "avx512f"})
-    assert ovr.cpu_flags(tmp_path / "missing") == set()
 
 
 def test_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:

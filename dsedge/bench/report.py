@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,48 +31,21 @@ _PACKAGES = ("dsedge", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openv
              "numpy")
 
 
-def _cpu_model() -> str:
-    from dsedge.doctor import cpu_info
-
-    return str(cpu_info()["model"])
-
-
-def _gpu() -> dict[str, Any] | None:
-    """GPU name and driver from nvidia-smi (None without an NVIDIA GPU); no torch needed."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if not out:
-        return None
-    name, driver, mem = (s.strip() for s in out.splitlines()[0].split(","))
-    return {"name": name, "driver": driver, "memory": mem, "count": len(out.splitlines())}
-
-
 def environment(threads: int | None = None) -> dict[str, Any]:
-    """What produced the numbers: host, CPU, threads, GPU/driver, library versions."""
-    from dsedge.engines.openvino_runner import cpu_flags
+    """What produced the numbers: host, CPU, threads, GPU/driver, library versions (from `dsedge.machine`)."""
+    from dsedge import machine
 
-    flags = cpu_flags()
-    versions = {}
-    for pkg in _PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
+    host, flags = machine.system(), machine.cpu_flags()
     return {
-        "host": platform.node(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
+        "host": host["host"],
+        "os": host["os"],
+        "python": host["python"],
+        "cpu": machine.cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_flags": [f for f in _INTERESTING_FLAGS if f in flags],
         "threads": threads or "default (all cores)",
-        "gpu": _gpu(),
-        "versions": versions,
+        "gpu": machine.gpu_summary(),
+        "versions": machine.package_versions(_PACKAGES),
     }
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from dsedge.engines.base import Runner, RunnerInfo, check_batch
 from dsedge.errors import EngineError, MissingDependencyError
+from dsedge.machine import cpu_flags, native_bf16
 
 PRECISIONS = ("fp32", "bf16", "int8")
 MAX_STATIC_SHAPES = 4  # compiled static-shape models kept; the oldest is dropped beyond this
@@ -45,26 +46,8 @@ def _import_openvino():  # noqa: ANN202 - returns the module
     return openvino
 
 
-def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags of the first processor (empty when /proc/cpuinfo is not there)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def native_bf16(flags: set[str] | None = None) -> bool:
-    """True when the CPU computes bf16 natively: AMX (amx_bf16) or AVX-512 BF16 (avx512_bf16)."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
-
-
 def bf16_support(core: object | None = None) -> tuple[bool, str]:
-    """(supported, reason) for OpenVINO bf16 on this CPU: native flags and OpenVINO's own capability."""
+    """(supported, reason) for OpenVINO bf16 on this CPU: native flags (`dsedge.machine`) and OpenVINO's own capability."""
     flags = cpu_flags()
     if not native_bf16(flags):
         return False, "this CPU has no AMX or avx512_bf16 (OpenVINO would emulate bf16)"

@@ -57,7 +57,12 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_bf16_supported() -> bool:
-    """True when oneDNN has native bf16 kernels on this CPU (avx512_bf16 / AMX); else bf16 is emulated."""
+    """True when PyTorch's oneDNN reports bf16 kernels on this CPU (avx512_bf16 / AMX); else bf16 is emulated.
+
+    This is torch's own answer (its oneDNN build and ISA check), so it stays here, where torch is
+    imported; the CPU's flags (`dsedge.machine.native_bf16`) are the torch-free fact the OpenVINO
+    runner and the doctor use.
+    """
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # pragma: no cover - older/odd builds

@@ -14,8 +14,6 @@ rounding; true float16 arithmetic is measured by the TensorRT/GPU bench.
 
 from __future__ import annotations
 
-import importlib.metadata as md
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +36,9 @@ _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxconverter-common")
 def tool_versions() -> dict[str, str]:
     """Versions of the packages that shaped the artifacts (plus dsedge and Python)."""
     from dsedge import __version__
+    from dsedge.machine import package_versions, system
 
-    out = {"dsedge": __version__, "python": platform.python_version()}
-    for name in _TOOLS:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {"dsedge": __version__, "python": system()["python"], **package_versions(_TOOLS, missing="not installed")}
 
 
 @dataclass
