@@ -22,13 +22,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dsedge import ISIC2017_CLASSES
 from dsedge.errors import BundleError, CheckpointError, ExportError
 from dsedge.export.safety import check_replaceable, seal_facts
 
-DEFAULT_CLASSES = ["MEL", "NV", "SK"]
+if TYPE_CHECKING:
+    import onnx
+
+    from dsedge.export.onnx import ExportResult
+
 FP32_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
 INLINE_FILE = "model.inline.onnx"
@@ -63,8 +69,8 @@ def _load_source(
         if not random_init:
             raise ExportError("no checkpoint given", "pass CHECKPOINT, or --model NAME --random-init")
         name = model_name or "ds_resnet50"
-        model = create_model(name, num_classes=len(DEFAULT_CLASSES)).eval()
-        return model, {}, {"name": name, "num_classes": len(DEFAULT_CLASSES), "model_kwargs": {},
+        model = create_model(name, num_classes=len(ISIC2017_CLASSES)).eval()
+        return model, {}, {"name": name, "num_classes": len(ISIC2017_CLASSES), "model_kwargs": {},
                            "random_init": True}
     from dsedge.models.checkpoint import checkpoint_paths, load_checkpoint
 
@@ -111,6 +117,130 @@ def _preprocessing(meta: dict[str, Any], model_name: str, image_size: int | None
     return PreprocessConfig.for_size(size).to_dict(), size
 
 
+def _resolve_classes(meta: dict[str, Any], model_block: dict[str, Any]) -> list[str]:
+    """The checkpoint's class names (ISIC 2017's by default); they must match the model's outputs."""
+    classes = list(meta.get("classes") or ISIC2017_CLASSES)
+    if len(classes) != model_block["num_classes"]:
+        raise CheckpointError(f"checkpoint lists {len(classes)} classes but the model has "
+                              f"{model_block['num_classes']} outputs")
+    return classes
+
+
+@dataclass
+class _Exported:
+    """The ONNX models of one export: FP32 (SimAM as function calls), FP16, and the optional flat FP32."""
+
+    result: ExportResult  # the FP32 model, its opset, the SimAM outlining report
+    fp16: onnx.ModelProto
+    flat: onnx.ModelProto | None
+
+    def artifacts(self) -> list[tuple[str, onnx.ModelProto, str]]:
+        """(file name, model, precision) of every ONNX file, in the order parity and the bundle list them."""
+        out = [(FP32_FILE, self.result.model, "fp32"), (FP16_FILE, self.fp16, "fp16")]
+        if self.flat is not None:
+            out.append((INLINE_FILE, self.flat, "fp32"))
+        return out
+
+
+def _export_models(
+    model: Any, size: int, opset: int, probs: bool, cam: bool, inline_simam: bool, say: Callable[[str], None]
+) -> _Exported:
+    """The slow part: torch -> FP32 ONNX with SimAM outlined, then FP16 and (if asked) the flat variant."""
+    from dsedge.export.fp16 import convert_fp16
+    from dsedge.export.onnx import export_onnx
+    from dsedge.export.simam_function import inline_simam as flatten
+
+    result = export_onnx(model, size, opset=opset, probs=probs, cam=cam)
+    say(f"SimAM: {result.outline.calls} dsedge::SimAM calls, {result.outline.nodes_before} -> "
+        f"{result.outline.nodes_after} nodes")
+    say("converting to FP16")
+    fp16 = convert_fp16(result.model)
+    flat = flatten(result.model) if inline_simam else None
+    return _Exported(result, fp16, flat)
+
+
+def _output_specs(fp32_model: onnx.ModelProto, n_classes: int, probs: bool, cam: bool) -> list[dict[str, Any]]:
+    """The manifest's `outputs`: logits always, softmax and the class-activation map when exported."""
+    from dsedge.export.onnx import CAM_NAME, LOGITS_NAME, PROBS_NAME
+
+    outputs = [{"name": LOGITS_NAME, "shape": ["N", n_classes], "dtype": "float32"}]
+    if probs:
+        outputs.append({"name": PROBS_NAME, "shape": ["N", n_classes], "dtype": "float32",
+                        "op": "softmax(logits, axis=1)"})
+    if cam:
+        dims = next(o.type.tensor_type.shape.dim for o in fp32_model.graph.output if o.name == CAM_NAME)
+        outputs.append({"name": CAM_NAME, "shape": ["N", n_classes, dims[2].dim_value, dims[3].dim_value],
+                        "dtype": "float32", "op": "Conv1x1(last features, fc weight, fc bias); "
+                        "spatial mean = logits (class activation map)"})
+    return outputs
+
+
+def _build_manifest(
+    model_block: dict[str, Any],
+    classes: list[str],
+    preprocessing: dict[str, Any],
+    size: int,
+    meta: dict[str, Any],
+    exported: _Exported,
+    outputs: list[dict[str, Any]],
+    parity: Any,
+    t0: float,
+) -> dict[str, Any]:
+    """The manifest before any artifact is listed: model, I/O, SimAM outlining, training, tools, parity."""
+    from dsedge.export.manifest import tool_versions
+    from dsedge.export.model_card import training_summary
+    from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME
+    from dsedge.runtime.bundle import new_manifest
+
+    result = exported.result
+    input_spec = {"name": "input", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW"}
+    manifest = new_manifest(model_block, classes, input_spec, preprocessing)
+    manifest["outputs"] = outputs
+    manifest["opset"] = result.opset
+    manifest["simam"] = {
+        "op": f"{DOMAIN}::{FUNCTION_NAME}", "calls": result.outline.calls,
+        "nodes_before_outlining": result.outline.nodes_before,
+        "nodes_after_outlining": result.outline.nodes_after,
+    }
+    manifest["training"] = training_summary(meta)
+    manifest["tools"] = tool_versions()
+    manifest["parity"] = parity
+    manifest["export"] = {"seconds": round(time.perf_counter() - t0, 2),
+                          "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return manifest
+
+
+def _write_bundle(out: Path, force: bool, exported: _Exported, manifest: dict[str, Any]) -> None:
+    """Write every file into a temp folder, prove it loads, then move it to `out` in one rename.
+
+    Filesystem errors become `BundleError`s naming `out`; on any failure nothing is left there.
+    """
+    from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card
+    from dsedge.export.onnx import save_onnx
+    from dsedge.runtime.bundle import add_artifact, load_bundle
+    from dsedge.utils.io import atomic_dir, atomic_write_json
+
+    opset = exported.result.opset
+    try:
+        with atomic_dir(out, force=force) as tmp:
+            save_onnx(exported.result.model, tmp / FP32_FILE)
+            add_artifact(manifest, tmp, FP32_FILE, "onnx", "fp32", simam="function", opset=opset)
+            save_onnx(exported.fp16, tmp / FP16_FILE)
+            add_artifact(manifest, tmp, FP16_FILE, "onnx", "fp16", simam="function", opset=opset,
+                         io_dtype="float32", simam_dtype="float32")
+            if exported.flat is not None:
+                save_onnx(exported.flat, tmp / INLINE_FILE)
+                add_artifact(manifest, tmp, INLINE_FILE, "onnx-inline", "fp32", simam="inline", opset=opset)
+            (tmp / MODEL_CARD_FILE).write_text(render_model_card(manifest), encoding="utf-8")
+            add_artifact(manifest, tmp, MODEL_CARD_FILE, "model-card", "n/a")
+            atomic_write_json(tmp / "dsedge.json", manifest)
+            load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
+    except FileExistsError:
+        raise BundleError(f"output folder {out} already exists", "pass --force to replace it") from None
+    except OSError as e:
+        raise BundleError(f"cannot write the bundle to {out}: {e.strerror or e}") from e
+
+
 def export_bundle(
     checkpoint: Path | None,
     out: Path,
@@ -136,87 +266,29 @@ def export_bundle(
     flat `model.inline.onnx`. Raises `ExportError`/`CheckpointError`/`BundleError`
     with a clear message; on any failure nothing is left at `out`.
     """
-    from dsedge.export.fp16 import convert_fp16
-    from dsedge.export.manifest import measure_parity, parity_inputs, tool_versions
-    from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card, training_summary
-    from dsedge.export.onnx import CAM_NAME, LOGITS_NAME, PROBS_NAME, export_onnx, save_onnx
-    from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME
-    from dsedge.export.simam_function import inline_simam as flatten
-    from dsedge.runtime.bundle import add_artifact, load_bundle, new_manifest
-    from dsedge.utils.io import atomic_dir, atomic_write_json
+    from dsedge.export.manifest import measure_parity, parity_inputs
 
     say = progress or (lambda _msg: None)
     out = Path(out)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    # everything that can fail on user input is checked before the slow export
     _check_output(out, force)
     if data is not None and not Path(data).exists():
         raise ExportError(f"parity data not found: {data}")
-
     model, meta, model_block = _load_source(checkpoint, model_name, random_init)
     model_block["simam_lambda"] = _model_lambda(model, meta)
-    classes = list(meta.get("classes") or DEFAULT_CLASSES)
-    if len(classes) != model_block["num_classes"]:
-        raise CheckpointError(f"checkpoint lists {len(classes)} classes but the model has "
-                              f"{model_block['num_classes']} outputs")
+    classes = _resolve_classes(meta, model_block)
     preprocessing, size = _preprocessing(meta, model_block["name"], image_size)
     inputs = parity_inputs(Path(data) if data else None, split, parity_images, preprocessing, size)
 
     t0 = time.perf_counter()
     say(f"exporting {model_block['name']} at {size}x{size} (opset {opset})")
-    result = export_onnx(model, size, opset=opset, probs=probs, cam=cam)
-    say(f"SimAM: {result.outline.calls} dsedge::SimAM calls, {result.outline.nodes_before} -> "
-        f"{result.outline.nodes_after} nodes")
-    say("converting to FP16")
-    fp16 = convert_fp16(result.model)
-    artifacts = [(FP32_FILE, result.model, "fp32"), (FP16_FILE, fp16, "fp16")]
-    flat = flatten(result.model) if inline_simam else None
-    if flat is not None:
-        artifacts.append((INLINE_FILE, flat, "fp32"))
-    parity = measure_parity(model, artifacts, inputs, progress=say)
-
-    input_spec = {"name": "input", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW"}
-    manifest = new_manifest(model_block, classes, input_spec, preprocessing)
-    outputs = [{"name": LOGITS_NAME, "shape": ["N", len(classes)], "dtype": "float32"}]
-    if probs:
-        outputs.append({"name": PROBS_NAME, "shape": ["N", len(classes)], "dtype": "float32",
-                        "op": "softmax(logits, axis=1)"})
-    if cam:
-        dims = next(o.type.tensor_type.shape.dim for o in result.model.graph.output if o.name == CAM_NAME)
-        outputs.append({"name": CAM_NAME, "shape": ["N", len(classes), dims[2].dim_value, dims[3].dim_value],
-                        "dtype": "float32", "op": "Conv1x1(last features, fc weight, fc bias); "
-                        "spatial mean = logits (class activation map)"})
-    manifest["outputs"] = outputs
-    manifest["opset"] = result.opset
-    manifest["simam"] = {
-        "op": f"{DOMAIN}::{FUNCTION_NAME}", "calls": result.outline.calls,
-        "nodes_before_outlining": result.outline.nodes_before,
-        "nodes_after_outlining": result.outline.nodes_after,
-    }
-    manifest["training"] = training_summary(meta)
-    manifest["tools"] = tool_versions()
-    manifest["parity"] = parity
-    manifest["export"] = {"seconds": round(time.perf_counter() - t0, 2),
-                          "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-    seal_facts((result.model, fp16, flat), manifest)  # classes, preprocessing, lambda, input into each ONNX
-    try:
-        with atomic_dir(out, force=force) as tmp:
-            save_onnx(result.model, tmp / FP32_FILE)
-            add_artifact(manifest, tmp, FP32_FILE, "onnx", "fp32", simam="function", opset=result.opset)
-            save_onnx(fp16, tmp / FP16_FILE)
-            add_artifact(manifest, tmp, FP16_FILE, "onnx", "fp16", simam="function", opset=result.opset,
-                         io_dtype="float32", simam_dtype="float32")
-            if flat is not None:
-                save_onnx(flat, tmp / INLINE_FILE)
-                add_artifact(manifest, tmp, INLINE_FILE, "onnx-inline", "fp32", simam="inline",
-                             opset=result.opset)
-            (tmp / MODEL_CARD_FILE).write_text(render_model_card(manifest), encoding="utf-8")
-            add_artifact(manifest, tmp, MODEL_CARD_FILE, "model-card", "n/a")
-            atomic_write_json(tmp / "dsedge.json", manifest)
-            load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
-    except FileExistsError:
-        raise BundleError(f"output folder {out} already exists", "pass --force to replace it") from None
-    except OSError as e:
-        raise BundleError(f"cannot write the bundle to {out}: {e.strerror or e}") from e
+    exported = _export_models(model, size, opset, probs, cam, inline_simam, say)
+    parity = measure_parity(model, exported.artifacts(), inputs, progress=say)  # raises before any write
+    outputs = _output_specs(exported.result.model, len(classes), probs, cam)
+    manifest = _build_manifest(model_block, classes, preprocessing, size, meta, exported, outputs, parity, t0)
+    # classes, preprocessing, lambda, input into each ONNX
+    seal_facts((exported.result.model, exported.fp16, exported.flat), manifest)
+    _write_bundle(out, force, exported, manifest)
     say(f"bundle written to {out}")
     return out
