@@ -252,6 +252,155 @@ def _check_int8_layers(layers: dict[str, Any] | None, bundle: Bundle, plan: Typi
         )
 
 
+@dataclass(frozen=True)
+class _BuildOptions:
+    """The caller's build settings, checked together before the bundle or TensorRT is touched."""
+
+    precision: str
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    workspace_gb: float
+    opt_level: int
+    version_compatible: bool
+    tf32: bool
+    device: int
+
+    def check(self) -> None:
+        check_precision(self.precision)
+        _check_profile(self.min_batch, self.opt_batch, self.max_batch)
+        if not 0 <= self.opt_level <= 5:
+            raise EngineError(f"builder optimization level must be 0..5, got {self.opt_level}")
+        if self.workspace_gb <= 0:
+            raise EngineError(f"workspace must be positive, got {self.workspace_gb} GB")
+
+    def profile_shapes(self, dims: list[int]) -> dict[str, list[int]]:
+        """min/opt/max input shapes: the batch sizes in front of the sample's C, H, W."""
+        return {k: [n, *dims] for k, n in (("min", self.min_batch), ("opt", self.opt_batch), ("max", self.max_batch))}
+
+
+@dataclass
+class _Session:
+    """The TensorRT objects of one build, held together.
+
+    The parser owns the weights the parsed network points to, so it must stay
+    alive until the engine is serialized; keeping it here guarantees that.
+    """
+
+    trt: ModuleType
+    logger: Any
+    builder: Any
+    network: Any
+    parser: Any
+
+
+def _parse_onnx(trt: ModuleType, version: str, plan: TypingPlan) -> _Session:
+    """Parse the plan's ONNX into a network typed as the plan says; parser errors become `EngineError`."""
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, version, plan.strongly_typed))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(plan.onnx)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineError(
+            f"TensorRT's ONNX parser rejected {plan.onnx.name}: {'; '.join(errors) or logger.tail()}",
+            "check the export; `dsedge doctor` shows the TensorRT version",
+        )
+    return _Session(trt, logger, builder, network, parser)
+
+
+def _make_config(session: _Session, plan: TypingPlan, opts: _BuildOptions) -> tuple[Any, bool | None]:
+    """The builder config (workspace, optimization level, profiling, flags); (config, TF32 state)."""
+    trt = session.trt
+    config = session.builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_gb * (1 << 30)))
+    config.builder_optimization_level = int(opts.opt_level)
+    if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    for name in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    tf32_state = _set_tf32(trt, config, opts.precision, opts.tf32)
+    if opts.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    return config, tf32_state
+
+
+def _add_batch_profile(
+    session: _Session, config: Any, bundle: Bundle, opts: _BuildOptions
+) -> tuple[str, dict[str, list[int]]]:
+    """Add the min/opt/max batch profile on the bundle's input; (input name, shapes) for the manifest."""
+    input_name = str(bundle.manifest.get("input", {}).get("name", "input"))
+    dims = _sample_dims(session.network, bundle, input_name)
+    profile = session.builder.create_optimization_profile()
+    shapes = opts.profile_shapes(dims)
+    profile.set_shape(input_name, tuple(shapes["min"]), tuple(shapes["opt"]), tuple(shapes["max"]))
+    config.add_optimization_profile(profile)
+    return input_name, shapes
+
+
+def _serialize(session: _Session, config: Any, plan: TypingPlan, precision: str) -> tuple[bytes, float]:
+    """Run the build; (serialized engine, seconds). A failed build says why, from TensorRT's log."""
+    t0 = time.perf_counter()
+    serialized = session.builder.build_serialized_network(session.network, config)
+    if serialized is None:
+        raise EngineError(
+            f"TensorRT could not build a {precision} engine from {plan.onnx.name}: "
+            f"{session.logger.tail() or 'no log'}",
+            "try a larger --workspace-gb or another precision",
+        )
+    seconds = time.perf_counter() - t0
+    return bytes(serialized), seconds
+
+
+def _layer_precisions(session: _Session, data: bytes, version_compatible: bool) -> dict[str, Any] | None:
+    """Per-layer precisions from the engine inspector, or None with a warning.
+
+    A report about the engine must never cost the engine itself, so any inspector
+    failure (its API differs between releases) is only a warning.
+    """
+    try:
+        return inspect_plan(session.trt, session.logger, data, host_code_allowed=version_compatible)
+    except Exception as e:  # noqa: BLE001 - inspector API differences between releases
+        warn(f"could not read layer precisions from the engine inspector: {e}")
+        return None
+
+
+def _engine_entry(
+    *,
+    version: str,
+    gpu: DeviceInfo,
+    plan: TypingPlan,
+    opts: _BuildOptions,
+    profile: dict[str, Any],
+    tf32_state: bool | None,
+    layers: dict[str, Any] | None,
+    timing_cache: dict[str, str],
+    seconds: float,
+) -> dict[str, Any]:
+    """The manifest fields of an engine: everything `TrtRunner` checks before it runs it, and how it was built."""
+    major, minor = major_minor(version)
+    return dict(
+        tensorrt_version=version,
+        tensorrt_major_minor=f"{major}.{minor}",
+        gpu=gpu.name,
+        compute_capability=gpu.compute_capability,
+        device=int(opts.device),
+        profile=profile,
+        strongly_typed=plan.strongly_typed,
+        typing=plan.typing,
+        builder_flags=plan.flags,
+        tf32=tf32_state,
+        layer_precisions=layers,
+        version_compatible=bool(opts.version_compatible),
+        opt_level=int(opts.opt_level),
+        workspace_gb=float(opts.workspace_gb),
+        onnx=plan.onnx.name,
+        onnx_sha256=sha256_file(plan.onnx),
+        timing_cache=timing_cache,
+        build_seconds=round(seconds, 2),
+    )
+
+
 def build_engine(
     bundle: str | Path,
     precision: str = "fp16",
@@ -278,12 +427,10 @@ def build_engine(
     tensorrt/cuda-python, `BundleError` for a missing ONNX or an existing engine
     (without `force`), `EngineError` for parser or builder failures.
     """
-    check_precision(precision)
-    _check_profile(min_batch, opt_batch, max_batch)
-    if not 0 <= opt_level <= 5:
-        raise EngineError(f"builder optimization level must be 0..5, got {opt_level}")
-    if workspace_gb <= 0:
-        raise EngineError(f"workspace must be positive, got {workspace_gb} GB")
+    opts = _BuildOptions(
+        precision, min_batch, opt_batch, max_batch, workspace_gb, opt_level, version_compatible, tf32, device
+    )
+    opts.check()
     b = load_bundle(bundle, verify=True)
     trt = import_tensorrt()
     version = str(trt.__version__)
@@ -295,80 +442,23 @@ def build_engine(
     if target.exists() and not force:
         raise BundleError(f"engine already exists: {target}", "pass --force to rebuild it")
 
-    logger = make_logger(trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, version, plan.strongly_typed))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(plan.onnx)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineError(
-            f"TensorRT's ONNX parser rejected {plan.onnx.name}: {'; '.join(errors) or logger.tail()}",
-            "check the export; `dsedge doctor` shows the TensorRT version",
-        )
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    config.builder_optimization_level = int(opt_level)
-    if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
-        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    for name in plan.flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    tf32_state = _set_tf32(trt, config, precision, tf32)
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-
-    input_name = str(b.manifest.get("input", {}).get("name", "input"))
-    dims = _sample_dims(network, b, input_name)
-    profile = builder.create_optimization_profile()
-    shapes = {k: [n, *dims] for k, n in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
-    profile.set_shape(input_name, tuple(shapes["min"]), tuple(shapes["opt"]), tuple(shapes["max"]))
-    config.add_optimization_profile(profile)
-
+    session = _parse_onnx(trt, version, plan)
+    config, tf32_state = _make_config(session, plan, opts)
+    input_name, shapes = _add_batch_profile(session, config, b, opts)
     cache_path = Path(timing_cache) if timing_cache else b.path(timing_cache_name(gpu, version))
     cache_out, cache_status = _attach_timing_cache(config, cache_path)
-
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineError(
-            f"TensorRT could not build a {precision} engine from {plan.onnx.name}: {logger.tail() or 'no log'}",
-            "try a larger --workspace-gb or another precision",
-        )
-    seconds = time.perf_counter() - t0
-    data = bytes(serialized)
-    try:  # a report about the engine must never cost the engine itself
-        layers = inspect_plan(trt, logger, data, host_code_allowed=version_compatible)
-    except Exception as e:  # noqa: BLE001 - inspector API differences between releases
-        warn(f"could not read layer precisions from the engine inspector: {e}")
-        layers = None
+    data, seconds = _serialize(session, config, plan, precision)
+    layers = _layer_precisions(session, data, version_compatible)
     if precision == "int8":
         _check_int8_layers(layers, b, plan)
     atomic_write_bytes(target, data)
     atomic_write_bytes(cache_out, bytes(config.get_timing_cache().serialize()))
 
-    major, minor = major_minor(version)
-    b.add_artifact(
-        target.name,
-        "tensorrt",
-        precision,
-        tensorrt_version=version,
-        tensorrt_major_minor=f"{major}.{minor}",
-        gpu=gpu.name,
-        compute_capability=gpu.compute_capability,
-        device=int(device),
-        profile={"input": input_name, **shapes},
-        strongly_typed=plan.strongly_typed,
-        typing=plan.typing,
-        builder_flags=plan.flags,
-        tf32=tf32_state,
-        layer_precisions=layers,
-        version_compatible=bool(version_compatible),
-        opt_level=int(opt_level),
-        workspace_gb=float(workspace_gb),
-        onnx=plan.onnx.name,
-        onnx_sha256=sha256_file(plan.onnx),
-        timing_cache={"file": cache_out.name, "status": cache_status},
-        build_seconds=round(seconds, 2),
+    entry = _engine_entry(
+        version=version, gpu=gpu, plan=plan, opts=opts, profile={"input": input_name, **shapes},
+        tf32_state=tf32_state, layers=layers, timing_cache={"file": cache_out.name, "status": cache_status},
+        seconds=seconds,
     )
+    b.add_artifact(target.name, "tensorrt", precision, **entry)
     b.save()
     return target
