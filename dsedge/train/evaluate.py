@@ -23,11 +23,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from dsedge.config import PreprocessConfig
-from dsedge.data import available_splits, load_split
+from dsedge.data import DatasetSplit, Sample, available_splits, load_split
 from dsedge.errors import DataError
+from dsedge.metrics import classification_metrics, metrics_markdown
 from dsedge.models.checkpoint import checkpoint_paths, load_checkpoint
 from dsedge.train.distributed import resolve_device
-from dsedge.metrics import classification_metrics, metrics_markdown
 from dsedge.utils.io import atomic_write_json, atomic_write_text, sha256_file
 
 
@@ -66,34 +66,19 @@ def evaluate_checkpoint(
     `split`, `data` and `outputs`. `bundle` supplies the stored temperature and melanoma threshold
     (else the threshold is chosen on this split for `target_sensitivity`).
     """
-    from dsedge.clinical.evaluation import clinical_evaluation
-    from dsedge.data.dataset import ImageDataset
-    from dsedge.data.transforms import eval_transform
-
     model, meta = load_checkpoint(checkpoint, expect_model=expect_model)
     classes = list(meta["classes"])
-    splits = available_splits(data)
-    if split not in splits:
-        raise DataError(f"{data} has no '{split}' split (found: {', '.join(splits) or 'none'})")
-    ds = load_split(data, split, classes=classes)
-    if len(ds) == 0:
-        raise DataError(f"{data}: the '{split}' split is empty")
+    ds = _eval_split(data, split, classes)
     pre = PreprocessConfig.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else PreprocessConfig()
-    loader = DataLoader(ImageDataset(ds, eval_transform(pre)), batch_size=batch_size, shuffle=False,
-                        num_workers=max(0, num_workers))
     if on_total:
         on_total(len(ds))
-    probs = predict_split(model, loader, resolve_device(device), progress)
+    probs = _predict(model, ds, pre, batch_size, num_workers, resolve_device(device), progress)
     labels = np.asarray(ds.labels, dtype=np.int64)
-    metrics = classification_metrics(labels, probs, classes)
-    clinical = _bundle_clinical(bundle, classes)
-    metrics.update(clinical_evaluation(labels, probs, classes, clinical=clinical,
-                                       target_sensitivity=target_sensitivity, resamples=resamples))
+    metrics = _metrics(labels, probs, classes, _bundle_clinical(bundle, classes), target_sensitivity, resamples)
 
     weights, _ = checkpoint_paths(checkpoint)
     out = Path(out_dir) if out_dir else weights.parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{meta['model']} ({weights.name}) on {split}, {len(ds)} images"
     outputs = {
         "json": out / "metrics.json",
         "markdown": out / "metrics.md",
@@ -113,18 +98,57 @@ def evaluate_checkpoint(
         "preprocessing": pre.to_dict(),
         "outputs": {k: str(v) for k, v in outputs.items()},
     }
-    atomic_write_json(outputs["json"], result)
-    atomic_write_text(outputs["markdown"], metrics_markdown(metrics, title))
-    _write_predictions(outputs["predictions"], ds.samples, probs, classes)
+    title = f"{meta['model']} ({weights.name}) on {split}, {len(ds)} images"
+    _write_outputs(outputs, result, metrics, title, ds.samples, labels, probs, classes)
+    return result
+
+
+def _eval_split(data: str | Path, split: str, classes: list[str]) -> DatasetSplit:
+    """The non-empty `split` of `data`, labelled in the checkpoint's class order."""
+    splits = available_splits(data)
+    if split not in splits:
+        raise DataError(f"{data} has no '{split}' split (found: {', '.join(splits) or 'none'})")
+    ds = load_split(data, split, classes=classes)
+    if len(ds) == 0:
+        raise DataError(f"{data}: the '{split}' split is empty")
+    return ds
+
+
+def _predict(model: torch.nn.Module, ds: DatasetSplit, pre: PreprocessConfig, batch_size: int, num_workers: int,
+             device: torch.device, progress: Callable[[int], None] | None) -> np.ndarray:
+    """FP32 probabilities over `ds` with training's own eval transform (what validation saw)."""
+    from dsedge.data.dataset import ImageDataset
+    from dsedge.data.transforms import eval_transform
+
+    loader = DataLoader(ImageDataset(ds, eval_transform(pre)), batch_size=batch_size, shuffle=False,
+                        num_workers=max(0, num_workers))
+    return predict_split(model, loader, device, progress)
+
+
+def _metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str], clinical: dict[str, Any] | None,
+             target_sensitivity: float, resamples: int) -> dict[str, Any]:
+    """Table 2's metrics plus the clinical block (intervals, operating point, ECE)."""
+    from dsedge.clinical.evaluation import clinical_evaluation
+
+    metrics = classification_metrics(labels, probs, classes)
+    metrics.update(clinical_evaluation(labels, probs, classes, clinical=clinical,
+                                       target_sensitivity=target_sensitivity, resamples=resamples))
+    return metrics
+
+
+def _write_outputs(outputs: dict[str, Path], result: dict[str, Any], metrics: dict[str, Any], title: str,
+                   samples: list[Sample], labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> None:
+    """metrics.json, metrics.md, predictions.csv, the confusion matrix and the ROC with the operating point."""
+    from dsedge.clinical.plots import plot_roc
     from dsedge.train.plots import plot_confusion
 
+    atomic_write_json(outputs["json"], result)
+    atomic_write_text(outputs["markdown"], metrics_markdown(metrics, title))
+    _write_predictions(outputs["predictions"], samples, probs, classes)
     plot_confusion(metrics["confusion_matrix"], classes, outputs["confusion_png"], title=title)
-    from dsedge.clinical.plots import plot_roc
-
     op = metrics.get("operating_point")
     point = (op["class"], op["sensitivity"]["value"], op["specificity"]["value"]) if op else None
     plot_roc(labels, probs, classes, outputs["roc_png"], point=point, title=title)
-    return result
 
 
 def _bundle_clinical(bundle: str | Path | None, classes: list[str]) -> dict[str, Any] | None:
