@@ -39,10 +39,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def current_umask() -> int:
     """The process umask, read without changing it where Linux allows (os.umask is process-wide)."""
     try:
