@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import TensorProto, helper
 
+from dsedge import SIMAM_LAMBDA
 from dsedge.errors import ExportError
 
 DOMAIN = "dsedge"
@@ -82,7 +83,7 @@ def simam_scope(node: onnx.NodeProto, simam_class: str = SIMAM_CLASS) -> str | N
     return None
 
 
-def make_simam_function(opset: int, default_lambda: float = 1e-4) -> onnx.FunctionProto:
+def make_simam_function(opset: int, default_lambda: float = SIMAM_LAMBDA) -> onnx.FunctionProto:
     """The `dsedge::SimAM` function body (standard ops only; n from `Shape`); opset >= 15 (CastLike)."""
     if opset < MIN_OPSET:
         raise ExportError(f"the SimAM function needs opset >= {MIN_OPSET} (CastLike), got {opset}")
