@@ -3,12 +3,19 @@
     python benchmarks/compare_baselines.py --data ../shared/data/isic2017 --out runs/compare \
         --epochs 30 --image-size 224 [--models ds_resnet50,resnet50,...] [--config run.toml]
 
+    # what RESULTS.md reports: the reference recipe, the shipped model's own run reused
+    python benchmarks/compare_baselines.py --data $DSEDGE_ISIC2017 --config configs/reference.toml \
+        --extra-train ../shared/data/ham10000/labels.csv --models ds_resnet50,resnet50,mobilenet_v2 \
+        --reuse ds_resnet50=runs/reference --out runs/compare
+
 Every model gets the same `TrainConfig` (the paper's recipe, plus the overrides
 given here), the same data, seed and epoch budget; only `model` differs. Each
 run's best-validation-loss checkpoint is then evaluated on the validation split
 with `evaluate_checkpoint`. Writes `<out>/table3.md` and `<out>/table3.json`.
 Finished models are skipped on a re-run (their eval results are reused), so an
-interrupted comparison continues where it stopped.
+interrupted comparison continues where it stopped. `--reuse MODEL=RUN` takes an
+existing run folder (e.g. the shipped model's) instead of training that model again;
+its training time is the sum of its history's epoch seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ PAPER_MODELS = ("vgg16", "googlenet", "resnet50", "mobilenet_v2", "shufflenet_v2
                 "ds_resnet50")
 
 
-def run_model(name: str, base: Any, data: Path, out: Path, native_size: bool) -> dict[str, Any]:
+def run_model(name: str, base: Any, data: Path, out: Path, native_size: bool,
+              reuse: Path | None = None) -> dict[str, Any]:
     from dsedge.models.zoo import count_parameters, create_model, get_spec
     from dsedge.train.evaluate import evaluate_checkpoint
     from dsedge.train.loop import train
@@ -34,7 +42,14 @@ def run_model(name: str, base: Any, data: Path, out: Path, native_size: bool) ->
         return {"model": name, "skipped": f"inception_v3 needs >= 75 px input, got {size}"}
     run_dir = out / name
     result_file = run_dir / "eval-val" / "metrics.json"
-    if result_file.is_file():
+    if reuse is not None:
+        run_dir = reuse
+        history = (run_dir / "history.csv").read_text().strip().splitlines()
+        col = history[0].split(",").index("seconds")
+        wall = sum(float(line.split(",")[col]) for line in history[1:])
+        res = evaluate_checkpoint(run_dir / "best.safetensors", data, "val", out / name / "eval-val",
+                                  num_workers=base.num_workers)
+    elif result_file.is_file():
         res = json.loads(result_file.read_text())
         wall = json.loads((run_dir / "compare.json").read_text())["train_seconds"]
     else:
@@ -66,7 +81,8 @@ def table(rows: list[dict[str, Any]], base: Any, data: Path) -> str:
 
     lines = [
         f"Same recipe and budget for every model: {base.epochs} epochs max, batch {base.batch_size}, "
-        f"lr {base.lr}, focal gamma {base.focal_gamma}, balance {base.balance}, seed {base.seed}; data {data}, "
+        f"lr {base.lr}, focal gamma {base.focal_gamma}, balance {base.balance}, seed {base.seed}; data {data}"
+        + (f" + {', '.join(Path(p).name for p in base.extra_train)}" if base.extra_train else "") + ", "
         "validation split, best-validation-loss checkpoint.",
         "",
         "| model | input | params M | epochs | ACC % | balanced ACC % | macro F1 % | MEL AUC | SK AUC | mean AUC | train s |",
@@ -99,6 +115,10 @@ def main() -> None:
     ap.add_argument("--device")
     ap.add_argument("--workers", type=int)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--extra-train", action="append", default=[], metavar="CSV",
+                    help="more training data for every model (path,label[,split] CSV); repeatable")
+    ap.add_argument("--reuse", action="append", default=[], metavar="MODEL=RUN",
+                    help="evaluate an existing run folder for MODEL instead of training it")
     ap.add_argument("--native-size", action="store_true", help="each model at its natural input size (299 for Inception)")
     args = ap.parse_args()
 
@@ -110,12 +130,15 @@ def main() -> None:
             values[key] = getattr(args, attr)
     if args.no_compile:
         values["compile"] = False
+    if args.extra_train:
+        values["extra_train"] = [str(Path(p).resolve()) for p in args.extra_train]
+    reuse = {k: Path(v) for k, v in (item.split("=", 1) for item in args.reuse)}
     base = merge_into(TrainConfig(), values)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         print(f"=== {name}", flush=True)
-        rows.append(run_model(name, base, args.data, args.out, args.native_size))
+        rows.append(run_model(name, base, args.data, args.out, args.native_size, reuse.get(name)))
         md = table(rows, base, args.data)
         (args.out / "table3.md").write_text(md)
         (args.out / "table3.json").write_text(json.dumps(rows, indent=2))
