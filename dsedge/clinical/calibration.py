@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.engines.base import softmax as _softmax
+
 ECE_BINS = 15
 LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """softmax(logits / temperature) over the classes (axis 1), kept in float64 for fitting and ECE."""
+    return _softmax(logits, axis=1, temperature=temperature, dtype=np.float64)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:

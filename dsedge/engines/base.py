@@ -105,9 +105,17 @@ def check_batch(batch: np.ndarray, channels: int = 3) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax in float64 then back to float32."""
-    z = logits.astype(np.float64)
+def softmax(
+    logits: np.ndarray, axis: int = -1, *, temperature: float = 1.0, dtype: type[np.floating] = np.float32
+) -> np.ndarray:
+    """Numerically stable softmax of `logits / temperature`, computed in float64.
+
+    The result is cast to `dtype`: float32 by default (runners, bench, comparator);
+    float64 where the probabilities feed further arithmetic (temperature fitting,
+    ECE, the clinical decision layer). Dividing by the default temperature 1.0 is
+    exact, so a plain softmax is unchanged by it.
+    """
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(dtype, copy=False)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.engines.base import softmax
+
 REFER = "refer"
 CANNOT_ASSESS = "cannot assess"
 MELANOMA = "MEL"
@@ -60,10 +62,7 @@ class DecisionPolicy:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (N x C, float64) from raw logits."""
-        z = np.asarray(logits, dtype=np.float64) / self.temperature
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(logits, axis=1, temperature=self.temperature, dtype=np.float64)
 
     def decide(self, probs: np.ndarray) -> dict[str, Any]:
         """Decision fields for one image's calibrated probability vector."""
