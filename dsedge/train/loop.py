@@ -613,11 +613,49 @@ def train(
         D.cleanup(ctx)
 
 
-def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Path:
-    from dsedge.data.transforms import eval_transform, train_transform
-    from dsedge.models.checkpoint import load_checkpoint
-    from dsedge.train.plots import plot_history
+@dataclass
+class _Loop:
+    """What the epoch loop steps on and what it keeps between epochs (the part `--resume` restores)."""
 
+    model: nn.Module
+    criterion: FocalLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    per_step: bool  # the scheduler steps after every optimizer step (cosine), not per epoch (plateau)
+    scaler: torch.amp.GradScaler | None
+    train_sampler: D.ShardedSampler
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best_loss: float = math.inf
+    bad_epochs: int = 0
+    start_epoch: int = 1
+
+    def after_step(self) -> None:
+        """Per optimizer step: the per-step LR schedule and the EMA update."""
+        if self.per_step:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def end_epoch(self, val_loss: float) -> bool:
+        """Per epoch: the plateau schedule and early-stopping bookkeeping; True when val loss improved."""
+        if not self.per_step:
+            self.scheduler.step(val_loss)
+        improved = val_loss < self.best_loss
+        self.best_loss, self.bad_epochs = (val_loss, 0) if improved else (self.best_loss, self.bad_epochs + 1)
+        return improved
+
+    def trainer_state(self, epoch: int) -> dict[str, Any]:
+        """The resume state saved with each epoch (`state/trainer.json`)."""
+        return {
+            "epoch": epoch, "best_val_loss": self.best_loss, "bad_epochs": self.bad_epochs,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None, "history": self.history,
+        }
+
+
+def _new_loop(s: Setup, console: Console, resuming: bool) -> _Loop:
+    """Model, loss, optimizer, sampler and schedule of a fresh start (a resume then loads their state)."""
     cfg, ctx = s.cfg, s.ctx
     _seed_epoch(cfg.seed, 0, 0)  # same initial weights on every rank and in every run with this seed
     model = _build_model(s, console, resuming)
@@ -631,122 +669,172 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
         steps_per_epoch = min(steps_per_epoch, cfg.max_train_batches)
     scheduler, per_step = build_scheduler(cfg, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(ctx.device.type) if s.amp_dtype == torch.float16 else None
-    history: list[dict[str, Any]] = []
-    best_loss, bad_epochs, start_epoch = math.inf, 0, 1
+    return _Loop(model, criterion, optimizer, scheduler, per_step, scaler, train_sampler)
 
-    ema = None
-    if resuming:
-        done = recover(s.run_dir)  # finish (or drop) an epoch whose save was cut short
-        if done and ctx.is_main:
-            console.print(f"resume: {'completed' if done == 'completed' else 'discarded'} the "
-                          "interrupted save of the last epoch", highlight=False)
-        trainer, opt_state = load_state(s.run_dir)
-        last, last_meta = load_checkpoint(s.run_dir / "last", expect_model=cfg.model)
-        check_parts(s.run_dir, trainer, last_meta.get("epoch"))
-        _check_same_data(s, last_meta)
-        if cfg.ema_decay is not None:  # `last` holds the average; the raw weights live in state/
-            ema = build_ema(model, cfg.ema_decay)
-            ema.module.load_state_dict(last.state_dict())
-            last, _ = load_checkpoint(s.run_dir / "state" / "raw", expect_model=cfg.model)
-        model.load_state_dict(last.state_dict())
-        optimizer.load_state_dict(opt_state)
-        match_param_layout(optimizer)
-        scheduler.load_state_dict(trainer["scheduler"])
-        if scaler is not None and trainer.get("scaler"):
-            scaler.load_state_dict(trainer["scaler"])
-        history, best_loss, bad_epochs = trainer["history"], trainer["best_val_loss"], trainer["bad_epochs"]
-        start_epoch = trainer["epoch"] + 1
-        if ctx.is_main:
-            console.print(f"resuming {s.run_dir} at epoch {start_epoch}", highlight=False)
+
+def _restore(s: Setup, loop: _Loop, console: Console) -> None:
+    """Load the run's last epoch into `loop`: weights (raw and EMA), optimizer, schedule, bookkeeping.
+
+    An epoch whose save was cut short is finished or dropped first, and the run's
+    files and data are checked against what the state recorded, so a resume
+    continues exactly where the last complete epoch ended.
+    """
+    from dsedge.models.checkpoint import load_checkpoint
+
+    cfg, ctx = s.cfg, s.ctx
+    done = recover(s.run_dir)  # finish (or drop) an epoch whose save was cut short
+    if done and ctx.is_main:
+        console.print(f"resume: {'completed' if done == 'completed' else 'discarded'} the "
+                      "interrupted save of the last epoch", highlight=False)
+    trainer, opt_state = load_state(s.run_dir)
+    last, last_meta = load_checkpoint(s.run_dir / "last", expect_model=cfg.model)
+    check_parts(s.run_dir, trainer, last_meta.get("epoch"))
+    _check_same_data(s, last_meta)
+    if cfg.ema_decay is not None:  # `last` holds the average; the raw weights live in state/
+        loop.ema = build_ema(loop.model, cfg.ema_decay)
+        loop.ema.module.load_state_dict(last.state_dict())
+        last, _ = load_checkpoint(s.run_dir / "state" / "raw", expect_model=cfg.model)
+    loop.model.load_state_dict(last.state_dict())
+    loop.optimizer.load_state_dict(opt_state)
+    match_param_layout(loop.optimizer)
+    loop.scheduler.load_state_dict(trainer["scheduler"])
+    if loop.scaler is not None and trainer.get("scaler"):
+        loop.scaler.load_state_dict(trainer["scaler"])
+    loop.history, loop.best_loss, loop.bad_epochs = trainer["history"], trainer["best_val_loss"], trainer["bad_epochs"]
+    loop.start_epoch = trainer["epoch"] + 1
     if ctx.is_main:
-        _write_config(s)
+        console.print(f"resuming {s.run_dir} at epoch {loop.start_epoch}", highlight=False)
 
+
+def _wrap_for_training(s: Setup, loop: _Loop) -> tuple[nn.Module, nn.Module, str]:
+    """(model the optimizer steps through, model validated and saved, compile scope).
+
+    SimAM is fused (CPU compile) in the EMA copy too, and the EMA is built after
+    fusing so both run the same modules; the step model adds DDP and a
+    whole-model `torch.compile` where they apply, while evaluation and
+    checkpoints use the plain module (no recompilation for eval-mode BN).
+    """
+    cfg, ctx = s.cfg, s.ctx
     scope = compile_scope(cfg, ctx.device)
     if scope == "simam":
-        fuse_simam_for_training(model)
-    if ema is None:
-        ema = build_ema(model, cfg.ema_decay)
+        fuse_simam_for_training(loop.model)
+    if loop.ema is None:
+        loop.ema = build_ema(loop.model, cfg.ema_decay)
     elif scope == "simam":
-        fuse_simam_for_training(ema.module)
-    eval_model = ema.module if ema is not None else model
-
-    def after_step() -> None:
-        if per_step:
-            scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-    step_model: nn.Module = model
+        fuse_simam_for_training(loop.ema.module)
+    eval_model = loop.ema.module if loop.ema is not None else loop.model
+    step_model: nn.Module = loop.model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        step_model = DDP(loop.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     if scope == "model":
         step_model = torch.compile(step_model)
+    return step_model, eval_model, scope
 
+
+def _announce(s: Setup, console: Console, scope: str) -> None:
+    """One summary of what is about to train, and the data warnings, before hours of training."""
+    cfg, ctx = s.cfg, s.ctx
+    counts = ", ".join(f"{k} {v}" for k, v in s.train_split.class_counts().items())
+    console.print(
+        f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
+        f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
+        f"{s.channels_last}, compile {scope}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
+    for warning in data_warnings(s.train_split, s.val_split):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+def _train_pass(s: Setup, loop: _Loop, step_model: nn.Module, transform: Any, progress: Any,
+                epoch: int, gen_seed: int, t0: float) -> tuple[float, int, float]:
+    """One epoch of training; (loss sum, samples, seconds since `t0`), loss and samples summed over ranks."""
+    cfg, ctx = s.cfg, s.ctx
+    loop.train_sampler.set_epoch(epoch)
+    loader = _loader(s.train_split, transform, loop.train_sampler, cfg, ctx.device, gen_seed, cfg.batch_size, True)
+    n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
+    task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss="-", speed="-")
+    loss_sum, seen = train_epoch(s, step_model, loop.criterion, loop.optimizer, loop.scaler, loader, progress, task,
+                                 loop.after_step, epoch)
+    t_epoch = time.perf_counter() - t0
+    loss_sum, seen = D.all_reduce_sum(ctx, [loss_sum, seen])
+    progress.remove_task(task)
+    return loss_sum, seen, t_epoch
+
+
+def _validate(s: Setup, loop: _Loop, eval_model: nn.Module, val_loader: DataLoader,
+              epoch: int) -> tuple[float, dict[str, Any]]:
+    """(validation loss, metrics); non-finite outputs stop training before they reach a checkpoint."""
+    val_loss, labels, probs = predict(s, eval_model, loop.criterion, val_loader, s.cfg.max_val_batches)
+    if not np.isfinite(probs).all():
+        raise DsedgeError(f"training diverged at epoch {epoch}: validation outputs are not finite",
+                          hint="lower --lr, set --grad-clip, or try --amp off; --resume continues "
+                          "from the last good epoch")
+    return val_loss, _val_metrics(labels, probs, s.train_split.classes)
+
+
+def _record_epoch(s: Setup, loop: _Loop, console: Console, eval_model: nn.Module, row: dict[str, Any],
+                  metrics: dict[str, Any], improved: bool) -> None:
+    """Rank 0 after each epoch: commit its checkpoints and state, history.csv, loss.png, one console line."""
+    from dsedge.train.plots import plot_history
+
+    epoch, val_loss, lr = row["epoch"], row["val_loss"], row["lr"]
+    meta = _checkpoint_meta(s, epoch, {"val_loss": val_loss, **metrics})
+    _commit_epoch(s, epoch, meta, loop.model if loop.ema is not None else None, eval_model, improved,
+                  loop.optimizer, loop.trainer_state(epoch))
+    _write_history(s.run_dir, loop.history)
+    plot_history(loop.history, s.run_dir / "loss.png", title=s.cfg.model)
+    auc = "-" if row["val_mean_auc"] is None else f"{row['val_mean_auc']:.3f}"
+    console.print(
+        f"epoch {epoch:3d}  train {row['train_loss']:.4f}  val {val_loss:.4f}"
+        f"{' *' if improved else '  '}  acc {row['val_accuracy']:.3f}  mean AUC {auc}  "
+        f"lr {lr:.2g}  {row['train_img_per_s']:.1f} img/s  {row['seconds']:.0f}s", highlight=False)
+
+
+def _run_epochs(s: Setup, loop: _Loop, console: Console, show_progress: bool,
+                step_model: nn.Module, eval_model: nn.Module) -> None:
+    """Epochs from `loop.start_epoch` to `cfg.epochs`, until early stopping; each one seeded and committed."""
+    from dsedge.data.transforms import eval_transform, train_transform
+
+    cfg, ctx = s.cfg, s.ctx
     val_sampler = D.ShardedSampler(s.val_split.labels, ctx.rank, ctx.world_size, shuffle=False, pad=False)
     t_train, t_eval = train_transform(s.preprocess), eval_transform(s.preprocess)
-    if ctx.is_main:
-        counts = ", ".join(f"{k} {v}" for k, v in s.train_split.class_counts().items())
-        console.print(
-            f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
-            f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
-            f"{s.channels_last}, compile {scope}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
-        for warning in data_warnings(s.train_split, s.val_split):
-            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-
     with _progress(s, console, show_progress) as progress:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            if bad_epochs >= cfg.early_stop_patience:
+        for epoch in range(loop.start_epoch, cfg.epochs + 1):
+            if loop.bad_epochs >= cfg.early_stop_patience:
                 break
             t0 = time.perf_counter()
             gen_seed = _seed_epoch(cfg.seed, epoch, ctx.rank)
-            train_sampler.set_epoch(epoch)
-            loader = _loader(s.train_split, t_train, train_sampler, cfg, ctx.device, gen_seed, cfg.batch_size, True)
-            n_batches = len(loader) if cfg.max_train_batches is None else min(len(loader), cfg.max_train_batches)
-            task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss="-", speed="-")
-            loss_sum, seen = train_epoch(s, step_model, criterion, optimizer, scaler, loader, progress, task,
-                                         after_step, epoch)
-            t_epoch = time.perf_counter() - t0
-            loss_sum, seen = D.all_reduce_sum(ctx, [loss_sum, seen])
-            progress.remove_task(task)
-
+            loss_sum, seen, t_epoch = _train_pass(s, loop, step_model, t_train, progress, epoch, gen_seed, t0)
             val_loader = _loader(s.val_split, t_eval, val_sampler, cfg, ctx.device, gen_seed, cfg.batch_size * 2)
-            val_loss, labels, probs = predict(s, eval_model, criterion, val_loader, cfg.max_val_batches)
-            if not np.isfinite(probs).all():
-                raise DsedgeError(f"training diverged at epoch {epoch}: validation outputs are not finite",
-                                  hint="lower --lr, set --grad-clip, or try --amp off; --resume continues "
-                                  "from the last good epoch")
-            metrics = _val_metrics(labels, probs, s.train_split.classes)
-            lr = optimizer.param_groups[0]["lr"]
-            if not per_step:
-                scheduler.step(val_loss)
-            improved = val_loss < best_loss
-            best_loss, bad_epochs = (val_loss, 0) if improved else (best_loss, bad_epochs + 1)
+            val_loss, metrics = _validate(s, loop, eval_model, val_loader, epoch)
+            lr = loop.optimizer.param_groups[0]["lr"]
+            improved = loop.end_epoch(val_loss)
             row = {
                 "epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss,
                 "val_accuracy": metrics["accuracy"], "val_balanced_accuracy": metrics["balanced_accuracy"],
                 "val_mean_auc": metrics["mean_auc"], "lr": lr, "seconds": time.perf_counter() - t0,
                 "train_img_per_s": seen / max(t_epoch, 1e-9),
             }
-            history.append(row)
+            loop.history.append(row)
             if ctx.is_main:
-                meta = _checkpoint_meta(s, epoch, {"val_loss": val_loss, **metrics})
-                _commit_epoch(s, epoch, meta, model if ema is not None else None, eval_model, improved,
-                              optimizer, {
-                                  "epoch": epoch, "best_val_loss": best_loss, "bad_epochs": bad_epochs,
-                                  "scheduler": scheduler.state_dict(),
-                                  "scaler": scaler.state_dict() if scaler else None, "history": history,
-                              })
-                _write_history(s.run_dir, history)
-                plot_history(history, s.run_dir / "loss.png", title=cfg.model)
-                auc = "-" if row["val_mean_auc"] is None else f"{row['val_mean_auc']:.3f}"
-                console.print(
-                    f"epoch {epoch:3d}  train {row['train_loss']:.4f}  val {val_loss:.4f}"
-                    f"{' *' if improved else '  '}  acc {row['val_accuracy']:.3f}  mean AUC {auc}  "
-                    f"lr {lr:.2g}  {row['train_img_per_s']:.1f} img/s  {row['seconds']:.0f}s", highlight=False)
+                _record_epoch(s, loop, console, eval_model, row, metrics, improved)
             D.barrier(ctx)
-    if ctx.is_main and history and bad_epochs >= cfg.early_stop_patience:
-        console.print(f"early stop: no val-loss improvement for {bad_epochs} epochs", highlight=False)
+
+
+def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Path:
+    """Set up (or restore) the training state, then run the epochs; returns the run folder."""
+    cfg, ctx = s.cfg, s.ctx
+    loop = _new_loop(s, console, resuming)
+    if resuming:
+        _restore(s, loop, console)
+    if ctx.is_main:
+        _write_config(s)
+    step_model, eval_model, scope = _wrap_for_training(s, loop)
+    if ctx.is_main:
+        _announce(s, console, scope)
+    _run_epochs(s, loop, console, show_progress, step_model, eval_model)
+    if ctx.is_main and loop.history and loop.bad_epochs >= cfg.early_stop_patience:
+        console.print(f"early stop: no val-loss improvement for {loop.bad_epochs} epochs", highlight=False)
     return s.run_dir
 
 
