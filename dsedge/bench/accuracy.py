@@ -19,9 +19,12 @@ from typing import Any
 import numpy as np
 
 from dsedge.comparator import agreement
-from dsedge.engines.base import Runner, softmax
+from dsedge.engines.base import predict_probs
 from dsedge.errors import DataError
 from dsedge.metrics import classification_metrics
+
+#: `predict_probs` lives in `dsedge.engines.base` (calibration uses it too); re-exported for the bench.
+__all__ = ["EvalSet", "accuracy_block", "load_eval_set", "predict_probs"]
 
 
 @dataclass
@@ -75,29 +78,6 @@ def load_eval_set(
         if progress is not None:
             progress(1)
     return EvalSet(split, str(root), images, labels, list(classes), ds.fingerprint())
-
-
-def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 32,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Class probabilities (softmax of the logits) of every image, in chunks of `batch_size`.
-
-    A runner with a profile limit (`max_batch`) gets chunks no larger than it. The
-    last chunk is zero-padded to the full size, so shape-specialised backends
-    (torch.compile, TensorRT profiles) see one shape and do not recompile.
-    `progress(n)` is told after every chunk how many images it covered.
-    """
-    step = min(batch_size, runner.max_batch) if runner.max_batch else batch_size
-    step = max(1, min(step, len(images)))
-    out = []
-    for i in range(0, len(images), step):
-        chunk = images[i : i + step]
-        n = len(chunk)
-        if n < step:
-            chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)])
-        out.append(softmax(runner.infer(chunk))[:n])
-        if progress is not None:
-            progress(n)
-    return np.concatenate(out).astype(np.float32)
 
 
 def accuracy_block(

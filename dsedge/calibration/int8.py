@@ -53,6 +53,7 @@ from dsedge.calibration.sensitivity import (
     select_float_groups,
     to_markdown,
 )
+from dsedge.engines.base import predict_probs as runner_probs
 from dsedge.errors import BundleError, CalibrationError, DataError
 from dsedge.export.bundle_update import BundleUpdate, bundle_update
 from dsedge.runtime.bundle import Bundle, load_bundle
@@ -183,13 +184,11 @@ def quantize_with_ranges(
 
 
 def predict_probs(model_path: Path, x: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
-    """Softmax probabilities of an ONNX model on a preprocessed batch (ORT CPU)."""
-    from dsedge.engines.base import softmax
+    """Softmax probabilities of an ONNX model on a preprocessed batch (ORT CPU, unpadded chunks of `batch`)."""
     from dsedge.engines.ort_runner import OrtRunner
 
     with OrtRunner(model_path, providers="CPUExecutionProvider") as runner:
-        logits = np.concatenate([runner.infer(x[i : i + batch]) for i in range(0, len(x), batch)])
-    return softmax(logits)
+        return runner_probs(runner, x, batch, pad=False)
 
 
 def _split_tokens(keep_fp: Sequence[str] | str) -> list[str]:

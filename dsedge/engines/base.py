@@ -10,6 +10,7 @@ run several backends on the same data and compare them. Torch-free.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -119,3 +120,33 @@ def softmax(
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=axis, keepdims=True)).astype(dtype, copy=False)
+
+
+def predict_probs(
+    runner: Runner,
+    images: np.ndarray,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+    *,
+    pad: bool = True,
+) -> np.ndarray:
+    """Class probabilities (float32 softmax of the logits) of every image, in chunks of `batch_size`.
+
+    A runner with a profile limit (`max_batch`) gets chunks no larger than it. With
+    `pad`, the last chunk is zero-padded to the full size, so shape-specialised
+    backends (torch.compile, TensorRT profiles) see one shape and do not recompile;
+    `pad=False` runs it at its own size. `progress(n)` is told after every chunk how
+    many images it covered.
+    """
+    step = min(batch_size, runner.max_batch) if runner.max_batch else batch_size
+    step = max(1, min(step, len(images)))
+    out = []
+    for i in range(0, len(images), step):
+        chunk = images[i : i + step]
+        n = len(chunk)
+        if pad and n < step:
+            chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)])
+        out.append(softmax(runner.infer(chunk))[:n])
+        if progress is not None:
+            progress(n)
+    return np.concatenate(out).astype(np.float32)
