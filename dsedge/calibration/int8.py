@@ -56,6 +56,7 @@ from dsedge.calibration.sensitivity import (
 from dsedge.engines.base import predict_probs as runner_probs
 from dsedge.errors import BundleError, CalibrationError, DataError
 from dsedge.export.bundle_update import BundleUpdate, bundle_update
+from dsedge.machine import package_versions
 from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.runtime.preprocess import preprocess_files
 from dsedge.utils.io import atomic_write_json
@@ -197,12 +198,10 @@ def _split_tokens(keep_fp: Sequence[str] | str) -> list[str]:
 
 
 def _versions() -> dict[str, str]:
-    import onnxruntime
-
     from dsedge import __version__
 
-    return {"dsedge": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
-            "numpy": np.__version__}
+    return {"dsedge": __version__, **package_versions(("onnxruntime", "onnx", "numpy"), missing="not installed"),
+            **package_versions(("onnxruntime-gpu",))}
 
 
 @dataclass
