@@ -27,40 +27,31 @@ class ModelSpec:
     imagenet_init: bool = False  # can map torchvision ResNet50 ImageNet weights
 
 
-def _resnet50(num_classes: int) -> nn.Module:
-    return tvm.resnet50(num_classes=num_classes)
+def _torchvision(factory: Callable[..., nn.Module], **fixed: object) -> Callable[..., nn.Module]:
+    """Builder of a torchvision model with a `num_classes` head (plus the options it is always built with)."""
+
+    def build(num_classes: int) -> nn.Module:
+        return factory(num_classes=num_classes, **fixed)
+
+    return build
 
 
-def _vgg16(num_classes: int) -> nn.Module:
-    return tvm.vgg16(num_classes=num_classes)
-
-
-def _googlenet(num_classes: int) -> nn.Module:
-    return tvm.googlenet(num_classes=num_classes, aux_logits=False, init_weights=True)
-
-
-def _mobilenet_v2(num_classes: int) -> nn.Module:
-    return tvm.mobilenet_v2(num_classes=num_classes)
-
-
-def _shufflenet(num_classes: int) -> nn.Module:
-    return tvm.shufflenet_v2_x1_0(num_classes=num_classes)
-
-
-def _inception_v3(num_classes: int) -> nn.Module:
-    return tvm.inception_v3(num_classes=num_classes, aux_logits=False, init_weights=True)
+_NO_AUX = {"aux_logits": False, "init_weights": True}  # GoogLeNet and Inception v3: one head, initialised
 
 
 MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         ModelSpec("ds_resnet50", ds_resnet50, 224, "ResNet50 + SimAM + dual-scale dilated DW", True),
-        ModelSpec("resnet50", _resnet50, 224, "torchvision ResNet50 (baseline)", True),
-        ModelSpec("vgg16", _vgg16, 224, "torchvision VGG16 (baseline)"),
-        ModelSpec("googlenet", _googlenet, 224, "torchvision GoogLeNet, no aux heads (baseline)"),
-        ModelSpec("mobilenet_v2", _mobilenet_v2, 224, "torchvision MobileNetV2 (baseline)"),
-        ModelSpec("shufflenet_v2_x1_0", _shufflenet, 224, "torchvision ShuffleNetV2 1.0x (baseline)"),
-        ModelSpec("inception_v3", _inception_v3, 299, "torchvision InceptionV3, no aux (baseline)"),
+        ModelSpec("resnet50", _torchvision(tvm.resnet50), 224, "torchvision ResNet50 (baseline)", True),
+        ModelSpec("vgg16", _torchvision(tvm.vgg16), 224, "torchvision VGG16 (baseline)"),
+        ModelSpec("googlenet", _torchvision(tvm.googlenet, **_NO_AUX), 224,
+                  "torchvision GoogLeNet, no aux heads (baseline)"),
+        ModelSpec("mobilenet_v2", _torchvision(tvm.mobilenet_v2), 224, "torchvision MobileNetV2 (baseline)"),
+        ModelSpec("shufflenet_v2_x1_0", _torchvision(tvm.shufflenet_v2_x1_0), 224,
+                  "torchvision ShuffleNetV2 1.0x (baseline)"),
+        ModelSpec("inception_v3", _torchvision(tvm.inception_v3, **_NO_AUX), 299,
+                  "torchvision InceptionV3, no aux (baseline)"),
     )
 }
 
@@ -115,8 +106,8 @@ def shipped_names() -> set[str]:
 
 
 def _load_shipped(name: str, num_classes: int, weights: str, kwargs: dict[str, object]) -> nn.Module:
-    from dsedge.models.weights import SHIPPED
     from dsedge.models.checkpoint import load_checkpoint
+    from dsedge.models.weights import SHIPPED
 
     model_name = SHIPPED[weights][0]
     if name != model_name or kwargs:
