@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_every_cell_runs_in_every_round_in_shuffled_order() -> None:
     log: list[str] = []
     cells = _cells(log)
     guard = MachineGuard()
-    info = run_rounds(cells, RoundPlan(rounds=6, min_rounds=6, iters=2), guard)
+    info = run_rounds(cells, RoundPlan(rounds=6, min_rounds=6, iters=2, gap_ms=0, settle=0), guard)
     assert info == {"rounds": 6, "seconds": info["seconds"], "stopped_by": "rounds"}
     assert all(len(c.times_ms) == 12 and len(c.round_medians) == 6 for c in cells)
     rounds = [log[i:i + 8] for i in range(0, len(log), 8)]
@@ -90,4 +91,58 @@ def test_plan_validation() -> None:
         RoundPlan(round_ms=0)
     with pytest.raises(DsedgeError, match="warmup"):
         RoundPlan(warmup=-1)
-    assert RoundPlan().to_dict()["rounds"] == 15
+    with pytest.raises(DsedgeError, match="gap-ms"):
+        RoundPlan(gap_ms=-1)
+    with pytest.raises(DsedgeError, match="settle"):
+        RoundPlan(settle=-1)
+    assert RoundPlan().to_dict()["rounds"] == 30
+
+
+class GcProbe(LogRunner):
+    """Records, on every call, whether the garbage collector is on and when the call started."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__(name, log)
+        self.gc_on: list[bool] = []
+        self.starts: list[float] = []
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        import gc
+
+        self.gc_on.append(gc.isenabled())
+        self.starts.append(time.perf_counter())
+        return super().infer(batch)
+
+
+def test_each_turn_has_an_idle_gap_and_untimed_settle_calls() -> None:
+    log: list[str] = []
+    probes = [GcProbe(n, log) for n in "ab"]
+    cells = [Cell((p.name, "fp32", 1), p, BATCH, iters=2) for p in probes]
+    run_rounds(cells, RoundPlan(rounds=3, min_rounds=3, iters=2, gap_ms=20.0, settle=2))
+    for p, cell in zip(probes, cells, strict=True):
+        assert len(p.starts) == 3 * (2 + 2)  # per round: 2 settle calls + 2 timed ones ...
+        assert len(cell.times_ms) == 6 and len(cell.round_medians) == 3  # ... only the timed ones recorded
+    # the calls in call order: a new turn (other cell) starts at least the gap after the previous call
+    calls = sorted((t, p.name) for p in probes for t in p.starts)
+    switches = [t1 - t0 for (t0, a), (t1, b) in itertools.pairwise(calls) if a != b]
+    assert switches and min(switches) >= 0.019
+    single = GcProbe("c", log)  # one long call per round: no settle call, its time is all measured
+    run_rounds([Cell(("c", "fp32", 1), single, BATCH, iters=1)], RoundPlan(rounds=3, min_rounds=3, iters=1, settle=2))
+    assert len(single.starts) == 3
+
+
+def test_garbage_collector_is_off_in_rounds_and_restored() -> None:
+    import gc
+
+    log: list[str] = []
+    probe = GcProbe("a", log)
+    assert gc.isenabled()
+    run_rounds([Cell(("a", "fp32", 1), probe, BATCH, iters=2)], RoundPlan(rounds=2, min_rounds=2, iters=2, gap_ms=0))
+    assert probe.gc_on and not any(probe.gc_on)
+    assert gc.isenabled()
+    gc.disable()
+    try:  # a caller that had it off keeps it off
+        run_rounds([Cell(("a", "fp32", 1), probe, BATCH, iters=1)], RoundPlan(rounds=1, min_rounds=1, iters=1))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
