@@ -19,8 +19,10 @@ from dsedge.bench.stability import (
     Load,
     MachineGuard,
     bootstrap_median_ci,
+    host_probe,
     load_between,
     logical_cpus,
+    probe_spread,
     row_stability,
     snapshot,
     speedup_summary,
@@ -58,6 +60,30 @@ def test_guard_verdict() -> None:
     assert v["busy"] is True and len(v["reasons"]) == 3
     assert "during the timed rounds" in v["reasons"][0] and "stole" in v["reasons"][1] and "before" in v["reasons"][2]
     assert v["during"]["other_cpu"] == pytest.approx(0.6)
+
+
+def test_host_speed_probe_flags_a_host_that_varies() -> None:
+    assert host_probe(1000) > 0 and host_probe(0) >= 0
+    assert probe_spread([1.0, 1.0, 1.0]) is None  # too few samples to judge
+    steady = [2.0, 2.02, 1.98, 2.01, 1.99, 2.0]
+    assert probe_spread(steady) == pytest.approx(0.015 / 2.0)  # p75 2.0075 - p25 1.9925
+    quiet = MachineGuard(GuardLimits(), cpus=2, probe_ms=steady)
+    assert quiet.verdict()["busy"] is False
+    assert quiet.verdict()["host_probe"]["samples"] == 6 and quiet.verdict()["host_probe"]["p50_ms"] == 2.0
+    noisy = MachineGuard(GuardLimits(), cpus=2, probe_ms=[1.5, 2.0, 2.6, 1.4, 2.4, 1.9])  # a busy VM host
+    v = noisy.verdict()
+    assert v["busy"] is True and "host's speed varied" in v["reasons"][0]
+    assert v["host_probe"]["spread"] == pytest.approx(probe_spread(noisy.probe_ms))
+    loose = MachineGuard(GuardLimits(host_spread=1.0), cpus=2, probe_ms=noisy.probe_ms)
+    assert loose.verdict()["busy"] is False
+
+
+def test_guard_probes_the_host_around_every_round() -> None:
+    guard = MachineGuard(cpus=2)
+    for _ in range(3):
+        guard.round_start()
+        guard.round_end()
+    assert len(guard.probe_ms) == 6 and all(t > 0 for t in guard.probe_ms)
 
 
 def test_bootstrap_interval_of_the_median() -> None:

@@ -14,6 +14,15 @@ a share of all logical CPUs, before the run and in every round; the 1-minute
 load average is recorded beside them (it lags and counts the bench itself, so
 it is shown, not judged). Per row: IQR / p50 of its timings, and the relative
 half-width of the bootstrap 95 % interval of its speed-up.
+
+A virtual machine's host can be busy while the guest sees 0 % other CPU and
+0 % steal: a vCPU that shares a physical core (SMT) or a power budget with
+other tenants simply runs slower. On a 2-vCPU cloud VM a fixed, single-threaded
+pure-Python loop varied by 30 % IQR/p50 (1-second medians 11.7-18.8 ms) with
+nothing else running in the guest. So the guard also times such a fixed probe
+(`host_probe`) around every round: its spread is the host's speed variation,
+which no bench setting can remove, and above `GuardLimits.host_spread` the
+machine counts as busy.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ class GuardLimits:
     steal: float = 0.05  # share of CPU time stolen by the hypervisor
     spread: float = 0.15  # IQR / p50 of a row's timings
     ci: float = 0.10  # half-width of the speed-up's 95 % interval / its median
+    host_spread: float = 0.10  # IQR / p50 of the fixed host-speed probe over the rounds
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -110,6 +120,30 @@ def logical_cpus() -> int:
     return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
+PROBE_LOOPS = 20_000  # about 1-2 ms of pure-Python work on a current x86 core
+
+
+def host_probe(loops: int = PROBE_LOOPS) -> float:
+    """Milliseconds a fixed single-threaded, cache-resident loop takes: the host's current speed.
+
+    It touches no memory beyond a few integers and starts no thread, so its time moves only
+    with the CPU's speed: frequency, a shared physical core, the hypervisor's scheduling.
+    """
+    start = time.perf_counter()
+    acc = 0
+    for i in range(loops):
+        acc += i * i
+    return (time.perf_counter() - start) * 1000.0
+
+
+def probe_spread(times_ms: list[float]) -> float | None:
+    """IQR / p50 of the probe times; None with fewer than 4."""
+    if len(times_ms) < 4:
+        return None
+    p25, p50, p75 = np.percentile(np.asarray(times_ms, dtype=np.float64), [25, 50, 75])
+    return float((p75 - p25) / p50) if p50 > 0 else None
+
+
 @dataclass
 class MachineGuard:
     """Samples the machine before the run and around every round; `verdict()` says whether it was busy."""
@@ -118,7 +152,12 @@ class MachineGuard:
     cpus: int = field(default_factory=logical_cpus)
     before: Load | None = None
     rounds: list[Load] = field(default_factory=list)
+    probe_ms: list[float] = field(default_factory=list)  # the host-speed probe, before and after every round
+    probes_per_sample: int = 3
     _mark: CpuSnapshot | None = None
+
+    def _probe(self) -> None:
+        self.probe_ms.append(min(host_probe() for _ in range(self.probes_per_sample)))
 
     def measure_before(self, seconds: float = 1.0) -> Load | None:
         """Sleep `seconds` and see what the others did meanwhile (the machine as the bench found it)."""
@@ -129,9 +168,11 @@ class MachineGuard:
         return self.before
 
     def round_start(self) -> None:
+        self._probe()
         self._mark = snapshot()
 
     def round_end(self) -> None:
+        self._probe()
         end = snapshot()
         if self._mark is not None and end is not None:
             self.rounds.append(load_between(self._mark, end, self.cpus))
@@ -153,12 +194,20 @@ class MachineGuard:
                                f"{self.cpus} CPUs during the timed rounds (limit {100 * lim.other_cpu:.0f}%)")
             if during["steal"] > lim.steal:
                 reasons.append(f"the hypervisor stole {100 * during['steal']:.0f}% of CPU time during the rounds")
+        host = probe_spread(self.probe_ms)
+        if host is not None and host > lim.host_spread:
+            reasons.append(f"the host's speed varied {100 * host:.0f}% (IQR/p50 of a fixed CPU-bound probe around "
+                           f"the rounds; limit {100 * lim.host_spread:.0f}%): the VM's host is busy even when "
+                           "this machine is idle and steal is 0%")
         if self.before is not None and self.before.other_cpu > lim.other_cpu:
             reasons.append(f"other processes used {100 * self.before.other_cpu:.0f}% of the {self.cpus} CPUs "
                            f"before the run (load average {self.before.loadavg:.2f})")
         return {"busy": bool(reasons), "reasons": reasons, "cpus": self.cpus, "limits": lim.to_dict(),
                 "before": asdict(self.before) if self.before else None, "during": during,
-                "rounds_sampled": len(self.rounds)}
+                "rounds_sampled": len(self.rounds),
+                "host_probe": {"spread": host, "p50_ms": float(np.median(self.probe_ms)) if self.probe_ms else None,
+                               "min_ms": min(self.probe_ms, default=None), "max_ms": max(self.probe_ms, default=None),
+                               "samples": len(self.probe_ms)}}
 
 
 def bootstrap_median_ci(values: np.ndarray | list[float], confidence: float = 0.95, resamples: int = 2000,
