@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dsedge-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: test test-fast bench install lint clean
 
@@ -20,8 +21,8 @@ test: $(STAMP)  ## the whole suite, slow real-data tests included (they skip wit
 test-fast: $(STAMP)  ## skip the slow real-data tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## the default benchmark: every backend here vs PyTorch eager
-	$(BIN)/dsedge bench
+bench: $(STAMP)  ## the default benchmark: every backend here vs PyTorch eager (e.g. BENCH_ARGS='--out run1')
+	$(BIN)/dsedge bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dsedge tests benchmarks

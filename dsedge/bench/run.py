@@ -179,25 +179,11 @@ def run_bench(
         source = (bundle_source(Path(bundle), Path(checkpoint) if checkpoint else None) if bundle is not None
                   else default_source(work, image_size, bar, data))
         eval_set = _eval_set(data, split, source, bar)
-        rng = np.random.default_rng(0)
-        inputs = {bs: rng.standard_normal((bs, 3, source.image_size, source.image_size)).astype(np.float32)
-                  for bs in sizes}
         common = {"threads": threads, "device": dev, "interleaved": True,
                   "checkpoint": str(source.checkpoint) if source.checkpoint else None}
-        with ExitStack() as stack:
-            runners, rows, build_s = _build(pairs, source, common, user_options, stack, bar)
-            quick = None if compile_all else min(sizes)
-            cells = _cells(runners, inputs, rows, quick)
-            for cell in cells:
-                with bar.phase(f"warm-up {cell.key[0]} {cell.key[1]} batch {cell.key[2]}"):
-                    warm_up(cell, plan)
-            with bar.phase(f"timing {len(cells)} rows in interleaved rounds", total=plan.rounds) as advance:
-                measured = run_rounds(cells, plan, guard, on_round=lambda done, _n: advance(1))
-            machine = guard.verdict()
-            rows += _timed_rows(cells, runners, ref, machine, limits, build_s)
-            agree_ref = f"{ref[0]} {ref[1]}" if source.torch_matches_bundle else "onnxruntime fp32"
-            if eval_set is not None:
-                _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar, quick)
+        rows, machine, measured, agree_ref = _measure(
+            pairs, sizes, source, eval_set, common, user_options, plan, guard,
+            ref, None if compile_all else min(sizes), accuracy_batch, bar)
     result = _result(rows, pairs, sizes, source, eval_set, ref, agree_ref, machine, measured, plan, threads,
                      dev, compile_all, user_options, started)
     files = write_report(result, out)
@@ -205,6 +191,33 @@ def run_bench(
     console.print(f"[dim]wrote {', '.join(str(p) for p in files.values())} in {result['elapsed_s']} s[/]",
                   highlight=False)
     return result
+
+
+def _measure(pairs: list[tuple[str, str]], sizes: list[int], source: Source, eval_set: EvalSet | None,
+             common: dict[str, Any], user_options: dict[str, dict[str, Any]], plan: RoundPlan,
+             guard: MachineGuard, ref: tuple[str, str], quick: int | None, accuracy_batch: int,
+             bar: BenchProgress) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
+    """Build, warm up and time every row in interleaved rounds, then the accuracy pass.
+
+    Returns (rows, the guard's verdict, the rounds' summary, the agreement reference's label).
+    """
+    rng = np.random.default_rng(0)
+    inputs = {bs: rng.standard_normal((bs, 3, source.image_size, source.image_size)).astype(np.float32)
+              for bs in sizes}
+    with ExitStack() as stack:
+        runners, rows, build_s = _build(pairs, source, common, user_options, stack, bar)
+        cells = _cells(runners, inputs, rows, quick)
+        for cell in cells:
+            with bar.phase(f"warm-up {cell.key[0]} {cell.key[1]} batch {cell.key[2]}"):
+                warm_up(cell, plan)
+        with bar.phase(f"timing {len(cells)} rows in interleaved rounds", total=plan.rounds) as advance:
+            measured = run_rounds(cells, plan, guard, on_round=lambda done, _n: advance(1))
+        machine = guard.verdict()
+        rows += _timed_rows(cells, runners, ref, machine, guard.limits, build_s)
+        agree_ref = f"{ref[0]} {ref[1]}" if source.torch_matches_bundle else "onnxruntime fp32"
+        if eval_set is not None:
+            _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar, quick)
+    return rows, machine, measured, agree_ref
 
 
 def _eval_set(data: Path | None, split: str, source: Source, bar: BenchProgress) -> EvalSet | None:
@@ -331,7 +344,9 @@ def _result(rows: list[dict[str, Any]], pairs: list[tuple[str, str]], sizes: lis
     timing = (f"{measured['rounds']} interleaved rounds (shuffled order; stopped by {measured['stopped_by']}, "
               f"{measured['seconds']} s), each row about {plan.round_ms:g} ms per round"
               + (f" ({plan.iters} iterations)" if plan.iters else "")
-              + f" after {max(1, plan.warmup)} warm-up call(s) (reported apart); host wall clock around infer + "
+              + f" after {max(1, plan.warmup)} warm-up call(s) (reported apart); in every round each row starts "
+              f"after a {plan.gap_ms:g} ms idle gap and {plan.settle} untimed call(s), garbage collector off; "
+              "host wall clock around infer + "
               f"synchronize; speed-up = median over rounds of ({ref_label} round median / row round median), "
               "bootstrap 95% interval")
     result: dict[str, Any] = {

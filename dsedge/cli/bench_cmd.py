@@ -26,12 +26,17 @@ def bench_command(
     precisions: str = typer.Option("fp32,fp16,bf16,int8", "--precisions", help="Comma-separated precisions."),
     batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Comma-separated batch sizes."),
     reference: str = typer.Option("torch fp32", "--reference", help="Backend and precision every speed-up is relative to."),
-    rounds: int = typer.Option(15, "--rounds", help="Interleaved timing rounds (every row in each, shuffled)."),
+    rounds: int = typer.Option(30, "--rounds", help="Interleaved timing rounds (every row in each, shuffled)."),
     min_rounds: int = typer.Option(5, "--min-rounds", help="Rounds run even past --time-cap."),
-    time_cap: float = typer.Option(150.0, "--time-cap", help="Seconds of timed rounds after which no new round starts."),
+    time_cap: float = typer.Option(200.0, "--time-cap", help="Seconds of timed rounds after which no new round starts."),
     round_ms: float = typer.Option(100.0, "--round-ms", min=0.001, help="Milliseconds per row per round (sets its iterations)."),
     iters: int | None = typer.Option(None, "--iters", min=1, help="Fixed iterations per row per round (overrides --round-ms)."),
     warmup: int = typer.Option(1, "--warmup", help="Warm-up calls per row before the rounds (reported apart)."),
+    gap_ms: float = typer.Option(
+        20.0, "--gap-ms", min=0.0,
+        help="Idle milliseconds before each row in each round (the previous row's thread pools stop spinning).",
+    ),
+    settle: int = typer.Option(1, "--settle", min=0, help="Untimed calls at the start of each row of short calls (2+ iterations) in each round."),
     max_spread: float = typer.Option(0.15, "--max-spread", help="IQR/p50 above which a row is unstable."),
     max_other_cpu: float = typer.Option(
         0.15, "--max-other-cpu", help="Share of the CPUs other processes may use before the machine counts as busy."
@@ -68,7 +73,7 @@ def bench_command(
         batch_sizes=batch_sizes,
         reference=reference,
         plan=RoundPlan(rounds=rounds, min_rounds=min_rounds, time_cap_s=time_cap, round_ms=round_ms, iters=iters,
-                       warmup=warmup),
+                       warmup=warmup, gap_ms=gap_ms, settle=settle),
         limits=GuardLimits(spread=max_spread, other_cpu=max_other_cpu),
         options=option,
         threads=threads,
