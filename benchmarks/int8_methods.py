@@ -265,10 +265,10 @@ def ov_runner(path: Path, threads: int | None) -> Any:
 
 
 def probs_of(runner: Any, x: np.ndarray, batch: int = 1) -> np.ndarray:
-    """Softmax over batch-1 runs (static-shape OpenVINO models compile once per shape)."""
-    from dsedge.engines.base import softmax
+    """Softmax of every image, unpadded chunks of `batch` (static-shape OpenVINO models compile once per shape)."""
+    from dsedge.engines.base import predict_probs
 
-    return softmax(np.concatenate([runner.infer(x[i : i + batch]) for i in range(0, len(x), batch)]))
+    return predict_probs(runner, x, batch, pad=False)
 
 
 def deltas(ref: dict[str, Any], ref_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray,
