@@ -281,6 +281,17 @@ def deltas(ref: dict[str, Any], ref_probs: np.ndarray, probs: np.ndarray, labels
             "delta_mean_auc": row["mean_auc_delta"], "max_abs_prob_diff": row["max_abs_prob_diff"]}
 
 
+def view_agreement(ref_probs: np.ndarray, probs: np.ndarray, views: int) -> dict[str, Any]:
+    """Agreement over every view of every eval image, with a 95 % interval that resamples images."""
+    from dsedge.comparator import agreement_interval
+
+    groups = np.repeat(np.arange(len(ref_probs) // views), views)
+    point, lo, hi = agreement_interval(ref_probs, probs, groups)
+    flips = int((ref_probs.argmax(1) != probs.argmax(1)).sum())
+    return {"views": views, "inputs": len(ref_probs), "top1_agreement": point, "ci95": [lo, hi], "flips": flips,
+            "images_with_a_flip": int(len(np.unique(groups[ref_probs.argmax(1) != probs.argmax(1)])))}
+
+
 def load_data(args: argparse.Namespace, bundle: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(calibration images for NNCF — the very list `dsedge calibrate` uses, eval images, eval labels);
     no eval images with `--latency-only`."""
@@ -377,10 +388,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "checkpoint": str(ckpt) if ckpt else None, "notes": notes, "eval_split": args.eval_split,
             "eval_images": 0 if x is None else len(x), "calibration_images": len(calib), "threads": threads,
             "image_size": size, "latency_only": bool(args.latency_only), "methods": {}}
-        ref = ref_probs = None
+        ref = ref_probs = xv = ref_v = None
         if x is not None:
             with OrtRunner(bundle.require("onnx", "fp32"), "fp32") as fp32:
                 ref_probs = probs_of(fp32, x, 16)
+                if args.views > 1:
+                    from dsedge.runtime.preprocess import dihedral_views
+
+                    xv = dihedral_views(x, args.views)
+                    ref_v = probs_of(fp32, xv, 16)
+                    out["eval_views"] = args.views
             ref = classification_metrics(labels, ref_probs, bundle.classes)
             out["fp32"] = {k: ref[k] for k in ("accuracy", "mel_auc", "sk_auc", "mean_auc")}
         for method in methods:
@@ -395,9 +412,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 runners[label] = ov_runner(path, threads)
                 if x is not None:
                     row["openvino"] = deltas(ref, ref_probs, probs_of(runners[label], x), labels, bundle.classes)
+                    if xv is not None:
+                        row["openvino"]["views"] = view_agreement(ref_v, probs_of(runners[label], xv), args.views)
                     if path.suffix == ".onnx":
                         with OrtRunner(path, "int8") as q:
                             row["onnxruntime"] = deltas(ref, ref_probs, probs_of(q, x, 16), labels, bundle.classes)
+                            if xv is not None:
+                                row["onnxruntime"]["views"] = view_agreement(ref_v, probs_of(q, xv, 16), args.views)
             out["methods"][method] = row
         if not args.skip_latency:
             print("== latency", flush=True)
@@ -481,10 +502,19 @@ def _stability(lat: dict[str, Any]) -> str:
     return "UNSTABLE: " + "; ".join(reasons)
 
 
+def _views_cell(d: dict[str, Any] | None) -> str:
+    v = (d or {}).get("views")
+    if v is None:
+        return "–"
+    lo, hi = v["ci95"]
+    return (f"{100 * v['top1_agreement']:.2f} [{100 * lo:.2f}-{100 * hi:.2f}] "
+            f"({v['flips']} of {v['inputs']}; {v['images_with_a_flip']} images)")
+
+
 def _accuracy_cells(d: dict[str, Any] | None) -> str:
     if d is None:
-        return "– | – | – | – | –"
-    return (f"{100 * d['top1_agreement']:.2f} | {d['delta_acc_points'] + 0.0:+.2f} | {_f(d['delta_mel_auc'], '+.4f')} "
+        return "– | – | – | – | – | –"
+    return (f"{100 * d['top1_agreement']:.2f} | {_views_cell(d)} | {d['delta_acc_points'] + 0.0:+.2f} | {_f(d['delta_mel_auc'], '+.4f')} "
             f"| {_f(d['delta_sk_auc'], '+.4f')} | {_f(d['delta_mean_auc'], '+.4f')}")
 
 
@@ -522,15 +552,19 @@ def to_markdown(res: dict[str, Any]) -> str:
                      "(PyTorch eager round median / row round median), bootstrap 95 % interval; "
                      "x NNCF > 1: faster than NNCF's INT8 in the same rounds. Machine: "
                      + ("BUSY (" + "; ".join(machine["reasons"]) + ")" if machine["busy"] else "idle") + ".")
-    lines += ["", "| method | runs on | agreement % | delta ACC (pts) | delta MEL AUC | delta SK AUC | delta mean AUC "
+    if res.get("eval_views"):
+        lines.append(f"Views: each eval image also in its {res['eval_views']} orientations (rotations and mirror "
+                     "images: a dermoscopy image has no canonical orientation); agreement over all of them with a "
+                     "95 % bootstrap interval that resamples images (an image's views move together).")
+    lines += ["", "| method | runs on | agreement % | agreement over views % [95% CI] | delta ACC (pts) | delta MEL AUC | delta SK AUC | delta mean AUC "
               "| p50 ms | IQR/p50 | x torch eager [95% CI] | x NNCF INT8 [95% CI] | stability |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for label, name in ((REFERENCE, "PyTorch eager (reference)"), ("openvino fp32", "OpenVINO")):
         if label in rows:
-            lines.append(f"| FP32 | {name} | – | – | – | – | – | {_latency_cells(rows[label])} |")
+            lines.append(f"| FP32 | {name} | – | – | – | – | – | – | {_latency_cells(rows[label])} |")
     for method, row in res["methods"].items():
         if "error" in row:
-            lines.append(f"| {method} | – | {row['error']} | | | | | | | | | |")
+            lines.append(f"| {method} | – | {row['error']} | | | | | | | | | | |")
             continue
         lines.append(f"| {method} | OpenVINO INT8 | {_accuracy_cells(row.get('openvino'))} "
                      f"| {_latency_cells(rows.get(f'openvino int8 {method}'))} |")
@@ -566,6 +600,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-fp", default="depthwise")
     p.add_argument("--eval-split", default="val")
+    p.add_argument("--views", type=int, default=8, help="also measure agreement on each eval image's first N of 8 "
+                                                       "orientations (1: off)")
     p.add_argument("--eval-limit", type=int, default=0, help="only the first N eval images (smoke runs)")
     p.add_argument("--latency-only", action="store_true", help="no accuracy pass (INT8 models are still made)")
     p.add_argument("--skip-latency", action="store_true", help="no latency rounds (accuracy only)")

@@ -125,3 +125,29 @@ def _with_metrics(
 def agreement(reference_probs: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
     """How closely probabilities follow the reference's: `compare(...).agreement()` for callers that want the dict."""
     return compare(reference_probs, probs).agreement()
+
+
+def agreement_interval(reference: np.ndarray, other: np.ndarray, groups: np.ndarray | None = None, *,
+                       resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(agreement, low, high): top-1 agreement with a percentile bootstrap interval.
+
+    `groups` (N ids) makes it a cluster bootstrap: rows of one group (the views of one image) are
+    resampled together, because they are not independent. Without groups every row is its own.
+    With no disagreement at all the interval is (1, 1): the bootstrap cannot see a rarer event
+    than the sample holds, so report the count of rows beside it.
+    """
+    ref, out = np.asarray(reference), np.asarray(other)
+    _check(ref, out)
+    same = ((ref.argmax(axis=1) == out.argmax(axis=1)) & np.isfinite(ref).all(1) & np.isfinite(out).all(1))
+    ids = np.arange(len(same)) if groups is None else np.asarray(groups)
+    if len(ids) != len(same):
+        raise ValueError(f"groups has {len(ids)} entries for {len(same)} rows")
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    hits = np.bincount(inverse, weights=same.astype(np.float64), minlength=len(uniq))
+    sizes = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(uniq), size=(resamples, len(uniq)))
+    boot = hits[pick].sum(axis=1) / sizes[pick].sum(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(boot, [tail, 100.0 - tail])
+    return float(same.mean()), float(low), float(high)

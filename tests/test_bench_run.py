@@ -66,8 +66,8 @@ def default_run(tiny_isic_session: Path, tmp_path_factory: pytest.TempPathFactor
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from dsedge.models.zoo import create_model
     from dsedge.models.checkpoint import save_checkpoint
+    from dsedge.models.zoo import create_model
 
     torch.manual_seed(5)
     return save_checkpoint(tmp_path_factory.mktemp("ck") / "ck", create_model("ds_resnet50"),
@@ -233,8 +233,8 @@ def test_batch_above_engine_profile_is_skipped(bundle: Path, checkpoint: Path, t
 def test_checkpoint_must_be_the_bundles(bundle: Path, tmp_path: Path) -> None:
     import torch
 
-    from dsedge.models.zoo import create_model
     from dsedge.models.checkpoint import save_checkpoint
+    from dsedge.models.zoo import create_model
 
     torch.manual_seed(6)
     other = save_checkpoint(tmp_path / "other", create_model("ds_resnet50"),

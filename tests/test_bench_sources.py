@@ -33,8 +33,8 @@ def test_default_job_exports_the_shipped_checkpoint(monkeypatch: pytest.MonkeyPa
     import torch
 
     from dsedge.config import PreprocessConfig
-    from dsedge.models.zoo import create_model
     from dsedge.models.checkpoint import save_checkpoint
+    from dsedge.models.zoo import create_model
 
     torch.manual_seed(1)
     ckpt = save_checkpoint(tmp_path / "reference", create_model("ds_resnet50"), {

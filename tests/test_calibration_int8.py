@@ -66,7 +66,7 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert len(qdq) > 100
     cal = b.manifest["calibration"]
-    assert cal["method"] == "entropy" and cal["num_images"] == 12 and cal["seed"] == 0
+    assert cal["method"] == "minmax" and cal["num_images"] == 12 and cal["seed"] == 0
     assert cal["synthetic"] is False and cal["split"] == "train"
     assert len(cal["image_list_sha256"]) == 64 and cal["data_fingerprint"]
     assert sum(cal["class_counts"].values()) == 12
@@ -253,8 +253,8 @@ def test_real_isic_int8_within_budget(isic_root: Path, tmp_path: Path) -> None:
 
     from dsedge.config import PreprocessConfig
     from dsedge.export.bundle import export_bundle
-    from dsedge.models.zoo import create_model
     from dsedge.models.checkpoint import save_checkpoint
+    from dsedge.models.zoo import create_model
 
     torch.manual_seed(0)
     cfg = PreprocessConfig.for_size(64).to_dict()
@@ -322,3 +322,50 @@ def test_mel_recall_is_judged_at_the_bundles_operating_point(bundle: Path, tiny_
     assert term["judged"] and term["ok"] and term["value"] == 0.0  # threshold 0: every melanoma referred by both
     assert result["accuracy"]["fp32"]["mel_recall"] == 1.0
     assert result["accuracy"]["fp32"]["operating_point"]["threshold"] == 0.0
+
+
+def _identity_conv(path: Path) -> Path:
+    """input -> 1x1 Conv (weight 1) -> output: the calibrated tensor is the input itself."""
+    from onnx import TensorProto, numpy_helper
+    from onnx import helper as oh
+
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
+    graph = oh.make_graph([oh.make_node("Conv", ["x", "w"], ["y"], name="conv")], "id",
+                          [oh.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 8, 8])], [w])
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)], ir_version=10), path)
+    return path
+
+
+class _OneBatch:
+    """The smallest CalibrationDataReader: one feed, then None."""
+
+    def __init__(self, feed: dict) -> None:
+        self.feeds = [feed]
+
+    def get_next(self) -> dict | None:
+        return self.feeds.pop() if self.feeds else None
+
+
+def _amax(model: Path, tmp: Path, method: str, options: dict) -> float:
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    rng = np.random.default_rng(0)
+    calibrator = create_calibrator(model, ["Conv"], augmented_model_path=str(tmp / f"aug-{method}.onnx"),
+                                   calibrate_method=int8_mod._method(method), extra_options=options)
+    for _ in range(4):  # a heavy tail: Gaussian activations plus a rare outlier 40 sigma out
+        x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+        x[0, 0, 0, 0] = 40.0
+        calibrator.collect_data(_OneBatch({"x": x}))
+    lo, hi = calibrator.compute_data()["x"].range_value
+    return float(max(abs(float(np.min(lo))), abs(float(np.max(hi)))))
+
+
+def test_entropy_really_clips_outliers_unlike_ort_defaults(tmp_path: Path) -> None:
+    """ORT's Entropy defaults (128/128 bins) return the full range; our settings clip the outlier."""
+    model = _identity_conv(tmp_path / "id.onnx")
+    full = _amax(model, tmp_path, "minmax", int8_mod.CALIBRATOR_OPTIONS["minmax"])
+    assert full == pytest.approx(40.0)
+    assert _amax(model, tmp_path, "entropy", {}) > 0.9 * full  # why the options exist
+    clipped = _amax(model, tmp_path, "entropy", int8_mod.CALIBRATOR_OPTIONS["entropy"])
+    assert 2.0 < clipped < 0.5 * full

@@ -74,3 +74,22 @@ def test_metric_deltas_with_labels() -> None:
 
 def test_delta() -> None:
     assert delta(0.75, 0.5) == 0.25 and delta(None, 0.5) is None and delta(0.5, None) is None
+
+
+def test_agreement_interval_resamples_groups_not_rows() -> None:
+    from dsedge.comparator import agreement_interval
+
+    rng = np.random.default_rng(1)
+    ref = rng.random((400, 3))
+    assert agreement_interval(ref, ref) == (1.0, 1.0, 1.0)
+    other = ref.copy()
+    other[:8] = np.roll(ref[:8], 1, axis=1)  # 8 disagreeing rows...
+    assert (ref[:8].argmax(1) != other[:8].argmax(1)).all()
+    groups = np.repeat(np.arange(50), 8)  # ...all views of the first of 50 images
+    point, lo, hi = agreement_interval(ref, other, groups)
+    assert point == pytest.approx(392 / 400)
+    _, lo_rows, hi_rows = agreement_interval(ref, other)
+    assert lo < lo_rows < point < hi_rows <= hi == 1.0  # clustered flips: a wider, honest interval
+    assert agreement_interval(ref, other, groups, seed=3) == agreement_interval(ref, other, groups, seed=3)
+    with pytest.raises(ValueError, match="groups"):
+        agreement_interval(ref, other, groups[:10])

@@ -11,8 +11,8 @@ from torch import nn
 
 from dsedge.engines import torch_runner as tr
 from dsedge.errors import EngineError
-from dsedge.models.zoo import create_model
 from dsedge.models.checkpoint import save_checkpoint
+from dsedge.models.zoo import create_model
 
 SIZE = 32
 

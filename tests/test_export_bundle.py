@@ -26,10 +26,10 @@ from dsedge.export import export_bundle
 from dsedge.export import manifest as manifest_mod
 from dsedge.export.simam_function import DOMAIN, count_simam_calls
 from dsedge.models import zoo
+from dsedge.models.checkpoint import save_checkpoint
 from dsedge.models.simam import SimAM
 from dsedge.runtime.bundle import load_bundle
 from dsedge.runtime.preprocess import preprocess_files
-from dsedge.models.checkpoint import save_checkpoint
 from dsedge.utils.io import sha256_file
 
 

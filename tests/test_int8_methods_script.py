@@ -75,7 +75,9 @@ def _result() -> dict:
             "openvino int8 ptq-keep-fp": _lat(15.0, 0.03, 4.0, [3.8, 4.2], vs_nncf=[0.8, 0.85, 0.9]),
             "openvino int8 ptq-auto": _lat(11.0, 0.30, 5.5, [4.0, 7.0], unstable=True, vs_nncf=[0.9, 1.0, 1.1]),
             "openvino int8 nncf": _lat(11.0, 0.03, 5.2, [5.0, 5.4])}
-    methods = {"ptq": {"openvino": _acc(0.98, -0.0), "onnxruntime": _acc(0.96, -0.67)},
+    views = {"views": 8, "inputs": 1200, "top1_agreement": 0.9925, "ci95": [0.985, 1.0], "flips": 9,
+             "images_with_a_flip": 3}
+    methods = {"ptq": {"openvino": {**_acc(0.98, -0.0), "views": views}, "onnxruntime": _acc(0.96, -0.67)},
                "ptq-keep-fp": {"openvino": _acc(0.99)}, "ptq-auto": {"openvino": _acc(0.99)},
                "nncf": {"openvino": _acc(0.9667, -0.67)}, "qat": {"error": "no --qat-checkpoint given"}}
     return {"machine": {"model": "Test CPU"}, "image_size": 224, "threads": 2, "calibration_images": 512,
@@ -114,15 +116,16 @@ def test_markdown_table_has_latency_columns_and_targets() -> None:
     md = im.to_markdown(res)
     lines = md.splitlines()
     assert "| p50 ms | IQR/p50 | x torch eager [95% CI] | x NNCF INT8 [95% CI] | stability |" in md
-    assert ("| FP32 | PyTorch eager (reference) | – | – | – | – | – | 60.00 | 5.0% | 1.00x [1.00-1.00] | – "
+    assert ("| FP32 | PyTorch eager (reference) | – | – | – | – | – | – | 60.00 | 5.0% | 1.00x [1.00-1.00] | – "
             "| stable |") in lines
-    assert ("| ptq | OpenVINO INT8 | 98.00 | +0.00 | +0.0010 | -0.0020 | -0.0005 | 10.00 | 3.0% "
+    assert ("| ptq | OpenVINO INT8 | 98.00 | 99.25 [98.50-100.00] (9 of 1200; 3 images) | +0.00 | +0.0010 | -0.0020 | -0.0005 | 10.00 | 3.0% "
             "| 6.00x [5.50-6.50] | 1.10x [1.05-1.20] | stable |") in lines
-    assert ("| ptq (same file) | ONNX Runtime | 96.00 | -0.67 | +0.0010 | -0.0020 | -0.0005 | – | – | – | – "
+    assert ("| ptq (same file) | ONNX Runtime | 96.00 | – | -0.67 | +0.0010 | -0.0020 | -0.0005 | – | – | – | – "
             "| – |") in lines
     assert any(ln.startswith("| ptq-auto | OpenVINO INT8 |")
                and ln.endswith("| UNSTABLE: machine busy; spread IQR/p50 30% > 15% |") for ln in lines)
     assert "| qat | – | no --qat-checkpoint given |" in md
+    assert "agreement over views % [95% CI]" in md
     assert "Note: a note." in md and "40 interleaved rounds" in md and "Machine: idle." in md
     assert "each turn after a 50 ms idle gap and 1 untimed call(s)" in md
     assert ("- ptq: >= 5x eager: met (6.00x [5.50-6.50]); agreement >= NNCF at no worse latency: met "
@@ -141,7 +144,7 @@ def test_markdown_latency_only() -> None:
         row.pop("onnxruntime", None)
     md = im.to_markdown(res)
     assert "accuracy not measured (--latency-only)" in md
-    assert "| ptq | OpenVINO INT8 | – | – | – | – | – | 10.00 | 3.0% | 6.00x [5.50-6.50] |" in md
+    assert "| ptq | OpenVINO INT8 | – | – | – | – | – | – | 10.00 | 3.0% | 6.00x [5.50-6.50] |" in md
 
 
 @pytest.mark.parametrize("argv", [
@@ -170,3 +173,12 @@ def test_reuse_stamp_matches_only_the_same_recipe(tmp_path: Path) -> None:
     assert im._stamp_ok(tmp_path, recipe) == {"calibrate_seconds": 70.0}
     assert im._stamp_ok(tmp_path, {**recipe, "num_images": 256}) is None
     assert im._stamp_ok(tmp_path / "missing", recipe) is None
+
+
+def test_view_agreement_counts_flips_per_image() -> None:
+    ref = np.tile(np.array([[0.6, 0.3, 0.1]]), (24, 1))  # 3 images x 8 views
+    probs = ref.copy()
+    probs[[1, 2, 17]] = [0.1, 0.8, 0.1]  # two views of image 0, one of image 2
+    v = im.view_agreement(ref, probs, 8)
+    assert v["inputs"] == 24 and v["flips"] == 3 and v["images_with_a_flip"] == 2
+    assert v["top1_agreement"] == pytest.approx(21 / 24) and v["ci95"][0] < 21 / 24 <= v["ci95"][1]

@@ -86,8 +86,8 @@ def test_checkpoint_errors_say_what_the_path_is(tmp_path: Path) -> None:
 
 def test_checkpoint_without_model_kwargs_in_meta_loads(tmp_path: Path) -> None:
     """The defaults written into the JSON are the ones sealed in the weights (was: 'json was edited')."""
-    from dsedge.models.zoo import create_model
     from dsedge.models.checkpoint import load_checkpoint, save_checkpoint
+    from dsedge.models.zoo import create_model
 
     model = create_model("mobilenet_v2", 3)
     save_checkpoint(tmp_path / "c", model, {"model": "mobilenet_v2", "classes": ["MEL", "NV", "SK"]})

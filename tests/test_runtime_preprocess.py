@@ -72,3 +72,23 @@ def test_thin_in_memory_image_is_refused_before_resizing() -> None:
 
     with pytest.raises(DataError, match="aspect ratio"):
         preprocess_image(Image.new("RGB", (12000, 1)), PreprocessConfig().to_dict())
+
+
+def test_dihedral_views_are_the_eight_orientations_of_each_image() -> None:
+    from dsedge.runtime.preprocess import dihedral_views
+
+    batch = np.random.default_rng(0).random((2, 3, 5, 5)).astype(np.float32)
+    views = dihedral_views(batch)
+    assert views.shape == (16, 3, 5, 5) and views.dtype == np.float32
+    np.testing.assert_array_equal(views[0], batch[0])
+    np.testing.assert_array_equal(views[8], batch[1])  # an image's views are consecutive rows
+    for i in range(8):  # same pixels per channel, moved, never mixed across channels or images
+        np.testing.assert_array_equal(np.sort(views[i].reshape(3, -1)), np.sort(batch[0].reshape(3, -1)))
+    assert len({v.tobytes() for v in views[:8]}) == 8
+    np.testing.assert_array_equal(views[1][:, 0, 0], batch[0][:, 0, -1])  # 90 degrees counter-clockwise
+    np.testing.assert_array_equal(views[4], batch[0][:, :, ::-1])  # the mirror image
+    assert dihedral_views(batch, views=2).shape == (4, 3, 5, 5)
+    with pytest.raises(ValueError, match="square"):
+        dihedral_views(np.zeros((1, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="views"):
+        dihedral_views(batch, views=9)

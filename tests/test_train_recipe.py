@@ -66,7 +66,7 @@ def test_concat_refuses_different_class_lists(tiny_isic: Path, tmp_path: Path):
 def test_cosine_factor_warms_up_then_decays_to_zero():
     f = [cosine_factor(s, total=100, warmup=10) for s in range(101)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # monotone after warmup
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))  # monotone after warmup
     assert f[55] == pytest.approx(0.5, abs=0.02) and f[100] == pytest.approx(0.0)
 
 

@@ -64,10 +64,21 @@ from dsedge.utils.io import atomic_write_json
 INT8_NAME = "model.int8.onnx"
 CACHE_NAME = "calibration.cache"
 REPORT_STEM = "int8_sensitivity"
-METHODS = ("entropy", "minmax", "percentile", "auto")
+METHODS = ("minmax", "entropy", "percentile", "auto")
+#: The default: it kept the most decisions of the shipped model (128 images: 96.7 %; entropy 85.3 %, percentile 94.0 %).
+DEFAULT_METHOD = "minmax"
 #: DESIGN §5: what TensorRT's parser accepts (symmetric S8S8, float biases).
 EXTRA_OPTIONS: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 EVAL_BATCH = 16
+#: Histogram settings per calibration method (DESIGN §5). ORT's own Entropy default (128 bins, 128
+#: quantized bins) leaves the KL search a single candidate, the full range: "entropy" then *was*
+#: symmetric min/max and never clipped an outlier. TensorRT's entropy calibrator uses 2,048 bins and
+#: 128 levels per side; on ORT's symmetric histogram that is 256 quantized bins.
+CALIBRATOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 256},
+    "percentile": {"num_bins": 2048, "percentile": 99.999, "symmetric": True},
+    "minmax": {},
+}
 
 
 def _method(name: str) -> Any:
@@ -131,7 +142,7 @@ def compute_ranges(
             augmented_model_path=str(workdir / "augmented.onnx"),
             calibrate_method=_method(method),
             providers=["CPUExecutionProvider"],
-            extra_options={},  # the same calibrator settings quantize_static uses with our options
+            extra_options=dict(CALIBRATOR_OPTIONS[method]),
         )
         for chunk in rd.iter_chunks(cset, preprocessing, input_name, chunk_images, batch, on_images):
             calibrator.collect_data(chunk)
@@ -419,7 +430,7 @@ def calibrate_bundle(
     bundle: str | Path,
     data: str | Path | None,
     *,
-    method: str = "entropy",
+    method: str = DEFAULT_METHOD,
     num_images: int = 512,
     seed: int = 0,
     keep_fp: Sequence[str] | str = (),

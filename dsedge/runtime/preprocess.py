@@ -53,3 +53,27 @@ def preprocess_image(image: Image.Image, cfg: dict[str, Any]) -> np.ndarray:
 def preprocess_files(paths: Sequence[str | Path], cfg: dict[str, Any]) -> np.ndarray:
     """Load (with clear errors for bad files) and preprocess images into an N x 3 x H x W batch."""
     return np.stack([preprocess_image(load_rgb(p), cfg) for p in paths])
+
+
+#: A dermoscopy image has no canonical orientation: each of the square's 8 symmetries is a valid input.
+DIHEDRAL_VIEWS = 8
+
+
+def dihedral_views(batch: np.ndarray, views: int = DIHEDRAL_VIEWS) -> np.ndarray:
+    """N x C x H x W (square) -> (N * views) x C x H x W: each image's first `views` orientations, in a row.
+
+    The orientations are the identity, 90/180/270-degree rotations, and those four mirrored. They
+    multiply an evaluation set of real, unseen lesions (ISIC 2017 val has 150) into `views` times as
+    many valid inputs, so agreement between two models can resolve rarer disagreements; views of
+    one image are correlated, so intervals must resample images, not views
+    (`dsedge.comparator.agreement_interval`).
+    """
+    if not 1 <= views <= DIHEDRAL_VIEWS:
+        raise ValueError(f"views must be 1..{DIHEDRAL_VIEWS}, got {views}")
+    if batch.ndim != 4 or batch.shape[2] != batch.shape[3]:
+        raise ValueError(f"dihedral views need an N x C x H x W batch of square images, got {batch.shape}")
+    out = []
+    for image in batch:
+        turns = [np.rot90(image, k, axes=(1, 2)) for k in range(4)]
+        out.extend((turns + [t[:, :, ::-1] for t in turns])[:views])
+    return np.ascontiguousarray(np.stack(out), dtype=batch.dtype)
