@@ -73,6 +73,12 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.runtime.decision import DEFAULT_UNCERTAIN_MARGIN
+
+#: A flip where FP32's own top-2 margin was at least this (uncalibrated softmax) changed a decision the
+#: bundle would not call `uncertain` (dsedge.runtime.decision: calibrated margin < 0.15; the shipped
+#: model's temperature < 1 only widens margins, so this count is conservative).
+CONFIDENT_MARGIN = DEFAULT_UNCERTAIN_MARGIN
 QDQ_METHODS = ("ptq", "ptq-auto", "ptq-keep-fp", "ptq-budget", "qat")
 ALL_METHODS = (*QDQ_METHODS, "nncf")
 REFERENCE = "torch eager fp32"
@@ -174,7 +180,7 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
              work: Path) -> tuple[Path | None, dict[str, Any]]:
     """The INT8 Q/DQ file of one method (None + an error note when it cannot be made)."""
     from dsedge.calibration.budget import Budget
-    from dsedge.calibration.int8 import calibrate_bundle
+    from dsedge.calibration.int8 import CALIBRATOR_OPTIONS, DEFAULT_METHOD, calibrate_bundle
     from dsedge.errors import DsedgeError
 
     src = src_bundle
@@ -184,7 +190,8 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
         src = work / "qat-src"
     recipe = {"method": method, "fp32": _sha(src_bundle / "model.onnx"), "num_images": args.num_images,
               "seed": args.seed, "keep_fp": args.keep_fp if method == "ptq-keep-fp" else None,
-              "qat": _checkpoint_sha(args.qat_checkpoint) if method == "qat" else None, "data": str(args.data)}
+              "qat": _checkpoint_sha(args.qat_checkpoint) if method == "qat" else None, "data": str(args.data),
+              "ranges": [DEFAULT_METHOD, CALIBRATOR_OPTIONS.get(DEFAULT_METHOD)]}
     folder = work / method
     note = _stamp_ok(folder, recipe)
     if note is not None and (folder / "model.int8.onnx").is_file():
@@ -287,9 +294,18 @@ def view_agreement(ref_probs: np.ndarray, probs: np.ndarray, views: int) -> dict
 
     groups = np.repeat(np.arange(len(ref_probs) // views), views)
     point, lo, hi = agreement_interval(ref_probs, probs, groups)
-    flips = int((ref_probs.argmax(1) != probs.argmax(1)).sum())
-    return {"views": views, "inputs": len(ref_probs), "top1_agreement": point, "ci95": [lo, hi], "flips": flips,
-            "images_with_a_flip": int(len(np.unique(groups[ref_probs.argmax(1) != probs.argmax(1)])))}
+    flipped = ref_probs.argmax(1) != probs.argmax(1)
+    margins = top2_margin(ref_probs)[flipped]
+    return {"views": views, "inputs": len(ref_probs), "top1_agreement": point, "ci95": [lo, hi],
+            "flips": int(flipped.sum()), "images_with_a_flip": int(len(np.unique(groups[flipped]))),
+            "max_flip_margin": float(margins.max()) if len(margins) else None,
+            "confident_flips": int((margins >= CONFIDENT_MARGIN).sum())}
+
+
+def top2_margin(probs: np.ndarray) -> np.ndarray:
+    """FP32's top-1 minus top-2 probability per row: how near a tie the reference's decision was."""
+    top = np.sort(probs, axis=1)
+    return top[:, -1] - top[:, -2]
 
 
 def load_data(args: argparse.Namespace, bundle: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -507,8 +523,10 @@ def _views_cell(d: dict[str, Any] | None) -> str:
     if v is None:
         return "–"
     lo, hi = v["ci95"]
+    margin = "" if v.get("max_flip_margin") is None else (
+        f"; largest FP32 margin flipped {v['max_flip_margin']:.3f}, {v['confident_flips']} at >= {CONFIDENT_MARGIN:g}")
     return (f"{100 * v['top1_agreement']:.2f} [{100 * lo:.2f}-{100 * hi:.2f}] "
-            f"({v['flips']} of {v['inputs']}; {v['images_with_a_flip']} images)")
+            f"({v['flips']} of {v['inputs']}; {v['images_with_a_flip']} images{margin})")
 
 
 def _accuracy_cells(d: dict[str, Any] | None) -> str:

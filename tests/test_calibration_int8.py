@@ -72,7 +72,9 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     assert sum(cal["class_counts"].values()) == 12
     assert set(cal["versions"]) >= {"onnxruntime", "onnx", "dsedge"}
     acc = cal["accuracy"]
-    assert acc["split"] == "val" and acc["n"] == 10 and acc["met_budget"] is True
+    assert acc["split"] == "val" and acc["met_budget"] is True
+    assert acc["images"] == 10 and acc["views"] == 8 and acc["n"] == 80  # judged on all 8 orientations
+    assert cal["calibrator"] == {"minmax": {}}
     for key in ("acc_drop_points", "auc_drop", "top1_agreement", "mel_auc_delta", "sk_auc_delta", "mean_auc_delta"):
         assert key in acc["int8"]
     assert [t["term"] for t in acc["budget_terms"] if t["judged"]] == ["top1_agreement"]
@@ -224,7 +226,7 @@ def test_cli_budget_terms_reach_the_manifest(bundle: Path, tiny_isic_session: Pa
     result = CliRunner().invoke(app, ["calibrate", str(bundle), "--data", str(tiny_isic_session), "--num-images", "8",
                                       "--min-agreement", "off", "--max-mel-auc-delta", "off", "--max-acc-delta",
                                       "100", "--max-mean-auc-delta", "1", "--no-mel-recall", "--no-sensitivity",
-                                      "--no-mixed-fp16"])
+                                      "--no-mixed-fp16", "--eval-views", "1"])
     assert result.exit_code == 0, result.output
     assert "abs_delta_acc_points" in result.output and "top1_agreement" in result.output
     cal = load_bundle(bundle).manifest["calibration"]
@@ -232,6 +234,7 @@ def test_cli_budget_terms_reach_the_manifest(bundle: Path, tiny_isic_session: Pa
                              "max_mean_auc_delta": 1.0, "mel_recall_not_lower": False, "acc_two_sided": True}
     judged = {t["term"] for t in cal["accuracy"]["budget_terms"] if t["judged"]}
     assert judged == {"abs_delta_acc_points", "abs_delta_mean_auc"}
+    assert cal["accuracy"]["views"] == 1 and cal["accuracy"]["n"] == cal["accuracy"]["images"] == 10
 
 
 # ------------------------------------------------------------------------------------------------

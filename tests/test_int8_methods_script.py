@@ -182,3 +182,14 @@ def test_view_agreement_counts_flips_per_image() -> None:
     v = im.view_agreement(ref, probs, 8)
     assert v["inputs"] == 24 and v["flips"] == 3 and v["images_with_a_flip"] == 2
     assert v["top1_agreement"] == pytest.approx(21 / 24) and v["ci95"][0] < 21 / 24 <= v["ci95"][1]
+
+
+def test_view_agreement_reports_how_confident_the_flipped_decisions_were() -> None:
+    ref = np.tile(np.array([[0.5, 0.45, 0.05]]), (16, 1))
+    ref[9] = [0.8, 0.1, 0.1]  # a confident FP32 decision...
+    probs = ref.copy()
+    probs[[2, 9]] = [0.1, 0.8, 0.1]  # ...flipped, and a near-tie flipped
+    v = im.view_agreement(ref, probs, 8)
+    assert v["max_flip_margin"] == pytest.approx(0.7) and v["confident_flips"] == 1
+    assert im.view_agreement(ref, ref, 8)["max_flip_margin"] is None
+    np.testing.assert_allclose(im.top2_margin(ref[:2]), [0.05, 0.05])

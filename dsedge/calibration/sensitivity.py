@@ -243,7 +243,7 @@ def to_markdown(report: SensitivityReport) -> str:
     lines = [
         "# INT8 sensitivity report",
         "",
-        f"Validation images: {report.n_images}. Result: {'**met**' if report.met_budget else '**NOT met**'}.",
+        f"Validation inputs (images x orientations): {report.n_images}. Result: {'**met**' if report.met_budget else '**NOT met**'}.",
         "",
         *_terms_markdown(report.terms),
         "",
