@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--data", default=os.environ.get("DSEDGE_ISIC2017"), help="ISIC 2017 folder (train + val)")
     p.add_argument("--checkpoint", help="trained checkpoint (.safetensors); random init without it")
     p.add_argument("--num-images", type=int, default=512)
-    p.add_argument("--method", default="minmax")
+    p.add_argument("--method", default="percentile")
     p.add_argument("--max-acc-drop", type=float, default=0.5)
     p.add_argument("--latency-size", type=int, default=224)
     p.add_argument("--runs", type=int, default=60)

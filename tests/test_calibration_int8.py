@@ -66,7 +66,7 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert len(qdq) > 100
     cal = b.manifest["calibration"]
-    assert cal["method"] == "minmax" and cal["num_images"] == 12 and cal["seed"] == 0
+    assert cal["method"] == "percentile" and cal["num_images"] == 12 and cal["seed"] == 0
     assert cal["synthetic"] is False and cal["split"] == "train"
     assert len(cal["image_list_sha256"]) == 64 and cal["data_fingerprint"]
     assert sum(cal["class_counts"].values()) == 12
@@ -74,7 +74,7 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     acc = cal["accuracy"]
     assert acc["split"] == "val" and acc["met_budget"] is True
     assert acc["images"] == 10 and acc["views"] == 8 and acc["n"] == 80  # judged on all 8 orientations
-    assert cal["calibrator"] == {"minmax": {}}
+    assert cal["calibrator"] == {"percentile": int8_mod.CALIBRATOR_OPTIONS["percentile"]}
     for key in ("acc_drop_points", "auc_drop", "top1_agreement", "mel_auc_delta", "sk_auc_delta", "mean_auc_delta"):
         assert key in acc["int8"]
     assert [t["term"] for t in acc["budget_terms"] if t["judged"]] == ["top1_agreement"]

@@ -52,7 +52,7 @@ class QatConfig:
     loss: str = "kd"  # "kd" (match FP32's softmax), "ce" (labels), "kd+ce"
     temperature: float = 1.0
     calib_images: int = 128
-    method: str = "minmax"
+    method: str = "percentile"
     seed: int = 0
     workers: int = 0
 

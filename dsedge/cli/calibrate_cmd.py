@@ -72,9 +72,10 @@ def calibrate_command(
     bundle: Path = typer.Argument(..., help="Bundle folder made by `dsedge export` (needs model.onnx)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset (ISIC 2017 layout, class folders or CSV)."),
     method: str = typer.Option(
-        "minmax", "--method",
-        help="Activation ranges: minmax (the default: kept the most decisions on the shipped model) | entropy "
-        "(TensorRT's KL-divergence clipping; slower) | percentile (99.999 %) | auto (best per tensor)."),
+        "percentile", "--method",
+        help="Activation ranges: percentile (99.99th of |x|, the default: kept the most decisions of the shipped "
+        "model on held-out training images) | minmax | entropy (TensorRT's KL-divergence clipping; slow) | "
+        "auto (best per tensor)."),
     num_images: int = typer.Option(512, "--num-images", help="Calibration images, stratified by class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image selection and order."),
     keep_fp: list[str] = typer.Option(
