@@ -76,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from dsedge.runtime.decision import DEFAULT_UNCERTAIN_MARGIN
+from dsedge.runtime.decision import DEFAULT_UNCERTAIN_MARGIN, top2_margin
 
 #: A flip where FP32's own top-2 margin was at least this (uncalibrated softmax) changed a decision the
 #: bundle would not call `uncertain` (dsedge.runtime.decision: calibrated margin < 0.15; the shipped
@@ -303,12 +303,6 @@ def view_agreement(ref_probs: np.ndarray, probs: np.ndarray, views: int) -> dict
             "flips": int(flipped.sum()), "images_with_a_flip": int(len(np.unique(groups[flipped]))),
             "max_flip_margin": float(margins.max()) if len(margins) else None,
             "confident_flips": int((margins >= CONFIDENT_MARGIN).sum())}
-
-
-def top2_margin(probs: np.ndarray) -> np.ndarray:
-    """FP32's top-1 minus top-2 probability per row: how near a tie the reference's decision was."""
-    top = np.sort(probs, axis=1)
-    return top[:, -1] - top[:, -2]
 
 
 def load_data(args: argparse.Namespace, bundle: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

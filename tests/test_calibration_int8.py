@@ -372,3 +372,11 @@ def test_entropy_really_clips_outliers_unlike_ort_defaults(tmp_path: Path) -> No
     assert _amax(model, tmp_path, "entropy", {}) > 0.9 * full  # why the options exist
     clipped = _amax(model, tmp_path, "entropy", int8_mod.CALIBRATOR_OPTIONS["entropy"])
     assert 2.0 < clipped < 0.5 * full
+
+
+def test_cli_default_method_is_the_library_default() -> None:
+    import inspect
+
+    from dsedge.cli.calibrate_cmd import calibrate_command
+
+    assert inspect.signature(calibrate_command).parameters["method"].default.default == int8_mod.DEFAULT_METHOD

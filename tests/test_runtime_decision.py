@@ -56,3 +56,11 @@ def test_models_without_mel_and_cannot_assess() -> None:
     assert r["decision"] == "B" and r["melanoma_risk"] is None
     c = cannot_assess(["too_dark"])
     assert c["decision"] == CANNOT_ASSESS and c["reasons"] == ["too_dark"] and c["melanoma_risk"] is None
+
+
+def test_top2_margin_of_a_batch() -> None:
+    from dsedge.runtime.decision import top2_margin
+
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.41, 0.39]])
+    np.testing.assert_allclose(top2_margin(probs), [0.3, 0.02])
+    np.testing.assert_allclose(top2_margin(np.ones((2, 1))), [1.0, 1.0])

@@ -72,10 +72,11 @@ DEFAULT_METHOD = "percentile"
 #: DESIGN §5: what TensorRT's parser accepts (symmetric S8S8, float biases).
 EXTRA_OPTIONS: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 EVAL_BATCH = 16
-#: Histogram settings per calibration method (DESIGN §5). ORT's own Entropy default (128 bins, 128
-#: quantized bins) leaves the KL search a single candidate, the full range: "entropy" then *was*
-#: symmetric min/max and never clipped an outlier. TensorRT's entropy calibrator uses 2,048 bins and
-#: 128 levels per side; on ORT's symmetric histogram that is 256 quantized bins.
+#: Histogram settings per calibration method (DESIGN §6). ORT's own Entropy default (128 bins, 128
+#: quantized bins) leaves the KL search one candidate per histogram, the full range; what clipping
+#: our old "entropy" did came only from histograms growing as calibration chunks merged.
+#: TensorRT's entropy calibrator uses 2,048 bins and 128 levels per side; on ORT's symmetric
+#: histogram that is 256 quantized bins.
 CALIBRATOR_OPTIONS: dict[str, dict[str, Any]] = {
     "entropy": {"num_bins": 2048, "num_quantized_bins": 256},
     "percentile": {"num_bins": 2048, "percentile": 99.99, "symmetric": True},
@@ -362,7 +363,7 @@ def _eval_inputs(evalset: Any, preprocessing: dict[str, Any], views: int) -> tup
 
 
 def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool | str,
-            say: Callable[[str], None], views: int = 1) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
+            say: Callable[[str], None], views: int) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
     """Step 4: compare with FP32 on the eval split; keep groups float until the budget holds, else raise."""
     from dsedge.metrics import classification_metrics
 

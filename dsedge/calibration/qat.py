@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dsedge.calibration.int8 import DEFAULT_METHOD
 from dsedge.errors import MissingDependencyError
 
 
@@ -52,7 +53,7 @@ class QatConfig:
     loss: str = "kd"  # "kd" (match FP32's softmax), "ce" (labels), "kd+ce"
     temperature: float = 1.0
     calib_images: int = 128
-    method: str = "percentile"
+    method: str = DEFAULT_METHOD
     seed: int = 0
     workers: int = 0
 

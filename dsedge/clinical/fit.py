@@ -39,7 +39,7 @@ from dsedge.clinical.operating_point import (
     operating_point_report,
 )
 from dsedge.errors import DataError, DsedgeError
-from dsedge.runtime.decision import DEFAULT_UNCERTAIN_MARGIN, MELANOMA
+from dsedge.runtime.decision import DEFAULT_UNCERTAIN_MARGIN, MELANOMA, top2_margin
 
 RELIABILITY_FILE = "reliability.png"
 ROC_FILE = "roc.png"
@@ -66,8 +66,7 @@ def fit_risk(logits: np.ndarray, labels: np.ndarray, classes: list[str], *,
     raw, cal = softmax(logits), softmax(logits, t)
     threshold = choose_threshold(positive, cal[:, mel], target_sensitivity)
     point = operating_point_report(positive, cal[:, mel], threshold, resamples)
-    top2 = np.sort(cal, axis=1)[:, -2:]
-    uncertain = (top2[:, 1] - top2[:, 0]) < uncertain_margin
+    uncertain = top2_margin(cal) < uncertain_margin
     correct = cal.argmax(1) == labels
     return {
         "temperature": t,

@@ -34,6 +34,14 @@ MELANOMA = "MEL"
 DEFAULT_UNCERTAIN_MARGIN = 0.15
 
 
+def top2_margin(probs: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability of each row of an N x C array (1.0 with a single class)."""
+    if probs.shape[1] < 2:
+        return np.ones(len(probs))
+    top = np.sort(probs, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
 @dataclass(frozen=True)
 class DecisionPolicy:
     """Temperature, melanoma threshold and uncertainty margin of one bundle."""
@@ -67,7 +75,7 @@ class DecisionPolicy:
     def decide(self, probs: np.ndarray) -> dict[str, Any]:
         """Decision fields for one image's calibrated probability vector."""
         order = np.argsort(probs)[::-1]
-        margin = float(probs[order[0]] - probs[order[1]]) if len(probs) > 1 else 1.0
+        margin = float(top2_margin(probs[None, :])[0])
         out: dict[str, Any] = {"melanoma_risk": None, "uncertain": margin < self.uncertain_margin,
                                "top2_margin": round(margin, 6), "risk_calibrated": self.fitted}
         if self.melanoma_class not in self.classes:
