@@ -403,7 +403,12 @@ def test_out_of_range_options_are_usage_errors(env: Path, capsys, args, message)
      "is not a file inside the bundle"),
     (lambda m: m.update(format_version="x"), "format_version must be a whole number"),
     (lambda m: m.update(classes="MEL"), "classes must be a list"),
-], ids=["artifact-outside", "format-version-text", "classes-not-a-list"])
+    (lambda m: m.update(clinical={"operating_point": {"class": "MEL", "threshold": 0.99}}),
+     "was edited after dsedge wrote it: clinical added"),
+    (lambda m: m["artifacts"].pop("model.fp16.onnx"), "was edited after dsedge wrote it: artifacts changed"),
+    (lambda m: m.pop("seal"), "has no seal"),
+], ids=["artifact-outside", "format-version-text", "classes-not-a-list", "clinical-threshold", "artifact-removed",
+        "seal-removed"])
 def test_predict_refuses_an_edited_manifest(env: Path, capsys, edit, message) -> None:
     bundle = make_tiny_bundle(env / "tb")
     (env / "other").mkdir()
@@ -414,6 +419,20 @@ def test_predict_refuses_an_edited_manifest(env: Path, capsys, edit, message) ->
     before = snapshot(env)
     code, out, err = run(["predict", str(bundle), str(env / "afile")], capsys)
     assert_one_clear_line(code, out, err, message)
+    assert snapshot(env) == before
+
+
+def test_predict_refuses_a_threshold_of_the_wrong_type(env: Path, capsys) -> None:
+    """A sealed manifest (a buggy writer) with threshold "high": exit 2 naming the key, not an internal error."""
+    from dsedge.runtime.bundle import write_manifest
+
+    bundle = make_tiny_bundle(env / "tb")
+    manifest = json.loads((bundle / "dsedge.json").read_text())
+    manifest["clinical"] = {"temperature": 1.0, "operating_point": {"class": "MEL", "threshold": "high"}}
+    write_manifest(bundle, manifest)
+    before = snapshot(env)
+    code, out, err = run(["predict", str(bundle), str(env / "afile")], capsys)
+    assert_one_clear_line(code, out, err, "clinical.operating_point.threshold must be a number in [0, 1], got 'high'")
     assert snapshot(env) == before
 
 

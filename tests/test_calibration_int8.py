@@ -23,7 +23,7 @@ from dsedge.calibration.int8 import CACHE_NAME, INT8_NAME, calibrate_bundle
 from dsedge.calibration.rules import check_qdq_rules
 from dsedge.calibration.trt_cache import hex_scale, read_calibration_table, scale_hex
 from dsedge.errors import BundleError, CalibrationError, DataError
-from dsedge.runtime.bundle import load_bundle
+from dsedge.runtime.bundle import load_bundle, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_bad_input_is_clear_and_writes_nothing(case: str, bundle: Path, tmp_path
 def test_bundle_without_model_onnx(bundle: Path, tiny_isic_session: Path, tmp_path: Path) -> None:
     manifest = json.loads((bundle / "dsedge.json").read_text())
     manifest["artifacts"].pop("model.onnx")
-    (bundle / "dsedge.json").write_text(json.dumps(manifest))
+    write_manifest(bundle, manifest)  # sealed: a dsedge writer that dropped the entry
     (bundle / "model.onnx").unlink()
     before = _snapshot(bundle)
     with pytest.raises(BundleError, match="no FP32 model.onnx"):
@@ -318,7 +318,7 @@ def test_interrupt_between_artifact_and_manifest_keeps_the_bundle_loadable(bundl
 def test_mel_recall_is_judged_at_the_bundles_operating_point(bundle: Path, tiny_isic_session: Path) -> None:
     manifest = json.loads((bundle / "dsedge.json").read_text())
     manifest["clinical"] = {"temperature": 1.0, "operating_point": {"class": "MEL", "threshold": 0.0}}
-    (bundle / "dsedge.json").write_text(json.dumps(manifest))
+    write_manifest(bundle, manifest)  # sealed, as `dsedge risk` writes it
     result = calibrate_bundle(bundle, tiny_isic_session, num_images=8, sensitivity=False, mixed_fp16=False,
                               budget=Budget(None, None, None, None, True))
     term = {t["term"]: t for t in result["accuracy"]["budget_terms"]}["delta_mel_recall"]

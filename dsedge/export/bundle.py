@@ -217,8 +217,8 @@ def _write_bundle(out: Path, force: bool, exported: _Exported, manifest: dict[st
     """
     from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card
     from dsedge.export.onnx import save_onnx
-    from dsedge.runtime.bundle import add_artifact, load_bundle
-    from dsedge.utils.io import atomic_dir, atomic_write_json
+    from dsedge.runtime.bundle import add_artifact, load_bundle, write_manifest
+    from dsedge.utils.io import atomic_dir
 
     opset = exported.result.opset
     try:
@@ -233,7 +233,7 @@ def _write_bundle(out: Path, force: bool, exported: _Exported, manifest: dict[st
                 add_artifact(manifest, tmp, INLINE_FILE, "onnx-inline", "fp32", simam="inline", opset=opset)
             (tmp / MODEL_CARD_FILE).write_text(render_model_card(manifest), encoding="utf-8")
             add_artifact(manifest, tmp, MODEL_CARD_FILE, "model-card", "n/a")
-            atomic_write_json(tmp / "dsedge.json", manifest)
+            write_manifest(tmp, manifest)  # sealed (DESIGN §5)
             load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
     except FileExistsError:
         raise BundleError(f"output folder {out} already exists", "pass --force to replace it") from None

@@ -16,8 +16,14 @@ therefore done in three steps, each of which leaves a loadable bundle:
 
 A crash before step 2 leaves the old bundle; between 2 and 3 a bundle without
 the replaced artifact (re-run the step that makes it); after 3 the new one.
-Staged files are removed on any failure. Used by `dsedge calibrate`; fit for
-`dsedge build --force` too. Torch-free.
+Staged files are removed on any failure. Used by `dsedge calibrate` and
+`dsedge risk`; fit for `dsedge build --force` too. Torch-free.
+
+Both manifest saves go through `Bundle.save`, which seals the manifest
+(`runtime.bundle.write_manifest`): a writer never seals by hand. Staged names
+carry the writer's pid (`.NAME.p<pid>-XXXX.tmp`), and every update first
+sweeps the leftovers of killed writers (`dsedge.utils.io.sweep_stale_temps`),
+so a kill mid-update leaves nothing behind for good.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from dsedge.runtime.bundle import Bundle
-from dsedge.utils.io import current_umask
+from dsedge.utils.io import current_umask, sweep_stale_temps, temp_prefix
 
 
 @dataclass
@@ -49,7 +55,7 @@ class BundleUpdate:
         """A hidden temporary path in the bundle folder to write `filename`'s new content to."""
         if filename in self.staged:
             return self.staged[filename]
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=self.bundle.root)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(filename), suffix=".tmp", dir=self.bundle.root)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the artifact from a Triton container
         self.staged[filename] = Path(tmp)
@@ -106,6 +112,7 @@ def bundle_update(bundle: Bundle) -> Iterator[BundleUpdate]:
     A failure during the commit's publish step (after the swap) leaves the
     renamed files in place but unlisted: the bundle still loads.
     """
+    sweep_stale_temps(bundle.root)  # what a killed calibrate / risk staged
     update = BundleUpdate(bundle)
     try:
         yield update

@@ -7,7 +7,9 @@ bundle: `dsedge.json` (a dsedge manifest), the artifacts it lists, and the
 unlisted by-products of dsedge's own steps (timing caches, sensitivity
 reports, engines, our hidden temporaries). Anything else — a checkpoint, a
 user's notes, a sub-folder — makes `--force` refuse, naming what would be lost.
-An empty folder is fine. Torch-free.
+An empty folder is fine. Hidden temporaries of dsedge's own writers
+(`.model.int8.onnx.p123-ab.tmp`, `.roc.png.x1y2.tmp`, left by a kill) count as
+by-products when the name inside them is one (issue 26). Torch-free.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ BUNDLE_FORMAT = "dsedge-bundle"
 #: Files dsedge writes into a bundle without (always) listing them in the manifest.
 BY_PRODUCTS = ("model*.onnx", "model*.plan", "timing*.cache", "calibration.cache", "int8_sensitivity*.json",
                "int8_sensitivity*.md", "MODEL_CARD.md", "*.png", ".dsedge.json.*.tmp", ".*.p*-*.tmp")
+
+
+def _temp_of(name: str, listed: set[str]) -> bool:
+    """True for `.X.<random>.tmp` where X is a listed artifact, the manifest or a by-product (a writer's temp)."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    inner = name[1:-len(".tmp")].rsplit(".", 1)[0]
+    return inner == MANIFEST_NAME or inner in listed or any(fnmatch.fnmatch(inner, g) for g in BY_PRODUCTS)
 MAX_LISTED = 5
 
 
@@ -48,7 +58,8 @@ def foreign_entries(folder: Path) -> list[str]:
     foreign = []
     for p in entries:
         if p.name == MANIFEST_NAME or (p.is_file() and not p.is_symlink()
-                                       and (p.name in listed or any(fnmatch.fnmatch(p.name, g) for g in BY_PRODUCTS))):
+                                       and (p.name in listed or _temp_of(p.name, listed)
+                                            or any(fnmatch.fnmatch(p.name, g) for g in BY_PRODUCTS))):
             continue
         foreign.append(p.name + ("/" if p.is_dir() else ""))
     return foreign

@@ -9,6 +9,11 @@ Artifacts are listed in `manifest["artifacts"]`, keyed by file name::
 `"simam": "function" | "inline"`, TensorRT entries their TensorRT version, GPU
 and profile. `load_bundle` verifies every hash before anything is used, so a
 tampered or truncated file is refused rather than silently run.
+
+The manifest itself is sealed (`dsedge.utils.manifest_rules.seal_manifest`):
+`write_manifest` is the one place a manifest is written, and it seals;
+`load_bundle` refuses a manifest whose sections no longer match their seal, so
+a hand edit of the clinical threshold or a removed artifact entry is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from dsedge.errors import BundleError
 from dsedge.utils.io import atomic_write_json, sha256_file
-from dsedge.utils.manifest_rules import check_manifest, check_sealed_facts
+from dsedge.utils.manifest_rules import check_manifest, check_seal, check_sealed_facts, seal_manifest
 
 MANIFEST_NAME = "dsedge.json"
 FORMAT = "dsedge-bundle"
@@ -101,7 +106,8 @@ class Bundle:
         return self.root / names[0]
 
     def save(self) -> None:
-        atomic_write_json(self.root / MANIFEST_NAME, self.manifest)
+        """Seal and write the manifest (atomically)."""
+        write_manifest(self.root, self.manifest)
 
     def add_artifact(self, filename: str, kind: str, precision: str, **extra: Any) -> dict[str, Any]:
         """Hash an artifact already written into the bundle folder and record it (then `save()`)."""
@@ -125,6 +131,14 @@ class Bundle:
                     "the file was modified, truncated or replaced",
                     "re-export the bundle; never edit artifacts by hand",
                 )
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
+    """Seal `manifest` and write it as FOLDER/dsedge.json: every writer (export, risk, calibrate, build) ends here."""
+    path = Path(folder) / MANIFEST_NAME
+    seal_manifest(manifest)
+    atomic_write_json(path, manifest)
+    return path
 
 
 def add_artifact(
@@ -169,4 +183,5 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     if verify:
         bundle.verify()
         check_sealed_facts(root, manifest, mpath)  # dsedge.json edits that change results
+    check_seal(manifest, mpath)  # any other edit of dsedge.json (clinical, artifacts, ...)
     return bundle

@@ -11,7 +11,13 @@ would have (0666/0777 minus the umask) before it is renamed into place.
 
 Leftovers: temporaries carry the writer's pid (`.NAME.p<pid>-XXXX.tmp`); the
 next write of the same target removes those whose process is gone, so a kill
-does not leave hidden folders behind for good.
+does not leave hidden folders behind for good. `sweep_stale_temps(folder)` does
+the same for a whole folder (a bundle update stages several files at once).
+
+Errors: an `OSError` escaping a write names the user's file, never the hidden
+temporary (issue 26: "permission denied: .results.csv.p123-ab.tmp"); a library
+that reports a full disk in its own exception type (safetensors) is turned into
+the `OSError(ENOSPC)` the CLI knows.
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ def current_umask() -> int:
 
 
 def _temp_prefix(target: Path) -> str:
-    return f".{target.name}.p{os.getpid()}-"
+    return temp_prefix(target.name)
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of this process's temporaries for file `name`: `.NAME.p<pid>-` (sweepable once the pid is gone)."""
+    return f".{name}.p{os.getpid()}-"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -84,6 +95,24 @@ def clean_stale_temps(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove every `.*.p<pid>-*.tmp` in `folder` whose writer process no longer runs (a kill's leftovers)."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(".*.p*-*.tmp"):
+        pid_text = p.name[:-len(".tmp")].rsplit(".p", 1)[-1].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 def glob_escape(name: str) -> str:
     """`name` with glob metacharacters escaped."""
     import glob
@@ -101,16 +130,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+    with user_path_in_errors(target):
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~current_umask())
-        os.replace(tmp_path, target)
+        with user_path_in_errors(target):
+            yield tmp_path
+            if tmp_path.exists():
+                os.chmod(tmp_path, 0o666 & ~current_umask())
+            os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def user_path_in_errors(target: Path) -> Iterator[None]:
+    """Re-raise a write failure against `target` instead of a hidden temporary; a full disk as ENOSPC."""
+    try:
+        yield
+    except OSError as e:
+        name = Path(str(e.filename)).name if e.filename else ""
+        if e.filename is None or (name.startswith(".") and name.endswith(".tmp")):
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from e
+        raise
+    except Exception as e:
+        if is_disk_full(e):  # e.g. safetensors' SafetensorError("... No space left on device ...")
+            raise OSError(errno.ENOSPC, "No space left on device", str(target)) from e
         raise
 
 
@@ -125,6 +172,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def json_ready(obj: Any) -> Any:
+    """`obj` as it reads back from `atomic_write_json` (numpy -> lists/floats, Path -> str, tuples -> lists)."""
+    return json.loads(json.dumps(obj, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:
@@ -187,5 +239,46 @@ def check_output_dir(path: str | os.PathLike, what: str = "output") -> Path:
     return out
 
 
+#: What libraries that wrap the OS error in their own exception (safetensors, protobuf) say on a full disk.
+_DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "os error 28", "os error 122")
+
+
 def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    """True for ENOSPC / EDQUOT, also when a library reports it only in its message (safetensors)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e).lower()
+    return any(t in text for t in _DISK_FULL_TEXT)
+
+
+#: Free space `ensure_writable` asks for by default: a few copies of an FP32 DS-ResNet50 ONNX (~50 MB),
+#: which INT8 calibration writes beside each other (inferred, augmented, quantized models).
+DEFAULT_HEADROOM = 256 * 1024 * 1024
+
+
+def ensure_writable(*folders: str | os.PathLike, need_bytes: int = DEFAULT_HEADROOM, what: str = "folder") -> None:
+    """Fail in a second, not after a long run, when a folder cannot take new files.
+
+    `calibrate` on a read-only bundle used to run for minutes and then exit 3; on
+    a full disk ONNX Runtime wrote a truncated model and failed with a protobuf
+    DecodeError. Each folder must exist, accept a new file (tried for real: a
+    read-only mount or a root-owned folder both fail here), and have `need_bytes`
+    free. Raises a `DsedgeError` (exit 2) naming the folder.
+    """
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise DsedgeError(f"{what} {path} is not a folder", hint="pass an existing folder")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=temp_prefix("write-check"), suffix=".tmp", dir=path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise DsedgeError(f"cannot write into {what} {path}: {e.strerror or e}",
+                              hint="make it writable (or copy it somewhere you can write), then re-run") from e
+        free = shutil.disk_usage(path).free
+        if free < need_bytes:
+            raise DsedgeError(
+                f"not enough free space for {what} {path}: {free / 2**20:.0f} MiB free, "
+                f"{need_bytes / 2**20:.0f} MiB needed",
+                hint="free disk space (or set TMPDIR to a bigger disk), then re-run")

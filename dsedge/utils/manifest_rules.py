@@ -5,16 +5,35 @@ plain JSON a user can edit. Two edits did harm silently (issue 14): an
 artifact name such as `../other/model.onnx` made a bundle load and hash a file
 outside itself, and a `format_version` that is not a number ended in an
 internal error. `check_manifest` refuses both with one clear line.
+
+Issue 26: an edit of the `clinical` block (threshold 0.077 -> 0.99, temperature
+100, a negative uncertainty margin) or the removal of an artifact together with
+its entry was accepted and changed decisions. Every dsedge writer now *seals*
+the manifest (`seal_manifest`): a sha256 per top-level section and one over
+those, stored under `"seal"`. `check_seal` refuses a manifest whose sections
+no longer match it, naming the sections that changed. The seal is generic:
+every section is covered except the few in `UNSEALED`, so a section added
+later (claims, splits, ...) is protected without touching this file. It is an
+integrity check against hand edits and damage, not a signature: anyone can
+recompute it, so it says nothing about who wrote the bundle.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from dsedge.errors import BundleError
 
 HINT = "re-export the bundle; never edit dsedge.json by hand"
+#: Top-level manifest key holding the seal.
+SEAL_KEY = "seal"
+#: Sections outside the seal: only the seal itself. Add a key here only for data nothing ever decides on.
+UNSEALED = frozenset({SEAL_KEY})
+SEAL_ALGORITHM = "sha256 over canonical JSON (sorted keys, no spaces) of each top-level section"
 
 
 def check_artifact_name(name: Any, manifest_path: Path) -> None:
@@ -40,6 +59,78 @@ def check_manifest(manifest: dict[str, Any], manifest_path: Path) -> None:
             raise BundleError(f"{manifest_path}: '{key}' must be an object, got {type(manifest[key]).__name__}", HINT)
     for name in manifest.get("artifacts", {}):
         check_artifact_name(name, manifest_path)
+    check_clinical(manifest.get("clinical"), manifest_path)
+
+
+def _number(value: Any, lo: float, hi: float, lo_open: bool = False) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return False
+    return (value > lo if lo_open else value >= lo) and value <= hi
+
+
+#: Known `clinical` keys -> (check, what a valid value is). Keys not listed here are not type-checked.
+_CLINICAL_RULES: dict[tuple[str, ...], tuple[Any, str]] = {
+    ("temperature",): (lambda v: _number(v, 0.0, 1e3, lo_open=True), "a number > 0"),
+    ("uncertain_margin",): (lambda v: _number(v, 0.0, 1.0), "a number in [0, 1]"),
+    ("operating_point", "threshold"): (lambda v: v is None or _number(v, 0.0, 1.0), "a number in [0, 1]"),
+    ("quality", "min_side"): (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                              "a whole number > 0"),
+}
+
+
+def check_clinical(block: Any, manifest_path: Path) -> None:
+    """Types and ranges of the clinical values the runtime decides with ("high" as a threshold is refused)."""
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise BundleError(f"{manifest_path}: 'clinical' must be an object, got {type(block).__name__}", HINT)
+    for keys, (ok, want) in _CLINICAL_RULES.items():
+        node: Any = block
+        for k in keys:
+            node = node.get(k, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT and not ok(node):
+            raise BundleError(f"{manifest_path}: clinical.{'.'.join(keys)} must be {want}, got {node!r}", HINT)
+
+
+_ABSENT = object()
+
+
+# ----------------------------------------------------------------------------- the manifest's own seal
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode("utf-8")).hexdigest()
+
+
+def section_digests(manifest: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every sealed top-level section, computed on the JSON form (what is on disk)."""
+    from dsedge.utils.io import json_ready
+
+    plain = json_ready({k: v for k, v in manifest.items() if k not in UNSEALED})
+    return {key: _digest(value) for key, value in plain.items()}
+
+
+def seal_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Store the seal of `manifest` in it (in place) and return it; every dsedge writer calls this last."""
+    sections = section_digests(manifest)
+    manifest[SEAL_KEY] = {"algorithm": SEAL_ALGORITHM, "sha256": _digest(sections), "sections": sections}
+    return manifest
+
+
+def check_seal(manifest: dict[str, Any], manifest_path: Path) -> None:
+    """Refuse a manifest edited after dsedge wrote it, naming the sections that changed."""
+    seal = manifest.get(SEAL_KEY)
+    sections = seal.get("sections") if isinstance(seal, dict) else None
+    if not isinstance(sections, dict) or seal.get("sha256") != _digest(sections):
+        what = "has no seal" if seal is None else "has a damaged seal"
+        raise BundleError(f"{manifest_path} {what}: it was edited by hand or written by an older dsedge", HINT)
+    mine = section_digests(manifest)
+    changed = sorted(k for k in set(mine) | set(sections) if mine.get(k) != sections.get(k))
+    if changed:
+        verbs = ["removed" if k not in mine else "added" if k not in sections else "changed" for k in changed]
+        raise BundleError(
+            f"{manifest_path} was edited after dsedge wrote it: "
+            + ", ".join(f"{k} {v}" for k, v in zip(changed, verbs)), HINT)
 
 
 # ----------------------------------------------------------------------------- facts sealed in the model file
@@ -64,8 +155,7 @@ def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def canonical(obj: Any) -> str:
-    import json
-
+    """One text per JSON value: sorted keys, no spaces (what seals and sealed facts compare)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
