@@ -38,3 +38,51 @@ def test_card_with_and_without_a_fitted_operating_point() -> None:
     assert "**Warning:** bound" in render_model_card(manifest(clinical={**CLINICAL, "warnings": ["bound"]}))
     for section in ("## Intended use", "## Input quality checks", "## Limitations and risks", "## Artifacts"):
         assert section in card
+
+
+def test_card_states_status_licence_and_data_without_local_paths() -> None:
+    meta = {**META, "config": {**META["config"], "extra_train": ["/home/alice/data/ham10000/labels.csv"]},
+            "data": "/home/alice/data/isic2017"}
+    t = training_summary(meta)
+    assert [d["name"] for d in t["datasets"]] == ["isic2017", "ham10000"]
+    assert "CC BY-NC 4.0 (HAM10000)" in t["licence"] and t["licence"].startswith("non-commercial use only")
+    clinical = {**CLINICAL, "fitted_on": {**CLINICAL["fitted_on"], "data": "/home/alice/data/isic2017",
+                                          "fingerprint": "0123456789abcdef99"}}
+    card = render_model_card({**manifest(clinical=clinical), "training": t})
+    assert "/home/alice" not in card
+    assert "**Not a medical device.**" in card and "CC BY-NC 4.0 (HAM10000)" in card
+    assert "isic2017 (train + validation); ham10000 (extra train)" in card
+    assert "of `isic2017` (150 images, fingerprint `0123456789abcdef`)" in card
+    assert "in-sample" in card  # the claims come from the split the threshold was fitted on
+
+
+def test_unknown_data_licence_is_said_and_independent_claims_carry_no_in_sample_warning() -> None:
+    t = training_summary({**META, "data": "/x/clinic_photos"})
+    assert "unknown for clinic_photos" in t["licence"]
+    held_out = {"class": "MEL", "threshold": 0.3,
+                "sensitivity": {"value": 0.85, "ci": [0.7, 0.95], "split": "test", "method": "bootstrap", "n": 117},
+                "specificity": {"value": 0.7, "ci": [0.6, 0.8], "split": "test"}}
+    card = render_model_card(manifest(clinical={**CLINICAL, "operating_point": held_out}))
+    assert "in-sample" not in card and "85.0 % (95 % CI 70.0 % – 95.0 %)" in card
+
+
+def test_heatmap_resolution_comes_from_the_cam_output() -> None:
+    cam = {"outputs": [{"name": "logits"}, {"name": "cam", "shape": ["batch", 3, 4, 4]}]}
+    assert "at 4x4 resolution" in render_model_card(manifest(**cam))
+    assert "7x7" not in render_model_card(manifest(**cam))
+    assert "exported without the `cam` output" in render_model_card(manifest())
+
+
+def test_refresh_model_card_rewrites_it_from_the_manifest(tmp_path) -> None:  # noqa: ANN001
+    from tiny_bundle import make_tiny_bundle
+
+    from dsedge.export.model_card import MODEL_CARD_FILE, refresh_model_card
+    from dsedge.runtime.bundle import load_bundle
+
+    root = make_tiny_bundle(tmp_path / "b")
+    b = load_bundle(root)
+    b.manifest["clinical"] = CLINICAL
+    b.save()
+    path = refresh_model_card(root)
+    assert path == root / MODEL_CARD_FILE and "P(MEL) >= 0.2345" in path.read_text()
+    assert MODEL_CARD_FILE in load_bundle(root, verify=True).artifacts  # listed with its new sha256
