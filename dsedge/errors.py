@@ -8,6 +8,8 @@ exit code instead of a traceback. This module must stay torch-free.
 
 from __future__ import annotations
 
+import os
+
 
 class DsedgeError(Exception):
     """Base class: an error the user can act on.
@@ -63,3 +65,11 @@ class MissingDependencyError(EngineError):
         super().__init__(f"the Python package '{package}' is not installed{what}", hint)
         self.package = package
         self.extra = extra
+
+
+def debug_enabled() -> bool:
+    """DSEDGE_DEBUG=1 / true / yes (any case) shows full tracebacks; 0, false, no or empty do not.
+
+    It used to be any non-empty value, so `DSEDGE_DEBUG=0` turned tracebacks on (and exit 3 into 1).
+    """
+    return os.environ.get("DSEDGE_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")

@@ -472,3 +472,74 @@ def test_resume_with_an_unknown_toml_key(run_copy: tuple[Path, Path], capsys) ->
                           "--no-progress"], capsys)
     assert_one_clear_line(code, out, err, "key(s): epochz")
     assert snapshot(run_dir.parent) == before
+
+
+# ----------------------------------------------------------------------------- issue 26: exits, Ctrl-C, debug, disks
+
+
+def _raise_in_data_check(monkeypatch, exc: BaseException) -> None:
+    import dsedge.data.check as check
+
+    def boom(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise exc
+
+    monkeypatch.setattr(check, "check_data", boom)
+
+
+def test_ctrl_c_says_interrupted_and_what_to_do(env: Path, capsys, monkeypatch) -> None:
+    """typer turned Ctrl-C into a silent exit 130 (only a blank line)."""
+    _raise_in_data_check(monkeypatch, KeyboardInterrupt())
+    code, out, err = run(["data", "check", str(env / "isic")], capsys)
+    assert code == 130 and "interrupted:" in err and "--resume" in err and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("value, shows_traceback", [("0", False), ("false", False), ("", False), ("no", False),
+                                                    ("1", True), ("yes", True), ("TRUE", True)])
+def test_dsedge_debug_takes_only_yes_values(env: Path, capsys, monkeypatch, value: str, shows_traceback: bool) -> None:
+    """DSEDGE_DEBUG=0 turned tracebacks on and made exit 3 into 1."""
+    monkeypatch.setenv("DSEDGE_DEBUG", value)
+    _raise_in_data_check(monkeypatch, RuntimeError("a bug"))
+    if shows_traceback:
+        with pytest.raises(RuntimeError, match="a bug"):
+            main(["data", "check", str(env / "isic")])
+        return
+    code, out, err = run(["data", "check", str(env / "isic")], capsys)
+    assert code == 3 and "internal error: RuntimeError: a bug" in err and "Traceback" not in err
+
+
+def test_a_full_disk_reported_by_a_library_is_exit_2(env: Path, capsys, monkeypatch) -> None:
+    """safetensors' SafetensorError('... No space left on device ...') was an internal error (exit 3)."""
+    from safetensors import SafetensorError
+
+    _raise_in_data_check(monkeypatch, SafetensorError('IoError(Os { code: 28, message: "No space left on device" })'))
+    code, out, err = run(["data", "check", str(env / "isic")], capsys)
+    assert_one_clear_line(code, out, err, "no space left on the device")
+
+
+@pytest.mark.parametrize("command", ["calibrate", "risk"])
+def test_a_read_only_bundle_fails_before_any_work(env: Path, capsys, monkeypatch, command: str) -> None:
+    """calibrate ran to the end on a read-only bundle, then exited 3; now exit 2 at once, naming the bundle."""
+    import errno
+    import tempfile
+
+    import dsedge.calibration.int8 as int8
+    import dsedge.clinical.fit as fit
+
+    bundle = make_tiny_bundle(env / "tb")
+    real = tempfile.mkstemp
+
+    def read_only(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        if Path(k.get("dir", "")) == bundle:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, **k)
+
+    def no_work(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(int8, "calibrate_bundle", no_work)
+    monkeypatch.setattr(fit, "fit_bundle_risk", no_work)
+    before = snapshot(env)
+    code, out, err = run([command, str(bundle), "--data", str(env / "isic")], capsys)
+    assert_one_clear_line(code, out, err, f"cannot write into folder {bundle}: Read-only file system")
+    assert snapshot(env) == before

@@ -96,3 +96,23 @@ def test_remove_and_listing_rules(tmp_path: Path) -> None:
         up.drop_key("calibration")
     b = load_bundle(root)
     assert "extra.onnx" not in b.artifacts and not (root / "extra.onnx").exists() and "calibration" not in b.manifest
+
+
+def test_a_killed_updates_temps_are_swept_by_the_next_update(tmp_path: Path) -> None:
+    """Issue 26: a kill left `.model.int8.onnx.*.tmp` (calibrate) and three `.tmp` files (risk) for good."""
+    import os
+
+    root = _bundle(tmp_path)
+    dead = [root / f".{n}.p999999999-ab{i}.tmp" for i, n in enumerate(("model.int8.onnx", "roc.png",
+                                                                        "reliability.png", "MODEL_CARD.md"))]
+    for p in dead:
+        p.write_bytes(b"half written")
+    live = root / f".roc.png.p{os.getppid()}-zz.tmp"  # a writer still running: not ours to delete
+    live.write_bytes(b"busy")
+    with bundle_update(load_bundle(root)) as up:
+        staged = up.stage("extra.onnx")
+        assert staged.name.startswith(f".extra.onnx.p{os.getpid()}-")  # sweepable if this process dies
+        staged.write_bytes(b"newer")
+        up.add_artifact("extra.onnx", "onnx", "int8")
+    assert not any(p.exists() for p in dead) and live.exists()
+    load_bundle(root)

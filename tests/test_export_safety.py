@@ -151,3 +151,15 @@ def test_a_bad_format_version_is_one_clear_error(tiny_bundle: Path, version) -> 
     path.write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format_version must be a whole number"):
         load_bundle(tiny_bundle)
+
+
+def test_force_accepts_the_temporaries_of_a_killed_dsedge_writer(tmp_path: Path) -> None:
+    """Issue 26: `.model.int8.onnx.*.tmp` (old and pid-tagged names) made `export --force` refuse the bundle."""
+    d = _bundle(tmp_path / "b")
+    for name in (".model.int8.onnx.k2j3h4.tmp", ".model.onnx.p123-ab.tmp", ".roc.png.x1y2z3.tmp",
+                 ".MODEL_CARD.md.abc.tmp", ".dsedge.json.p9-q.tmp"):
+        (d / name).write_bytes(b"half")
+    assert foreign_entries(d) == []
+    check_replaceable(d, force=True)
+    (d / ".notes.txt.abc.tmp").write_text("not ours")
+    assert foreign_entries(d) == [".notes.txt.abc.tmp"]

@@ -72,3 +72,93 @@ def test_leftovers_of_a_dead_writer_are_removed(tmp_path: Path) -> None:
     with atomic_dir(tmp_path / "bundle") as d:
         (d / "x").write_text("1")
     assert not dead.exists() and live.exists()
+
+
+# ----------------------------------------------------------------------------- issue 26: full disks, leftovers, names
+
+SAFETENSORS_FULL = ('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                    '"No space left on device" })')
+
+
+def test_a_library_full_disk_becomes_enospc_naming_the_target(tmp_path: Path) -> None:
+    """safetensors wraps ENOSPC in SafetensorError: `train` exited 3; now it is the OSError the CLI knows."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    with pytest.raises(OSError) as e:
+        with atomic_path(tmp_path / "last.safetensors"):
+            raise SafetensorError(SAFETENSORS_FULL)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "last.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_errors_name_the_users_file_not_the_temporary(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    def denied(src, dst):  # noqa: ANN001, ANN202
+        raise PermissionError(errno.EACCES, "Permission denied", str(src))
+
+    monkeypatch.setattr(os, "replace", denied)
+    with pytest.raises(PermissionError) as e:
+        atomic_write_json(tmp_path / "results.csv", {"a": 1})
+    assert e.value.filename == str(tmp_path / "results.csv")
+    assert not list(tmp_path.iterdir())
+
+
+def test_is_disk_full() -> None:
+    import errno
+
+    from dsedge.utils.io import is_disk_full
+
+    assert is_disk_full(OSError(errno.ENOSPC, "x")) and is_disk_full(RuntimeError(SAFETENSORS_FULL))
+    assert not is_disk_full(OSError(errno.EACCES, "x")) and not is_disk_full(KeyboardInterrupt())
+
+
+def test_ensure_writable(tmp_path: Path, monkeypatch) -> None:
+    """Read-only and full folders fail up front (exit 2) naming the folder; missing ones are left to the command."""
+    import errno
+    import shutil
+    import tempfile
+    from collections import namedtuple
+
+    from dsedge.errors import DsedgeError
+    from dsedge.utils.io import ensure_writable
+
+    ensure_writable(tmp_path, tmp_path / "missing", need_bytes=1)
+    assert not list(tmp_path.iterdir())  # the probe file is gone
+    real = tempfile.mkstemp
+
+    def read_only(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        if k.get("dir") == tmp_path / "ro":
+            raise OSError(errno.EROFS, "Read-only file system", str(k["dir"]) + "/.x.tmp")
+        return real(*a, **k)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(DsedgeError, match=f"cannot write into folder {tmp_path / 'ro'}: Read-only file system"):
+        ensure_writable(tmp_path, tmp_path / "ro")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    with pytest.raises(DsedgeError, match=f"not enough free space for folder {tmp_path}: 1 MiB free, 256 MiB"):
+        ensure_writable(tmp_path)
+    with pytest.raises(DsedgeError, match="not enough free space"):
+        ensure_writable(tmp_path / "missing", with_temp_dir=True)  # the system temp folder is checked too
+
+
+def test_sweep_removes_every_dead_writers_temp_in_a_folder(tmp_path: Path) -> None:
+    import os
+
+    from dsedge.utils.io import sweep_stale_temps, temp_prefix
+
+    dead = [tmp_path / ".model.int8.onnx.p999999999-ab12.tmp", tmp_path / ".roc.png.p999999998-x.tmp"]
+    for p in dead:
+        p.write_bytes(b"half")
+    live = tmp_path / f".MODEL_CARD.md.p{os.getppid()}-cd.tmp"
+    live.write_text("x")
+    mine = tmp_path / f"{temp_prefix('a.json')}zz.tmp"
+    mine.write_text("x")
+    (tmp_path / "model.onnx").write_text("keep")
+    assert sorted(sweep_stale_temps(tmp_path)) == sorted(dead)
+    assert live.exists() and mine.exists() and (tmp_path / "model.onnx").exists()

@@ -3,22 +3,24 @@
 Each command module in this package registers its command(s) on `app` and only
 parses options and calls into the pipeline (`dsedge.data`, `dsedge.train`, ...).
 `main()` turns every `DsedgeError` into a red message and exit code 2, and any
-other exception into a one-line "internal error" (full traceback with
-DSEDGE_DEBUG=1) — users never see a raw traceback.
+other exception into a one-line "internal error" (exit 3; full traceback with
+DSEDGE_DEBUG=1) — users never see a raw traceback. Exit codes: 0 done, 1 a
+check failed (bench compare, doctor), 2 your input or your machine (disk full,
+read-only), 3 a dsedge bug, 130 interrupted (docs/ERRORS.md).
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
-import os
 import sys
 import warnings
 
 from rich.markup import escape
 
 from dsedge.cli.app import app, console, err_console
-from dsedge.errors import DsedgeError
+from dsedge.errors import DsedgeError, debug_enabled
+from dsedge.utils.io import is_disk_full
 
 # Command modules, in the order of the pipeline. Each one adds its commands to `app`.
 COMMAND_MODULES = (
@@ -53,7 +55,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     dsedge's own warnings are shown as they are; others get their category
     name. DSEDGE_DEBUG=1 restores Python's full format.
     """
-    if os.environ.get("DSEDGE_DEBUG"):
+    if debug_enabled():
         _default_showwarning(message, category, filename, lineno, file, line)
         return
     text = " ".join(str(message).split())
@@ -72,7 +74,7 @@ _default_showwarning = warnings.showwarning
 def _os_error_line(e: OSError) -> tuple[str, str] | None:
     """(message, hint) for operating-system failures a user can fix; None for the rest."""
     where = e.filename or "a file"
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) or is_disk_full(e):
         return f"no space left on the device while writing {where}", "free disk space (or use another --out), then re-run; a training run continues with --resume"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied: {where}", "choose a folder you can write to (--out) or fix its permissions"
@@ -81,6 +83,27 @@ def _os_error_line(e: OSError) -> tuple[str, str] | None:
     if e.errno == errno.EISDIR:
         return f"{where} is a folder, a file was expected", "pass a file path"
     return None
+
+
+def _from_interrupt(e: BaseException) -> bool:
+    """True when a KeyboardInterrupt is somewhere in the cause / context chain of `e`."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _interrupted() -> None:
+    """Ctrl-C: say so, and what is safe now (it used to print only a blank line), then exit 130."""
+    err_console.print("[yellow]interrupted:[/] stopped by Ctrl-C (SIGINT); files already written are complete, "
+                      "nothing half-written was kept", highlight=False)
+    err_console.print("[yellow]hint:[/] re-run the command; a training run continues with "
+                      "`dsedge train --resume RUN`", highlight=False)
+    sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="dsedge")
-    except SystemExit:
+    except SystemExit as e:
+        if _from_interrupt(e):  # typer turns Ctrl-C into a silent Exit(130)
+            _interrupted()
         raise
     except DsedgeError as e:
         # escape(): messages carry literal brackets, e.g. "pip install 'dsedge[tensorrt]'"
@@ -101,10 +126,9 @@ def main(argv: list[str] | None = None) -> None:
             err_console.print(f"[yellow]hint:[/] {escape(e.hint)}", highlight=False)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+        _interrupted()
     except Exception as e:  # noqa: BLE001 - last line of defence against raw tracebacks
-        if os.environ.get("DSEDGE_DEBUG"):
+        if debug_enabled():
             raise
         missing = (getattr(e, "name", None) or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else ""
         if missing in TRAIN_EXTRA_PACKAGES:  # a training-side command on a runtime-only install
@@ -112,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
                               "(this command needs the training extra)", highlight=False)
             err_console.print("[yellow]hint:[/] pip install 'dsedge\\[train]'", highlight=False)
             sys.exit(2)
+        if is_disk_full(e) and not isinstance(e, OSError):  # a library's own wrapper (safetensors, protobuf)
+            e = OSError(errno.ENOSPC, str(e), None)
         if isinstance(e, OSError) and _os_error_line(e) is not None:  # disk full, read-only, path under a file
             message, hint = _os_error_line(e)
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)

@@ -108,7 +108,9 @@ def calibrate_command(
     """Write model.int8.onnx (explicit Q/DQ that TensorRT accepts), calibrated on training images."""
     from dsedge.calibration.budget import Budget
     from dsedge.calibration.int8 import calibrate_bundle
+    from dsedge.utils.io import ensure_writable
 
+    ensure_writable(bundle, with_temp_dir=True)  # read-only bundle / full disk: exit 2 now, not after the run
     budget = Budget(min_agreement=_limit(min_agreement, "--min-agreement"),
                     max_mel_auc_delta=_limit(max_mel_auc_delta, "--max-mel-auc-delta"),
                     max_acc_delta_points=_limit(max_acc_delta, "--max-acc-delta"),

@@ -256,19 +256,25 @@ def is_disk_full(e: BaseException) -> bool:
 DEFAULT_HEADROOM = 256 * 1024 * 1024
 
 
-def ensure_writable(*folders: str | os.PathLike, need_bytes: int = DEFAULT_HEADROOM, what: str = "folder") -> None:
+def ensure_writable(*folders: str | os.PathLike, need_bytes: int = DEFAULT_HEADROOM, what: str = "folder",
+                    with_temp_dir: bool = False) -> None:
     """Fail in a second, not after a long run, when a folder cannot take new files.
 
     `calibrate` on a read-only bundle used to run for minutes and then exit 3; on
     a full disk ONNX Runtime wrote a truncated model and failed with a protobuf
     DecodeError. Each folder must exist, accept a new file (tried for real: a
     read-only mount or a root-owned folder both fail here), and have `need_bytes`
-    free. Raises a `DsedgeError` (exit 2) naming the folder.
+    free. `with_temp_dir` checks the system temporary folder too (where ONNX
+    Runtime's calibration writes). A path that does not exist is left to the
+    command's own check, which knows what it should be; a file stands for its folder.
+    Raises a `DsedgeError` (exit 2) naming the folder.
     """
-    for folder in folders:
+    for folder in [*folders, *([tempfile.gettempdir()] if with_temp_dir else [])]:
         path = Path(folder)
+        if path.is_file():
+            path = path.parent
         if not path.is_dir():
-            raise DsedgeError(f"{what} {path} is not a folder", hint="pass an existing folder")
+            continue
         try:
             fd, probe = tempfile.mkstemp(prefix=temp_prefix("write-check"), suffix=".tmp", dir=path)
             os.close(fd)
