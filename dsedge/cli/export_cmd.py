@@ -39,16 +39,17 @@ def export_command(
     from dsedge.export import export_bundle
     from dsedge.export.safety import check_opset, check_replaceable
     from dsedge.runtime.bundle import load_bundle
+    from dsedge.utils.progress import progress
 
     check_opset(opset)
     check_replaceable(out, force)  # --force replaces a bundle, never a run folder or any other folder
 
-    with console.status("exporting") as status:
+    with progress("export", console=console) as shown:  # plain lines on stderr when piped
         path = export_bundle(
             checkpoint, out, model_name=model, random_init=random_init, image_size=image_size,
             data=data, split=split, parity_images=parity_images, probs=probs, cam=cam,
             inline_simam=inline_simam, force=force, opset=opset,
-            progress=lambda msg: status.update(msg),
+            progress=shown.note,
         )
     manifest = load_bundle(path).manifest
     parity = manifest["parity"]

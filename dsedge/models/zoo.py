@@ -151,3 +151,28 @@ def list_models(with_flops: bool = True) -> list[dict[str, object]]:
             row["gmacs"] = flops / 2e9
         rows.append(row)
     return rows
+
+
+def list_shipped(with_flops: bool = True) -> list[dict[str, object]]:
+    """One row per shipped weights (`pretrained=NAME`), at the input size they were trained and run at."""
+    from dsedge.models.weights import SHIPPED, shipped_meta
+
+    rows = []
+    for name, (model_name, _) in SHIPPED.items():
+        meta = shipped_meta(name)
+        if meta is None:
+            continue
+        size = int(meta.get("input_size") or MODELS[model_name].input_size)
+        model = MODELS[model_name].build(num_classes=int(meta.get("num_classes", 3)))
+        auc = (meta.get("metrics") or {}).get("mel_auc")
+        row: dict[str, object] = {
+            "name": name, "input_size": size,
+            "params_m": count_parameters(model) / 1e6,
+            "description": f"{model_name} shipped weights (pretrained='{name}'), epoch {meta.get('epoch')}"
+                           + (f", val MEL AUC {auc:.3f}" if auc is not None else ""),
+        }
+        if with_flops:
+            flops = count_flops(model, size)
+            row["gflops"], row["gmacs"] = flops / 1e9, flops / 2e9
+        rows.append(row)
+    return rows
