@@ -11,9 +11,28 @@ Version-specific facts the fake mirrors (NVIDIA's Python API docs and headers):
 * `NetworkDefinitionCreationFlag`: on 10.x EXPLICIT_BATCH = 0 (deprecated) and
   STRONGLY_TYPED = 1; on 11.x STRONGLY_TYPED = 0 (deprecated and ignored: every
   network is strongly typed) and 1 is PREFER_JIT_PYTHON_PLUGINS.
-* `BuilderFlag` values are the C++ enum's; 11.x removed FP16/INT8/BF16/FP8/INT4/FP4
-  and the precision-constraint flags (AttributeError, as in the real module).
+* `BuilderFlag` values are the C++ enum's of each release (NvInfer.h of NVIDIA/TensorRT
+  release/10.0 ... release/11.1, read for `BUILDER_FLAGS_10` / `BUILDER_FLAGS_11`): 10.x
+  adds flags over its minors (INT4 10.1, REFIT_INDIVIDUAL 10.2, STRICT_NANS and
+  MONITOR_MEMORY 10.6, FP4 and EDITABLE_TIMING_CACHE 10.8, DISTRIBUTIVE_INDEPENDENCE = 28
+  in 10.12); 11.x removed FP16/INT8/BF16/FP8/INT4/FP4, the precision-constraint flags and
+  REJECT_EMPTY_ALGORITHMS (AttributeError, as in the real module), kept DIRECT_IO and
+  SAFETY_SCOPE (deprecated) and renumbered the rest (VERSION_COMPATIBLE 12,
+  EXCLUDE_LEAN_RUNTIME 13, ERROR_ON_TIMING_CACHE_MISS 15, ..., DISTRIBUTIVE_INDEPENDENCE 27).
+  `NetworkDefinitionCreationFlag` gains PREFER_JIT/AOT_PYTHON_PLUGINS = 2/3 in 10.9.
   TF32 is on by default in a new builder config.
+* Engine I/O tensors have the ONNX's I/O types (FLOAT, HALF, INT8, BF16, ...): a model
+  with float16 inputs makes an engine with HALF I/O; `nptype` maps them like the real
+  module (BF16 has no NumPy type: TypeError).
+* cuda-python keeps the *last error* like the CUDA runtime: a failed call sets it,
+  `cudaGetLastError` returns and clears it. The fake's `execute_async_v3` fails while a
+  stale error is pending (TensorRT checks for launch errors), which is why trtexec clears
+  it with `cudaGetLastError()` after a failed graph capture.
+* An engine runs only on the device that was current when it was deserialized:
+  `execute_async_v3` with another current device fails (two runners on two GPUs).
+* The engine inspector writes each tensor's type either as one "Format/Datatype" field
+  (10.x) or split into "Format" and "Datatype" (the fields NVIDIA's 11.1 tooling reads,
+  `.agents/skills/trt-perf-analysis`); `FakeEnv.inspector_fields` picks, default by version.
 * A strongly typed network refuses precision builder flags (the build fails).
 * `set_timing_cache` returns False for a cache made on another GPU or TensorRT
   version (unless `ignore_mismatch`).
@@ -77,6 +96,8 @@ class FakeEnv:
     device_count: int = 1
     current_device: int = 0
     capture_fault: str | None = None  # "enqueue" | "end" | "instantiate"
+    last_error: int = 0  # the CUDA runtime's last error, returned and cleared by cudaGetLastError
+    inspector_fields: str = "combined"  # "combined": "Format/Datatype"; "split": "Format" + "Datatype"
     calls: list[tuple[str, Any]] = field(default_factory=list)
     memory: dict[int, Any] = field(default_factory=dict)  # address -> ctypes buffer
     capturing: dict[int, list] = field(default_factory=dict)  # stream id -> deferred ops
@@ -163,7 +184,10 @@ def make_cudart(env: FakeEnv) -> types.ModuleType:
 
         def wrapper(*args: Any) -> Any:
             env.record(name, *args)
-            return impl(*args)
+            result = impl(*args)
+            if int(result[0]) != CUDA_SUCCESS and name != "cudaGetLastError":
+                env.last_error = int(result[0])  # like the runtime: kept until cudaGetLastError
+            return result
 
         setattr(m, name, wrapper)
 
@@ -176,6 +200,11 @@ def make_cudart(env: FakeEnv) -> types.ModuleType:
     fn("cudaGetDeviceCount", lambda: (ok, env.device_count))
     fn("cudaGetDeviceProperties", lambda d: (ok, _Props(env)))
     fn("cudaSetDevice", set_device)
+    def get_last_error() -> tuple:
+        err, env.last_error = env.last_error, CUDA_SUCCESS
+        return (cudaError_t(err),)
+
+    fn("cudaGetLastError", get_last_error)
     fn("cudaRuntimeGetVersion", lambda: (ok, 12080))
     fn("cudaDriverGetVersion", lambda: (ok, 12080))
     fn("cudaMalloc", lambda n: (ok, env.alloc(n)))
@@ -243,21 +272,58 @@ def make_cudart(env: FakeEnv) -> types.ModuleType:
 # ---------------------------------------------------------------------------------------------
 # tensorrt
 
-#: BuilderFlag values of NvInfer.h (TensorRT 10.x); 11.x keeps the numbers and drops the precision flags.
-BUILDER_FLAGS = {
-    "FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6,
-    "SPARSE_WEIGHTS": 7, "SAFETY_SCOPE": 8, "OBEY_PRECISION_CONSTRAINTS": 9, "PREFER_PRECISION_CONSTRAINTS": 10,
-    "DIRECT_IO": 11, "REJECT_EMPTY_ALGORITHMS": 12, "VERSION_COMPATIBLE": 13, "EXCLUDE_LEAN_RUNTIME": 14,
-    "FP8": 15, "ERROR_ON_TIMING_CACHE_MISS": 16, "BF16": 17, "DISABLE_COMPILATION_CACHE": 18, "STRIP_PLAN": 19,
-    "REFIT_IDENTICAL": 20, "WEIGHT_STREAMING": 21, "INT4": 22, "REFIT_INDIVIDUAL": 23, "STRICT_NANS": 24,
-    "MONITOR_MEMORY": 25, "FP4": 26, "EDITABLE_TIMING_CACHE": 27,
+#: BuilderFlag values of NvInfer.h, TensorRT 10.x: name -> (value, first 10.x minor that has it).
+BUILDER_FLAGS_10 = {
+    "FP16": (0, 0), "INT8": (1, 0), "DEBUG": (2, 0), "GPU_FALLBACK": (3, 0), "REFIT": (4, 0),
+    "DISABLE_TIMING_CACHE": (5, 0), "TF32": (6, 0), "SPARSE_WEIGHTS": (7, 0), "SAFETY_SCOPE": (8, 0),
+    "OBEY_PRECISION_CONSTRAINTS": (9, 0), "PREFER_PRECISION_CONSTRAINTS": (10, 0), "DIRECT_IO": (11, 0),
+    "REJECT_EMPTY_ALGORITHMS": (12, 0), "VERSION_COMPATIBLE": (13, 0), "EXCLUDE_LEAN_RUNTIME": (14, 0),
+    "FP8": (15, 0), "ERROR_ON_TIMING_CACHE_MISS": (16, 0), "BF16": (17, 0), "DISABLE_COMPILATION_CACHE": (18, 0),
+    "STRIP_PLAN": (19, 0), "REFIT_IDENTICAL": (20, 0), "WEIGHT_STREAMING": (21, 0), "INT4": (22, 1),
+    "REFIT_INDIVIDUAL": (23, 2), "STRICT_NANS": (24, 6), "MONITOR_MEMORY": (25, 6), "FP4": (26, 8),
+    "EDITABLE_TIMING_CACHE": (27, 8), "DISTRIBUTIVE_INDEPENDENCE": (28, 12),
 }
-REMOVED_IN_11 = ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
-                 "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO")
+#: BuilderFlag values of NvInfer.h, TensorRT 11.0 and 11.1: the precision flags are gone, the rest renumbered.
+BUILDER_FLAGS_11 = {
+    "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6, "SPARSE_WEIGHTS": 7,
+    "SAFETY_SCOPE": 8, "DIRECT_IO": 11, "VERSION_COMPATIBLE": 12, "EXCLUDE_LEAN_RUNTIME": 13,
+    "ERROR_ON_TIMING_CACHE_MISS": 15, "DISABLE_COMPILATION_CACHE": 17, "STRIP_PLAN": 18, "REFIT_IDENTICAL": 19,
+    "WEIGHT_STREAMING": 20, "REFIT_INDIVIDUAL": 22, "STRICT_NANS": 23, "MONITOR_MEMORY": 24,
+    "EDITABLE_TIMING_CACHE": 26, "DISTRIBUTIVE_INDEPENDENCE": 27,
+}
+#: TensorRT's DataType values (NvInferRuntimeBase.h) and the NumPy type `trt.nptype` gives each (None: TypeError)
+DATA_TYPES = {"FLOAT": (0, np.float32), "HALF": (1, np.float16), "INT8": (2, np.int8), "INT32": (3, np.int32),
+              "BOOL": (4, np.bool_), "UINT8": (5, np.uint8), "FP8": (6, None), "BF16": (7, None),
+              "INT64": (8, np.int64)}
+#: ONNX TensorProto element type -> TensorRT DataType name, for the engine's I/O tensors
+ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 9: "BOOL", 2: "UINT8", 16: "BF16", 7: "INT64"}
+
+
+def builder_flags(version: str) -> dict[str, int]:
+    """The BuilderFlag members of TensorRT `version` (10.x or 11.x), as the real module has them."""
+    major, minor = (version_tuple(version) + (0,))[:2]
+    if major >= 11:
+        return dict(BUILDER_FLAGS_11)
+    return {name: value for name, (value, since) in BUILDER_FLAGS_10.items() if minor >= since}
+
+
+def creation_flags(version: str) -> dict[str, int]:
+    """NetworkDefinitionCreationFlag members of TensorRT `version`."""
+    major, minor = (version_tuple(version) + (0,))[:2]
+    if major >= 11:
+        return {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
+    flags = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    if minor >= 9:
+        flags.update(PREFER_JIT_PYTHON_PLUGINS=2, PREFER_AOT_PYTHON_PLUGINS=3)
+    return flags
+
+
 PRECISION_FLAGS = ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4")
 # how the engine inspector spells a tensor's type (DETAILED verbosity, no execution context attached)
 INSPECTOR_TYPES = {"FP32": "Row major linear FP32", "FP16": "Row major linear FP16 format",
                    "INT8": "Row major linear Int8 format"}
+#: the same types with the format split off into its own field
+SPLIT_TYPES = {"FP32": "Float", "FP16": "Half", "INT8": "Int8"}
 _FLOAT_OPS = ("Conv", "Gemm", "MatMul", "GlobalAveragePool", "ReduceMean", "Sigmoid", "Mul", "Add", "Div", "Sub")
 
 
@@ -332,23 +398,20 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
         def log(self, severity: Any, msg: str) -> None:
             pass
 
-    if major >= 11:
-        creation = {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
-        bflags = {k: v for k, v in BUILDER_FLAGS.items() if k not in REMOVED_IN_11}
-    else:
-        creation = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
-        bflags = dict(BUILDER_FLAGS)
-    m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", creation)
-    m.BuilderFlag = enum.IntEnum("BuilderFlag", bflags)
+    m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", creation_flags(env.trt_version))
+    m.BuilderFlag = enum.IntEnum("BuilderFlag", builder_flags(env.trt_version))
     m.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1})
     m.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
-    m.DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3})
+    m.DataType = enum.IntEnum("DataType", {name: value for name, (value, _np) in DATA_TYPES.items()})
     m.ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity", {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2})
     m.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", {"ONELINE": 0, "JSON": 1})
     m.ILogger, m.Logger = ILogger, Logger
 
     def nptype(dt: Any) -> type:
-        return {m.DataType.FLOAT: np.float32, m.DataType.HALF: np.float16}[dt]
+        np_type = DATA_TYPES[m.DataType(dt).name][1]
+        if np_type is None:  # the real message for BF16 / FP8
+            raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+        return np_type
 
     m.nptype = nptype
 
@@ -389,7 +452,9 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             dims = [d.dim_value if d.dim_value > 0 else -1 for d in g.input[0].type.tensor_type.shape.dim]
             self.network.inputs = [Tensor(g.input[0].name, tuple(dims))]
             weights = {t.name: numpy_helper.to_array(t).astype(np.float32).tolist() for t in g.initializer}
-            self.network.model = {"input": g.input[0].name, "output": g.output[0].name, "weights": weights}
+            io_types = {v.name: ONNX_TO_TRT.get(v.type.tensor_type.elem_type, "FLOAT") for v in (g.input[0], g.output[0])}
+            self.network.model = {"input": g.input[0].name, "output": g.output[0].name, "weights": weights,
+                                  "dtypes": io_types}
             self.network.onnx = model
             return True
 
@@ -535,6 +600,13 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             env.record("execute_async_v3", stream_handle)
             plan, shape = self.engine.plan, self.shape
             capturing = int(stream_handle) in env.capturing
+            if env.current_device != self.engine.device:
+                self.engine.logger.log(Severity.ERROR, f"engine of device {self.engine.device} enqueued while "
+                                                       f"device {env.current_device} is current")
+                return False
+            if env.last_error and not capturing:  # a pending error from an earlier CUDA call
+                self.engine.logger.log(Severity.ERROR, f"CUDA error {env.last_error} before enqueue")
+                return False
             if capturing and (env.capture_fault == "enqueue" or self.ran_shape != shape):
                 # TensorRT needs one enqueue outside capture after a shape change; a capture fault
                 # (e.g. a synchronizing call inside) also invalidates the capture
@@ -546,10 +618,13 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             w = np.asarray(plan["weights"]["W"], dtype=np.float32)
             b = np.asarray(plan["weights"]["B"], dtype=np.float32)
 
+            in_type, out_type = (np.dtype(m.nptype(self.engine.get_tensor_dtype(n))) for n in self.engine.names)
+
             def run() -> None:
                 count = int(np.prod(shape))
-                x = np.frombuffer((ctypes.c_float * count).from_address(src), dtype=np.float32).reshape(shape)
-                y = (x.mean(axis=(2, 3)) @ w.T + b).astype(np.float32)
+                raw = (ctypes.c_byte * (count * in_type.itemsize)).from_address(src)
+                x = np.frombuffer(raw, dtype=in_type).reshape(shape).astype(np.float32)
+                y = np.ascontiguousarray((x.mean(axis=(2, 3)) @ w.T + b).astype(out_type))
                 ctypes.memmove(dst, y.ctypes.data, y.nbytes)
 
             env.submit(int(stream_handle), run)
@@ -564,15 +639,20 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             plan = self.engine.plan
             if plan["verbosity"] != int(m.ProfilingVerbosity.DETAILED):
                 return json.dumps({"Layers": [layer["name"] for layer in plan["layers"]], "Bindings": []})
+            def tensor(name: str, precision: str) -> dict:
+                if env.inspector_fields == "split":
+                    return {"Name": name, "Format": "Row major linear", "Datatype": SPLIT_TYPES[precision]}
+                return {"Name": name, "Format/Datatype": INSPECTOR_TYPES[precision]}
+
             layers = [{"Name": layer["name"], "LayerType": layer["type"],
-                       "Inputs": [{"Name": "in", "Format/Datatype": INSPECTOR_TYPES[layer["precision"]]}],
-                       "Outputs": [{"Name": "out", "Format/Datatype": INSPECTOR_TYPES[layer["precision"]]}]}
+                       "Inputs": [tensor("in", layer["precision"])], "Outputs": [tensor("out", layer["precision"])]}
                       for layer in plan["layers"]]
             return json.dumps({"Layers": layers, "Bindings": [plan["input"], plan["output"]]})
 
     class Engine:
-        def __init__(self, plan: dict) -> None:
-            self.plan = plan
+        def __init__(self, plan: dict, logger: Any) -> None:
+            self.plan, self.logger = plan, logger
+            self.device = env.current_device  # an engine lives on the device current at deserialization
             self.names = [plan["input"], plan["output"]]
 
         @property
@@ -586,7 +666,7 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             return m.TensorIOMode.INPUT if name == self.plan["input"] else m.TensorIOMode.OUTPUT
 
         def get_tensor_dtype(self, name: str) -> Any:
-            return m.DataType.FLOAT
+            return m.DataType[self.plan.get("dtypes", {}).get(name, "FLOAT")]
 
         def get_tensor_profile_shape(self, name: str, index: int) -> tuple:
             return tuple(tuple(s) for s in self.plan["profile"])
@@ -618,7 +698,7 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             if why:
                 self.logger.log(Severity.ERROR, why)
                 return None
-            return Engine(plan)
+            return Engine(plan, self.logger)
 
     m.Builder, m.OnnxParser, m.Runtime = Builder, OnnxParser, Runtime
     return m
@@ -632,7 +712,8 @@ def install(
     device_count: int = 1,
 ) -> FakeEnv:
     """Put fake `tensorrt` and `cuda.bindings.runtime` into sys.modules (undone by monkeypatch)."""
-    env = FakeEnv(trt_version=trt_version, gpu_name=gpu_name, cc=cc, device_count=device_count)
+    env = FakeEnv(trt_version=trt_version, gpu_name=gpu_name, cc=cc, device_count=device_count,
+                  inspector_fields="split" if version_tuple(trt_version)[0] >= 11 else "combined")
     env.trt, env.cudart = make_trt(env), make_cudart(env)
     cuda_pkg = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")

@@ -66,3 +66,24 @@ def test_abort_capture_ends_capture_and_destroys_the_partial_graph(monkeypatch) 
     assert env.capturing == {} and env.graphs == set()
     stream.destroy()
     assert cuda_utils.gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_a_failed_capture_clears_the_runtimes_last_error(monkeypatch) -> None:
+    """trtexec calls cudaGetLastError() after a failed capture; a stale error would fail the next enqueue."""
+    env = install(monkeypatch)
+    stream = Stream(env.cudart)
+    stream.begin_capture()
+    env.cudart.cudaStreamSynchronize(stream.handle)  # invalidates the capture
+    stream.abort_capture()
+    assert env.last_error == 0 and "cudaGetLastError" in env.names()
+    env.capture_fault = "end"
+    stream.begin_capture()
+    with pytest.raises(EngineError, match="cudaErrorStreamCaptureInvalidated"):
+        stream.end_capture()
+    assert env.last_error == 0  # end_capture's own failure is cleared too
+    env.capture_fault = "instantiate"
+    stream.begin_capture()
+    with pytest.raises(EngineError, match="cudaGraphInstantiateWithFlags"):
+        stream.end_capture()
+    assert env.last_error == 0 and env.graphs == set()
+    stream.destroy()

@@ -58,6 +58,54 @@ def _fp32_only_bundle(tmp_path: Path) -> Path:
     return make_tiny_bundle(tmp_path / "fp32only", precisions=("fp32",))
 
 
+@pytest.mark.parametrize("version,expected", [
+    # NvInfer.h, NVIDIA/TensorRT release/10.3, release/10.13 and release/11.1
+    ("10.3.0.30", {"FP16": 0, "INT8": 1, "VERSION_COMPATIBLE": 13, "EXCLUDE_LEAN_RUNTIME": 14,
+                   "REJECT_EMPTY_ALGORITHMS": 12, "ERROR_ON_TIMING_CACHE_MISS": 16, "REFIT_INDIVIDUAL": 23}),
+    ("10.13.3.9", {"VERSION_COMPATIBLE": 13, "EDITABLE_TIMING_CACHE": 27, "DISTRIBUTIVE_INDEPENDENCE": 28, "FP4": 26}),
+    ("11.1.0.106", {"DIRECT_IO": 11, "VERSION_COMPATIBLE": 12, "EXCLUDE_LEAN_RUNTIME": 13,
+                    "ERROR_ON_TIMING_CACHE_MISS": 15, "STRIP_PLAN": 18, "WEIGHT_STREAMING": 20,
+                    "EDITABLE_TIMING_CACHE": 26, "DISTRIBUTIVE_INDEPENDENCE": 27}),
+])
+def test_fake_enums_match_each_releases_headers(monkeypatch, version: str, expected: dict) -> None:
+    env = install(monkeypatch, version)
+    assert {name: int(getattr(env.trt.BuilderFlag, name)) for name in expected} == expected
+    creation = {f.name: int(f) for f in env.trt.NetworkDefinitionCreationFlag}
+    if version.startswith("10.3"):
+        assert not hasattr(env.trt.BuilderFlag, "DISTRIBUTIVE_INDEPENDENCE") and not hasattr(env.trt.BuilderFlag, "FP4")
+        assert creation == {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    elif version.startswith("10.13"):
+        assert creation == {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2,
+                            "PREFER_AOT_PYTHON_PLUGINS": 3}
+    else:
+        for gone in ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4", "REJECT_EMPTY_ALGORITHMS",
+                     "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"):
+            assert not hasattr(env.trt.BuilderFlag, gone), gone
+        assert creation == {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
+
+
+@pytest.mark.parametrize("version", ["10.3.0.30", "11.4.0.106"])
+@pytest.mark.parametrize("fields", ["combined", "split"])
+def test_int8_layer_check_reads_both_inspector_spellings(monkeypatch, bundle: Path, version: str, fields: str) -> None:
+    _add_int8(bundle)
+    env = install(monkeypatch, version)
+    env.inspector_fields = fields  # "Format/Datatype" (10.x) or "Format" + "Datatype" (11.x tooling)
+    with pytest.warns(TensorRTWarning, match="unquantized layers in FP32"):
+        plan = build_engine(bundle, "int8")
+    assert load_bundle(bundle).artifacts[plan.name]["layer_precisions"]["counts"] == {"FP32": 2}
+
+
+def test_int8_layer_check_says_when_it_cannot_read_the_report(monkeypatch, bundle: Path) -> None:
+    _add_int8(bundle)
+    env = install(monkeypatch, "11.4.0.106")
+    # a "Datatype" spelling no version of datatype_of knows: every layer is unreadable
+    monkeypatch.setattr("fake_tensorrt.SPLIT_TYPES", {"FP32": "?", "FP16": "?", "INT8": "?"})
+    env.inspector_fields = "split"
+    with pytest.warns(TensorRTWarning, match="could not read any layer's precision"):
+        plan = build_engine(bundle, "int8")
+    assert load_bundle(bundle).artifacts[plan.name]["layer_precisions"]["unreadable"] is True
+
+
 def test_trt10_fp16_is_strongly_typed_from_the_fp16_onnx(monkeypatch, bundle: Path) -> None:
     env = install(monkeypatch, "10.3.0.30")
     with warnings.catch_warnings():

@@ -32,3 +32,22 @@ def test_summary_counts_precisions_and_names_fp32_layers() -> None:
                  "fp32_layer_count": 1}
     # built without DETAILED verbosity the inspector lists names only: say so instead of guessing
     assert summarize_layers({"Layers": ["conv1", "dw"]}) == {"detailed": False, "layers": 2}
+
+
+def test_split_format_and_datatype_fields_are_read() -> None:
+    """TensorRT 11's tooling reads "Format" and "Datatype" as two fields; both spellings give the same counts."""
+    split = {"Layers": [
+        {"Name": "conv1", "LayerType": "CaskConvolution", "Inputs": [{"Format": "Row major linear", "Datatype": "Int8"}]},
+        {"Name": "simam_mean", "LayerType": "Reduce", "Inputs": [{"Format": "Row major linear", "Datatype": "Float"}]},
+        {"Name": "dw", "LayerType": "CaskConvolution", "Inputs": [{"Format": "Channel major", "Datatype": "Half"}]},
+    ]}
+    s = summarize_layers(split)
+    assert s["counts"] == {"FP16": 1, "FP32": 1, "INT8": 1} and s["fp32_layers"] == ["simam_mean"]
+    assert "unreadable" not in s
+
+
+def test_a_detailed_report_without_any_readable_type_is_flagged() -> None:
+    info = {"Layers": [{"Name": "a", "LayerType": "Gemm", "Inputs": [{"Name": "x", "Kind": "?"}]},
+                       {"Name": "b", "LayerType": "Gemm", "Outputs": [{"Name": "y"}]}]}
+    s = summarize_layers(info)
+    assert s["counts"] == {"other": 2} and s["unreadable"] is True

@@ -120,6 +120,7 @@ def test_failed_capture_is_ended_discarded_and_runs_without_graph(monkeypatch, b
         np.testing.assert_allclose(out, reference_logits(x), rtol=1e-5, atol=1e-5)
         assert env.capturing == {}  # the capture was ended, so the stream works again
         assert env.graphs == set()  # the broken graph was destroyed
+        assert env.last_error == 0  # cleared with cudaGetLastError, as trtexec does: no stale error
         assert runner.info.extra["cuda_graph"] is False and runner.info.extra["cuda_graph_error"]
         env.calls.clear()
         x = _batch(5, seed=12)

@@ -177,7 +177,11 @@ class Stream:
 
     def end_capture(self) -> CudaGraph:
         """End a capture and instantiate its graph; on failure nothing is left behind (see `abort_capture`)."""
-        graph = cuda_call(self._rt.cudaStreamEndCapture(self.handle), "cudaStreamEndCapture")
+        try:
+            graph = cuda_call(self._rt.cudaStreamEndCapture(self.handle), "cudaStreamEndCapture")
+        except EngineError:
+            clear_last_error(self._rt)
+            raise
         return CudaGraph(self._rt, graph)
 
     def abort_capture(self) -> None:
@@ -191,18 +195,37 @@ class Stream:
         try:
             result = self._rt.cudaStreamEndCapture(self.handle)
         except Exception:  # noqa: BLE001 - best effort cleanup after the real error
-            return
+            result = None
         graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
         if graph is not None:
             try:
                 self._rt.cudaGraphDestroy(graph)
             except Exception:  # noqa: BLE001
                 pass
+        clear_last_error(self._rt)
 
     def destroy(self) -> None:
         if self.handle is not None:
             cuda_call(self._rt.cudaStreamDestroy(self.handle), "cudaStreamDestroy")
             self.handle = None
+
+
+def clear_last_error(cudart: ModuleType) -> None:
+    """Reset the CUDA runtime's last error after a failure we handled (never raises).
+
+    A failed capture leaves its error (e.g. cudaErrorStreamCaptureInvalidated)
+    as the runtime's last error, and the next plain `execute_async_v3` may then
+    report it as its own failure. trtexec calls `cudaGetLastError()` right after
+    a failed capture for this reason (samples/common/sampleDevice.h,
+    TrtCudaGraph::endCaptureOnError); so do we.
+    """
+    get_last_error = getattr(cudart, "cudaGetLastError", None)
+    if get_last_error is None:
+        return
+    try:
+        get_last_error()
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
 
 
 class CudaGraph:
@@ -217,6 +240,7 @@ class CudaGraph:
             self.exec = cuda_call(cudart.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
         except EngineError:
             cudart.cudaGraphDestroy(graph)  # do not leak the captured graph
+            clear_last_error(cudart)
             raise
 
     def launch(self, stream: Stream) -> None:

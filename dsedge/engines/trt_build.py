@@ -241,6 +241,10 @@ def _set_tf32(trt: ModuleType, config: Any, precision: str, tf32: bool) -> bool 
 
 def _check_int8_layers(layers: dict[str, Any] | None, bundle: Bundle, plan: TypingPlan) -> None:
     """Warn when an INT8 engine runs its unquantized layers in FP32 (a Q/DQ model from the FP32 graph)."""
+    if layers and layers.get("unreadable"):
+        warn("could not read any layer's precision from the engine inspector (unknown report format): "
+             "the INT8 engine's float layers were not checked")
+        return
     entry = bundle.artifacts.get(plan.onnx.name, {})
     counts = (layers or {}).get("counts", {})
     float_fp16 = entry.get("precision") == MIXED_INT8 or entry.get("float_precision") == "fp16"

@@ -8,6 +8,14 @@ carry per-layer tensor formats; `IEngineInspector.get_engine_information(JSON)`
 returns them, and `summarize_layers` counts layers per precision so the
 manifest records what the engine does, not what we asked for.
 
+The inspector spells a tensor's type as one "Format/Datatype" field
+("Row major linear FP16 format", "Half") in TensorRT 10; TensorRT 11's tooling
+(NVIDIA's trt-perf-analysis schema in release 11.1) reads it split into
+"Format" and "Datatype". We read "Format/Datatype", else "Datatype", else
+"Format", so neither spelling turns every layer into "other" — which would make
+the INT8 layer-precision check in `trt_build` silently never warn. A detailed
+report in which no layer has a readable type says so (`unreadable`).
+
 `summarize_layers` and `layer_precision` are pure functions over the
 inspector's JSON (tested without TensorRT); `inspect_plan` needs TensorRT and
 the GPU the plan was built on.
@@ -44,10 +52,23 @@ def datatype_of(text: str) -> str | None:
     return None
 
 
+#: where a tensor's type may be written, most specific first (10.x: one field; 11.x: split)
+TYPE_FIELDS = ("Format/Datatype", "Datatype", "Format")
+
+
+def tensor_precision(tensor: dict[str, Any]) -> str | None:
+    """Precision of one inspector tensor entry, from whichever of `TYPE_FIELDS` names one."""
+    for key in TYPE_FIELDS:
+        found = datatype_of(tensor.get(key, ""))
+        if found:
+            return found
+    return None
+
+
 def layer_precision(layer: dict[str, Any]) -> str | None:
     """The narrowest precision among a layer's inputs (its outputs if no input says), or None."""
     for side in ("Inputs", "Outputs"):
-        found = {datatype_of(t.get("Format/Datatype", "")) for t in layer.get(side, []) if isinstance(t, dict)}
+        found = {tensor_precision(t) for t in layer.get(side, []) if isinstance(t, dict)}
         found.discard(None)
         if found:
             return min(found, key=_ORDER.index)
@@ -68,8 +89,11 @@ def summarize_layers(info: dict[str, Any]) -> dict[str, Any]:
         counts[precision] = counts.get(precision, 0) + 1
         if precision == "FP32":
             fp32.append(str(layer.get("Name", "?")))
-    return {"detailed": True, "counts": dict(sorted(counts.items())), "fp32_layers": fp32[:MAX_NAMES],
-            "fp32_layer_count": len(fp32)}
+    summary = {"detailed": True, "counts": dict(sorted(counts.items())), "fp32_layers": fp32[:MAX_NAMES],
+               "fp32_layer_count": len(fp32)}
+    if counts and set(counts) == {"other"}:  # detailed, yet no layer's type could be read: say so
+        summary["unreadable"] = True
+    return summary
 
 
 def inspect_plan(trt: Any, logger: Any, plan: bytes, host_code_allowed: bool = False) -> dict[str, Any] | None:
