@@ -91,3 +91,35 @@ def test_icc_profile_is_converted_to_srgb(tmp_path: Path) -> None:
     loaded = load_image(path)
     assert loaded.icc_converted  # sRGB -> sRGB: converted, values kept
     assert np.abs(np.asarray(loaded.image).astype(int) - [120, 80, 60]).max() <= 2
+
+
+def _noise(path: Path, size: tuple[int, int] = (64, 48), fmt: str | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, format=fmt)
+    return path
+
+
+def test_image_problem_finds_truncation_and_strips_in_milliseconds(tmp_path: Path) -> None:
+    """Issue 26: headers-only passed a truncated JPEG and a 12:1 strip; training then failed mid-epoch or never."""
+    from dsedge.utils.images import image_problem
+
+    for ext in ("jpg", "png"):
+        good = _noise(tmp_path / f"good.{ext}")
+        assert image_problem(good) is None
+        cut = tmp_path / f"cut.{ext}"
+        cut.write_bytes(good.read_bytes()[: int(good.stat().st_size * 0.7)])
+        with Image.open(cut) as im:
+            assert im.size == (64, 48)  # the header alone looks fine
+        assert image_problem(cut).startswith("corrupt or truncated")
+    assert "aspect ratio 12:1 is above the 10:1 limit" in image_problem(_noise(tmp_path / "strip.png", (1200, 100)))
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert image_problem(tmp_path / "text.jpg") == "not an image"
+
+
+def test_image_problem_accepts_a_jpeg_with_a_trailer(tmp_path: Path) -> None:
+    """Some cameras append data after the end marker: decoded in full, not refused."""
+    from dsedge.utils.images import image_problem
+
+    path = _noise(tmp_path / "t.jpg")
+    path.write_bytes(path.read_bytes() + b"\x00" * 5000)
+    assert image_problem(path) is None

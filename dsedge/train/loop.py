@@ -305,15 +305,12 @@ def _discard_unstarted(run_dir: Path, created: tuple[Path, ...] = ()) -> None:
 
 def _check_images(split: DatasetSplit) -> None:
     """Open every image's header before training: a corrupt file fails now, not mid-epoch in a worker."""
-    from PIL import Image
+    from dsedge.utils.images import image_problem  # header, aspect ratio, truncation (issue 26)
 
     bad = []
     for sample in split.samples:
-        try:
-            with Image.open(sample.path) as im:
-                im.size  # noqa: B018 - the header is parsed on open; size proves it
-        except Exception as e:  # noqa: BLE001 - Pillow raises many types for a broken file
-            bad.append(f"{sample.path.name} ({type(e).__name__})")
+        if (problem := image_problem(sample.path)) is not None:
+            bad.append(f"{sample.path.name} ({problem})")
     if bad:
         shown = ", ".join(bad[:10]) + (f" ... and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise DataError(f"{len(bad)} {split.name} image(s) cannot be read: {shown}",

@@ -139,6 +139,41 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise DataError(f"image too large to decode safely: {p}: {e}") from e
 
 
+#: How far from the end of a file its end-of-image marker is looked for (JPEG EOI, PNG IEND).
+_TAIL_BYTES = 4096
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+
+
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why an image would fail in training, found in milliseconds; None when it is fine.
+
+    The up-front check before training used to open headers only, so a truncated
+    JPEG (header intact, pixels cut) and a 1x12000 strip passed it and failed
+    mid-epoch in a worker, or never (issue 26). This checks the header geometry
+    (`check_geometry`), and for JPEG/PNG that the file ends with its end marker;
+    a file without one (a trailer some cameras append) is decoded in full to be sure.
+    """
+    p = Path(path)
+    try:
+        with Image.open(p) as img:
+            check_geometry(*img.size, p)
+            end = _END_MARKERS.get(img.format or "")
+            with open(p, "rb") as f:
+                f.seek(max(0, p.stat().st_size - _TAIL_BYTES))
+                tail = f.read()
+            if end is None or end not in tail:
+                img.load()
+    except DataError as e:
+        return e.message.replace(f"{p}: ", "", 1).split(" (scaling")[0]
+    except UnidentifiedImageError:
+        return "not an image"
+    except Image.DecompressionBombError:
+        return "too large to decode safely"
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for a broken file
+        return f"corrupt or truncated: {' '.join(str(e).split()) or type(e).__name__}"
+    return None
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """`load_image(path).image`: the RGB pixels every training and runtime path uses."""
     return load_image(path).image
