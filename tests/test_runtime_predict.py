@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_tensorrt import install
+from lesion_images import save_lesions
 from PIL import Image
 from tiny_bundle import CLASSES, make_tiny_bundle, reference_logits
 
@@ -28,13 +29,8 @@ def bundle(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, (h, w) in enumerate([(160, 200), (230, 140), (150, 150)]):  # noise: passes every quality check
-        p = tmp_path / f"img{i}.jpg"
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
-        paths.append(p)
-    return paths
+    # lesion-like images pass every quality check (pixel noise is "not a dermoscopy image")
+    return save_lesions(tmp_path, [(200, 160), (140, 230), (150, 150)])
 
 
 def _expected(bundle: Path, paths: list[Path]) -> np.ndarray:
@@ -194,3 +190,108 @@ def test_real_ds_resnet50_bundle(fullres_dir: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, ref, atol=1e-6)
     fp16 = predict(bundle, paths, precision="fp16")
     assert max(abs(a["top_probability"] - b["top_probability"]) for a, b in zip(fp16, results, strict=True)) < 0.05
+
+
+# -- nothing silent, nothing mangled (issue 26) -------------------------------------------------------
+
+
+def test_glob_matching_nothing_and_empty_folder_are_errors(bundle: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = _cli(["predict", str(bundle), str(tmp_path / "scans" / "*.jpg")], capsys)
+    assert code == 2 and "no image file matches" in err and "*.jpg" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    code, out, err = _cli(["predict", str(bundle), str(tmp_path / "empty")], capsys)
+    assert code == 2 and "no image files in folder" in err and out == ""
+
+
+def test_dangling_symlink_in_a_folder_is_reported(bundle: Path, images: list[Path], tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "good.jpg").write_bytes(images[0].read_bytes())
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    code, out, err = _cli(["predict", str(bundle), str(folder), "--json"], capsys)
+    report = json.loads(out)
+    broken = next(r for r in report["results"] if r["image"].endswith("gone.jpg"))
+    assert code == 1 and "broken symbolic link" in broken["error"] and "deleted.jpg" in broken["error"]
+    assert report["summary"]["counts"]["errors"] == 1 and report["summary"]["images"] == 2
+
+
+@pytest.mark.parametrize("url", ["https://example.org/scans/a.jpg", "http://host/x.png"])
+def test_urls_are_refused_not_mangled(bundle: Path, url: str, capsys) -> None:
+    code, _, err = _cli(["predict", str(bundle), url], capsys)
+    assert code == 2 and "URLs are not supported" in err and url in err  # not "https:/example.org"
+
+
+def test_heatmaps_path_that_is_a_file_fails_before_inference(monkeypatch, images: list[Path], tmp_path: Path,
+                                                           capsys) -> None:
+    from cam_bundle import make_cam_bundle
+
+    bundle = make_cam_bundle(tmp_path / "cam")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+
+    def no_inference(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("inference ran before the heat-map folder was checked")
+
+    monkeypatch.setattr(Predictor, "infer", no_inference)
+    code, _, err = _cli(["predict", str(bundle), str(images[0]), "--heatmaps", str(afile)], capsys)
+    assert code == 2 and "is a file, not a folder" in err and str(afile) in err and "Traceback" not in err
+
+
+def test_tensorrt_notice_only_with_verbose(monkeypatch, bundle: Path, images: list[Path], capsys) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    code, out, _ = _cli(["predict", str(bundle), str(images[0])], capsys)
+    assert code == 0 and "TensorRT not used" not in out
+    code, out, _ = _cli(["predict", str(bundle), str(images[0]), "-v"], capsys)
+    assert code == 0 and "TensorRT not used" in out
+
+
+CLAIM = {"class": "MEL", "threshold": 0.077,
+         "sensitivity": {"value": 0.9, "ci": [0.74, 0.98], "split": "val", "method": "bootstrap", "n": 30},
+         "specificity": {"value": 0.42, "ci": [0.33, 0.51], "split": "val", "n": 120}}
+
+
+def test_claim_line_reads_the_operating_point_defensively() -> None:
+    from dsedge.runtime.decision import clinical_claim_line
+
+    line = clinical_claim_line({"clinical": {"operating_point": CLAIM}})
+    assert line == ("refer when P(MEL) >= 0.077; claimed melanoma sensitivity 0.90 (95 % CI 0.74-0.98, val split, "
+                    "bootstrap, n=30); specificity 0.42 (95 % CI 0.33-0.51, val split, n=120)")
+    only_threshold = clinical_claim_line({"clinical": {"operating_point": {"threshold": 0.5}}})
+    assert only_threshold == "refer when P(MEL) >= 0.500"  # no claim is invented
+    broken = {"threshold": 0.5, "sensitivity": {"value": "high"}, "specificity": [0.4]}
+    assert clinical_claim_line({"clinical": {"operating_point": broken}}) == "refer when P(MEL) >= 0.500"
+    for manifest in ({}, {"clinical": None}, {"clinical": {"operating_point": {"threshold": "high"}}},
+                     {"clinical": {"operating_point": []}}):
+        assert clinical_claim_line(manifest) is None
+
+
+def test_summary_counts_and_operating_point_after_the_table(bundle: Path, images: list[Path], tmp_path: Path,
+                                                            capsys) -> None:
+    from dsedge.runtime.bundle import load_bundle as load
+
+    dark = tmp_path / "dark.png"
+    Image.new("RGB", (200, 200)).save(dark)
+    code, out, _ = _cli(["predict", str(bundle), *map(str, images), str(dark)], capsys)
+    summary = next(line for line in out.splitlines() if line.startswith("4 images: refer "))
+    assert code == 0 and summary.endswith("cannot assess 1, errors 0")
+    assert "P(MEL) >=" not in out  # no fitted operating point: no claim
+    b = load(bundle)
+    b.manifest["clinical"] = {"temperature": 1.0, "operating_point": CLAIM}
+    b.save()
+    code, out, _ = _cli(["predict", str(bundle), *map(str, images)], capsys)
+    assert code == 0 and "(refer when P(MEL) >= 0.077; claimed melanoma sensitivity 0.90 (95 % CI 0.74-0.98" in out
+    code, out, _ = _cli(["predict", str(bundle), *map(str, images), "--json"], capsys)
+    summary = json.loads(out)["summary"]
+    assert summary["images"] == 3 and sum(summary["counts"].values()) == 3
+    assert set(summary["counts"]) == {"refer", "NV", "SK", "cannot assess", "errors"}
+    assert summary["operating_point"].startswith("refer when P(MEL) >= 0.077")
+
+
+def test_noise_is_not_classified(bundle: Path, tmp_path: Path) -> None:
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(noise)
+    with Predictor(bundle) as p:
+        (r,) = p.predict([noise])
+    assert r["decision"] == "cannot assess" and r["quality"]["flags"] == ["not_dermoscopy"]
+    assert r["probabilities"] is None and "not a dermoscopy image" in r["quality"]["notes"][0]

@@ -25,10 +25,11 @@ def predict_command(
     heatmaps: Path | None = typer.Option(None, "--heatmaps",
                                          help="Write class-activation overlays here (bundle exported with --cam)."),
     no_quality: bool = typer.Option(False, "--no-quality-checks", help="Skip the input-quality checks."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say why TensorRT was not used."),
 ) -> None:
     """Classify images: decision, melanoma risk and calibrated probabilities; exit 1 if any file failed."""
     from dsedge.runtime.predict import Predictor
-    from dsedge.runtime.results import expand_inputs, results_csv
+    from dsedge.runtime.results import expand_inputs, results_csv, run_summary, summary_line
     from dsedge.utils.io import atomic_write_text
 
     paths = expand_inputs(inputs)
@@ -36,14 +37,16 @@ def predict_command(
         results = predictor.predict(paths, batch_size=batch_size, heatmaps=heatmaps)
         info, reason, classes = predictor.info, predictor.fallback_reason, predictor.classes
         policy = predictor.policy
+        summary = run_summary(results, classes, predictor.bundle.manifest)
     if csv_out is not None:
         atomic_write_text(csv_out, results_csv(results, classes))
     if json_out:
         print(json.dumps({"runner": info.to_dict(), "fallback_reason": reason, "policy": policy.to_dict(),
-                          "results": results}, indent=2))
+                          "summary": summary, "results": results}, indent=2))
     else:
         _print_table(bundle, info, classes, results, policy.fitted)
-        if reason and backend == "auto":
+        console.print(summary_line(summary), highlight=False)
+        if reason and backend == "auto" and verbose:
             console.print(f"[dim]TensorRT not used: {escape(reason)}[/]", highlight=False)
     failed = [r for r in results if r.get("error")]
     for r in failed:

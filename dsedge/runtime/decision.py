@@ -102,3 +102,64 @@ def cannot_assess(reasons: list[str]) -> dict[str, Any]:
     """Decision fields for an image that failed a quality check (nothing from the model is shown)."""
     return {"melanoma_risk": None, "uncertain": None, "top2_margin": None, "risk_calibrated": None,
             "decision": CANNOT_ASSESS, "reasons": list(reasons)}
+
+
+def _claim(name: str, entry: Any) -> str | None:
+    """'sensitivity 0.90 (95 % CI 0.80-0.97, val split, n=30)' from one claim dict, or None when unusable."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        value = float(entry["value"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    text = f"{name} {value:.2f}"
+    detail = []
+    ci = entry.get("ci", entry.get("ci95"))
+    try:
+        lo, hi = (float(v) for v in ci)  # type: ignore[union-attr]
+        detail.append(f"95 % CI {lo:.2f}-{hi:.2f}")
+    except (TypeError, ValueError):
+        pass
+    if isinstance(entry.get("split"), str) and entry["split"]:
+        detail.append(f"{entry['split']} split")
+    if isinstance(entry.get("method"), str) and entry["method"]:
+        detail.append(entry["method"])
+    if isinstance(entry.get("n"), int) and not isinstance(entry.get("n"), bool):
+        detail.append(f"n={entry['n']}")
+    return text + (f" ({', '.join(detail)})" if detail else "")
+
+
+def clinical_claim_line(manifest: dict[str, Any]) -> str | None:
+    """The operating point a "refer" stands on, in one line, or None when the bundle claims none.
+
+    Read defensively from `manifest["clinical"]["operating_point"]` (`threshold`, and optional
+    `sensitivity` / `specificity` dicts with `value`, `ci`, `split`, `method`, `n`): a reader of a
+    "refer" must see which threshold made it and what sensitivity was measured on which data, and
+    a claim that is absent or malformed is left out rather than invented.
+    """
+    block = manifest.get("clinical") if isinstance(manifest, dict) else None
+    point = block.get("operating_point") if isinstance(block, dict) else None
+    if not isinstance(point, dict):
+        return None
+    try:
+        threshold = float(point["threshold"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    cls = point.get("class") if isinstance(point.get("class"), str) else MELANOMA
+    claims = [c for c in (_claim("sensitivity", point.get("sensitivity")),
+                          _claim("specificity", point.get("specificity"))) if c]
+    line = f"refer when P({cls}) >= {threshold:.3f}"
+    return f"{line}; claimed melanoma {'; '.join(claims)}" if claims else line
+
+
+def decision_counts(results: list[dict[str, Any]], classes: list[str] | tuple[str, ...]) -> dict[str, int]:
+    """How many results got each decision: refer, each benign class, cannot assess, errors.
+
+    An image whose file could not be read counts under "errors" only (not also "cannot assess"),
+    so the counts add up to the number of images.
+    """
+    counts: dict[str, int] = {REFER: 0, **{c: 0 for c in classes if c != MELANOMA}, CANNOT_ASSESS: 0, "errors": 0}
+    for r in results:
+        key = "errors" if r.get("error") else str(r.get("decision"))
+        counts[key] = counts.get(key, 0) + 1
+    return counts

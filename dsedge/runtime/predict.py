@@ -11,15 +11,18 @@ and turns each image into one result a device UI can act on:
 2. the engine on a batch of the images that passed; logits -> calibrated probabilities,
    melanoma risk, decision ("refer" / benign class) and `uncertain` (`dsedge.runtime.decision`).
 3. an optional class-activation-map overlay of the decided class (MEL for "refer", else the benign
-   class shown), from the engine's own `cam` output.
+   class shown), from the engine's own `cam` output, drawn on the full image with a colour bar;
+   the raw map goes into the result (`cam`), with a warning when its peak sits on a sticker or
+   the image border (`dsedge.runtime.heatmap`). The heat-map folder is checked before inference.
 
-One bad file (missing, corrupt) yields an entry with `error` for that file; the batch goes on.
+One bad file (missing, corrupt, a broken symbolic link) yields an entry with `error` for that file; the batch goes on.
 Every result names the model, its version and the bundle's sha256 (of `dsedge.json`, which
 holds the sha256 of every artifact).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +35,26 @@ from dsedge.errors import BundleError, DataError
 from dsedge.runtime.backends import BACKENDS, PRECISIONS, all_outputs, select_runner
 from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.runtime.decision import REFER, DecisionPolicy, cannot_assess
-from dsedge.runtime.heatmap import CAM_OUTPUT, write_overlay
+from dsedge.runtime.heatmap import CAM_OUTPUT, cam_report, write_overlay
 from dsedge.runtime.preprocess import preprocess_image
 from dsedge.runtime.quality import QualityReport, QualityThresholds, assess, assess_size
 from dsedge.utils.images import LoadedImage, load_image
 
-__all__ = ["BACKENDS", "PRECISIONS", "Predictor", "predict"]
+__all__ = ["BACKENDS", "PRECISIONS", "Predictor", "check_output_folder", "predict"]
+
+
+def check_output_folder(folder: Path) -> None:
+    """Create `folder` (heat-maps go there) or say in one line why it cannot be used."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--heatmaps {folder} is a file, not a folder", "pass a folder path (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the heat-map folder {folder}: {e.strerror or e}",
+                        "pass a folder path you can write to") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write to the heat-map folder {folder}: permission denied",
+                        "pass a folder path you can write to")
 
 
 @dataclass
@@ -133,6 +150,8 @@ class Predictor:
 
     def _load(self, path: Path) -> _Item:
         """Header geometry first (no decode of a too-small or too-thin file), then the pixels."""
+        if path.is_symlink() and not path.exists():
+            return self._prepare(str(path), None, error=f"broken symbolic link: {path} -> {os.readlink(path)}")
         if self.quality_checks:
             try:
                 with Image.open(path) as img:
@@ -165,15 +184,23 @@ class Predictor:
                     **self.policy.decide(p),
                 })
                 if heatmaps is not None and cams is not None and it.image is not None:
-                    shown = self._heatmap_class(it.result["decision"], top)
-                    target = heatmaps / f"{Path(it.name).stem}.{self.classes[shown]}.cam.png"
-                    it.result["heatmap"] = str(write_overlay(target, it.image, cams[i][shown], self.preprocessing))
+                    self._draw(it, cams[i], top, heatmaps)
         for it in items:
             it.result.setdefault("probabilities", None)
             it.result.setdefault("top_class", None)
             it.result.setdefault("top_probability", None)
             it.image = it.tensor = None
         return [it.result for it in items]
+
+    def _draw(self, it: _Item, cams: np.ndarray, top: int, heatmaps: Path) -> None:
+        """Overlay PNG of the shown class on the full image, and its raw map (+ artefact warnings) in the result."""
+        shown = self._heatmap_class(it.result["decision"], top)
+        name = self.classes[shown]
+        assert it.image is not None
+        target = heatmaps / f"{Path(it.name).stem}.{name}.cam.png"
+        it.result["heatmap"] = str(write_overlay(target, it.image, cams[shown], self.preprocessing, label=name))
+        it.result["cam"] = cam_report(it.image, cams[shown], self.preprocessing, name)
+        it.result["reasons"] = [*it.result.get("reasons", []), *it.result["cam"]["warnings"]]
 
     def _heatmap_class(self, decision: str, top: int) -> int:
         """The class whose map is drawn: the decided one (MEL for "refer"), so the picture explains the decision."""
@@ -204,9 +231,13 @@ class Predictor:
         return self._run(items, Path(heatmaps) if heatmaps is not None else None) if items else []
 
     def _check_heatmaps(self, heatmaps: str | Path | None) -> None:
-        if heatmaps is not None and not self.has_cam:
+        """Refuse a heat-map folder that cannot be used before any image is classified, not after."""
+        if heatmaps is None:
+            return
+        if not self.has_cam:
             raise BundleError(f"bundle {self.bundle.root} has no `cam` output, so it cannot draw heat-maps",
                               "re-export with `dsedge export ... --cam`")
+        check_output_folder(Path(heatmaps))
 
     def close(self) -> None:
         self.runner.close()
