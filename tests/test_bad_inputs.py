@@ -561,3 +561,16 @@ def test_a_read_only_bundle_fails_before_any_work(env: Path, capsys, monkeypatch
     code, out, err = run([command, str(bundle), "--data", str(env / "isic")], capsys)
     assert_one_clear_line(code, out, err, f"cannot write into folder {bundle}: Read-only file system")
     assert snapshot(env) == before
+
+
+def test_train_refuses_a_label_typo(env: Path, capsys) -> None:
+    """'melanomaa' trained a 4-class model with 'no problems found'."""
+    images = sorted((env / "isic" / "ISIC-2017_Training_Data").glob("*.jpg"))
+    rows = [f"{p},{lab},{split}" for p, lab, split in zip(images, ["MEL", "NV", "SK", "melanomaa", "MEL", "NV"],
+                                                         ["train"] * 4 + ["val"] * 2)]
+    (env / "data.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    before = snapshot(env)
+    code, out, err = run(["train", "--data", str(env / "data.csv"), "--out", str(env / "runs"), *FAST], capsys)
+    assert_one_clear_line(code, out, err, "did you mean 'melanoma (MEL)'?")
+    assert str(env / "data.csv") in err  # the user's CSV, by name
+    assert snapshot(env) == before

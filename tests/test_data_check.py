@@ -74,3 +74,21 @@ def test_quality_option_warns_about_images_predict_would_refuse(tiny_isic: Path,
     assert any(victim.name in q and "too_dark" in q for q in report.quality)
     code, out = run_cli(["data", "check", str(tiny_isic), "--quality"], capsys)
     assert code == 0 and "quality checks" in " ".join(out.split())
+
+
+def test_a_csv_with_several_faults_reports_all_and_keeps_every_split(tmp_path: Path, capsys) -> None:
+    """Issue 26: `data check` showed one fault and dropped the train split from its table."""
+    from PIL import Image
+
+    for name in ("a", "b", "c", "v"):
+        Image.new("RGB", (20, 16), (120, 80, 60)).save(tmp_path / f"{name}.jpg")
+    (tmp_path / "data.csv").write_text("path,label,split\na.jpg,MEL,train\nmissing.jpg,NV,train\n"
+                                       "b.jpg,melanomaa,train\nc.jpg,NV,train\nc.jpg,NV,train\nv.jpg,SK,val\n")
+    report = check_data(tmp_path / "data.csv")
+    assert report.counts == {"train": {"MEL": 1, "NV": 1, "SK": 0}, "val": {"MEL": 0, "NV": 0, "SK": 1}}
+    text = " ".join(report.errors)
+    assert "image not found" in text and "did you mean 'melanoma (MEL)'" in text
+    assert any("counted once" in w for w in report.warnings)
+    code, out = run_cli(["data", "check", str(tmp_path / "data.csv")], capsys)
+    assert code == 1 and "no problems found" not in out
+    assert "train" in out and "melanomaa" in out

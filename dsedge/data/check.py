@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsedge.data import isic
+from dsedge.data import folders, isic
 from dsedge.data.loader import available_splits, detect_layout, load_split
 from dsedge.data.samples import DatasetSplit
 from dsedge.errors import DataError
@@ -83,6 +83,9 @@ def check_data(
         try:
             if report.layout == "isic2017":
                 split, errs = isic.scan_isic_split(p, name)
+                report.errors.extend(errs)
+            elif report.layout == "csv":  # every problem, and the usable rows still counted
+                split, errs = folders.scan_csv_split(p, name)
                 report.errors.extend(errs)
             else:
                 split = load_split(p, name)

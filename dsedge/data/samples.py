@@ -22,6 +22,9 @@ LABEL_ALIASES = {
     "bkl": "SK",  # HAM10000/ISIC 2018 "benign keratosis-like" (includes SK)
 }
 
+#: Other diagnosis codes of ISIC 2018/2019 and HAM10000 exports: known labels, kept as written (own classes).
+OTHER_KNOWN_LABELS = ("akiec", "ak", "bcc", "df", "vasc", "scc")
+
 SPLITS = ("train", "val", "test")
 
 
@@ -65,6 +68,43 @@ class DatasetSplit:
 def normalise_label(label: str) -> str:
     key = label.strip()
     return LABEL_ALIASES.get(key.lower(), key)
+
+
+def _known_spellings() -> dict[str, str]:
+    """Every accepted spelling (lower case) -> its class code."""
+    codes = {c.lower(): c for c in ISIC2017_CLASSES}
+    return {**codes, **LABEL_ALIASES, **{c: c for c in OTHER_KNOWN_LABELS}}
+
+
+def closest_label(label: str) -> str | None:
+    """The known spelling nearest to an unknown `label` ('melanomaa' -> 'melanoma (MEL)'), or None."""
+    import difflib
+
+    known = _known_spellings()
+    match = difflib.get_close_matches(label.strip().lower(), list(known), n=1, cutoff=0.6)
+    if not match:
+        return None
+    return match[0] if known[match[0]] == match[0] else f"{match[0]} ({known[match[0]]})"
+
+
+def unknown_label_problems(first_seen: dict[str, str]) -> dict[str, str]:
+    """Raw label -> problem, for labels no known spelling matches; `first_seen` maps each raw label to where it first appears.
+
+    A typo ('melanomaa') used to become a 4th class silently. A label is an error
+    when it is close to a known one, or when the data also uses known labels (it
+    then cannot be a class of its own by design); data whose labels are all its
+    own (cats, dogs) is left alone.
+    """
+    known = _known_spellings()
+    unknown = {raw: where for raw, where in first_seen.items() if raw.strip().lower() not in known}
+    uses_known = len(unknown) < len(first_seen)
+    problems = {}
+    for raw, where in sorted(unknown.items()):
+        near = closest_label(raw)
+        if near or uses_known:
+            hint = f"; did you mean '{near}'?" if near else ""
+            problems[raw] = f"unknown label '{raw}' ({where}){hint}"
+    return problems
 
 
 def class_order(labels: set[str]) -> list[str]:
