@@ -621,6 +621,8 @@ def make_trt(env: FakeEnv) -> types.ModuleType:
             in_type, out_type = (np.dtype(m.nptype(self.engine.get_tensor_dtype(n))) for n in self.engine.names)
 
             def run() -> None:
+                # NVIDIA: a graph is valid only for the shapes it was captured with
+                assert self.shape == shape, f"graph of shape {shape} replayed after a reshape to {self.shape}"
                 count = int(np.prod(shape))
                 raw = (ctypes.c_byte * (count * in_type.itemsize)).from_address(src)
                 x = np.frombuffer(raw, dtype=in_type).reshape(shape).astype(np.float32)

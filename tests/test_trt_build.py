@@ -112,7 +112,7 @@ def test_trt10_fp16_is_strongly_typed_from_the_fp16_onnx(monkeypatch, bundle: Pa
         warnings.simplefilter("error", TensorRTWarning)  # the preferred path warns about nothing
         plan = build_engine(bundle, "fp16", min_batch=1, opt_batch=4, max_batch=16, workspace_gb=2, opt_level=4)
 
-    assert plan == bundle / f"model.fp16.{H100}.plan"
+    assert plan == bundle / f"model.fp16.{H100}.trt10.3.0.30.plan"
     assert plan.read_bytes().startswith(PLAN_MAGIC)
     strongly = 1 << int(env.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert strongly == 2 and env.find("create_network") == [(strongly,)]
@@ -160,6 +160,33 @@ def test_trt10_weakly_typed_fp16_flag_path(monkeypatch, bundle: Path, tmp_path: 
         build_engine(bundle, "fp16", strongly_typed=False, force=True)
 
 
+def test_trt10_weakly_typed_int8_warns_like_fp16_from_10_12(monkeypatch, bundle: Path) -> None:
+    """Issue 25 item 8: NvInfer.h deprecates kINT8 with kFP16 in 10.12; the INT8 flag path said nothing."""
+    _add_int8(bundle)
+    install(monkeypatch, "10.3.0.30")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TensorRTWarning)  # 10.3: neither flag is deprecated yet
+        build_engine(bundle, "int8", strongly_typed=False)
+    env = install(monkeypatch, "10.13.3.9")
+    with pytest.warns(TensorRTWarning, match=r"deprecates BuilderFlag\.INT8 and BuilderFlag\.FP16"):
+        build_engine(bundle, "int8", strongly_typed=False)
+    assert env.find("set_flag") == [("INT8",), ("FP16",)]
+
+
+def test_engines_of_two_tensorrt_releases_on_one_gpu_live_side_by_side(monkeypatch, bundle: Path) -> None:
+    """Issue 25 item 1: the name carries the TensorRT release, so another TensorRT adds an engine."""
+    install(monkeypatch, "10.3.0.30")
+    jetpack = build_engine(bundle, "fp16")
+    install(monkeypatch, "10.13.3.9")
+    server = build_engine(bundle, "fp16")  # used to stop at "engine already exists" (or replace it with --force)
+    assert jetpack.name == f"model.fp16.{H100}.trt10.3.0.30.plan"
+    assert server.name == f"model.fp16.{H100}.trt10.13.3.9.plan"
+    b = load_bundle(bundle)
+    assert {b.artifacts[p.name]["tensorrt_version"] for p in (jetpack, server)} == {"10.3.0.30", "10.13.3.9"}
+    with pytest.raises(BundleError, match="already exists"):
+        build_engine(bundle, "fp16")  # the same release on the same GPU still needs --force
+
+
 def test_trt11_is_strongly_typed_without_any_creation_flag(monkeypatch, bundle: Path, tmp_path: Path) -> None:
     env = install(monkeypatch, "11.4.0.106")
     assert not hasattr(env.trt.BuilderFlag, "FP16")  # the fake mirrors the 11.x removal
@@ -186,7 +213,7 @@ def test_int8_builds_the_qdq_model_strongly_typed(monkeypatch, bundle: Path, ver
     assert env.find("parse_from_file") == [(str(bundle / "model.int8.onnx"),)]
     assert env.find("set_flag") == []  # explicit quantization: no INT8 flag on either version
     assert env.find("create_network") == [(flags,)]
-    assert plan.name == f"model.int8.{H100}.plan"
+    assert plan.name == f"model.int8.{H100}.trt{version}.plan"
     assert load_bundle(bundle).artifacts[plan.name]["layer_precisions"]["counts"] == {"FP32": 2}
 
 
@@ -265,7 +292,7 @@ def test_timing_cache_is_saved_and_reloaded(monkeypatch, bundle: Path) -> None:
     assert env.find("create_timing_cache") == [(first,)]
     assert env.find("set_timing_cache") == [(1, False)]
     assert cache_info(default_cache.read_bytes())["entries"] == 2
-    entry = load_bundle(bundle).artifacts[f"model.fp16.{H100}.plan"]
+    entry = load_bundle(bundle).artifacts[f"model.fp16.{H100}.trt10.3.0.30.plan"]
     assert entry["timing_cache"] == {"file": default_cache.name, "status": "loaded"}
 
 
@@ -280,8 +307,8 @@ def test_unreadable_or_foreign_timing_cache_starts_fresh_with_a_warning(monkeypa
         plan = build_engine(bundle, "fp32", timing_cache=shared)
     assert env.find("set_timing_cache") == [(1, False), (0, False)]
     assert shared.read_bytes() == foreign  # the other GPU's cache is left alone
-    rebuilt = tmp_path / "shared.rebuilt.cache"
-    assert cache_info(rebuilt.read_bytes()) == {"gpu": "NVIDIA H100 80GB HBM3", "version": "10.3.0.30", "entries": 1}
+    own = tmp_path / f"shared.{H100}.trt10.3.0.30.cache"  # this GPU's and TensorRT's, beside the shared one
+    assert cache_info(own.read_bytes()) == {"gpu": "NVIDIA H100 80GB HBM3", "version": "10.3.0.30", "entries": 1}
     assert load_bundle(bundle).artifacts[plan.name]["timing_cache"]["status"] == "fresh (refused)"
     # a corrupt file TensorRT cannot read at all
     bad = tmp_path / "bad.cache"
@@ -290,7 +317,29 @@ def test_unreadable_or_foreign_timing_cache_starts_fresh_with_a_warning(monkeypa
     with pytest.warns(TensorRTWarning, match="cannot read it"):
         build_engine(bundle, "fp32", timing_cache=bad, force=True)
     assert env.find("create_timing_cache") == [(b"garbage",), (b"",)]
-    assert cache_info((tmp_path / "bad.rebuilt.cache").read_bytes())["entries"] == 1
+    assert cache_info((tmp_path / f"bad.{H100}.trt10.3.0.30.cache").read_bytes())["entries"] == 1
+
+
+def test_a_refused_shared_cache_is_replaced_by_ours_and_read_back_next_time(monkeypatch, bundle: Path,
+                                                                            tmp_path: Path) -> None:
+    """Issue 25 item 7: the fresh cache saved beside a refused one used to be written and never read again."""
+    install(monkeypatch, "10.3.0.30", gpu_name="NVIDIA L4", cc=(8, 9))
+    shared = tmp_path / "shared.cache"
+    build_engine(bundle, "fp32", timing_cache=shared)  # the L4's cache, shared by the team
+    install(monkeypatch, "10.3.0.30")
+    with pytest.warns(TensorRTWarning, match="starting a fresh timing cache"):
+        build_engine(bundle, "fp32", timing_cache=shared)
+    own = tmp_path / f"shared.{H100}.trt10.3.0.30.cache"
+    first = own.read_bytes()
+    env = install(monkeypatch, "10.3.0.30")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TensorRTWarning)  # the second build on the H100 warns about nothing
+        plan = build_engine(bundle, "fp16", timing_cache=shared)
+    assert env.find("create_timing_cache")[1] == (first,)  # our own cache was read back ...
+    assert cache_info(own.read_bytes())["entries"] == 2  # ... and extended, not restarted
+    entry = load_bundle(bundle).artifacts[plan.name]["timing_cache"]
+    assert entry["file"] == own.name and entry["status"].startswith(f"loaded {own.name}")
+    assert cache_info(shared.read_bytes())["gpu"] == "NVIDIA L4"  # the shared file is still the L4's
 
 
 def test_engine_written_atomically_and_existing_engine_needs_force(monkeypatch, bundle: Path) -> None:
@@ -381,7 +430,7 @@ def test_build_cli_with_fake_tensorrt(monkeypatch, bundle: Path, capsys) -> None
               "--workspace-gb", "1", "--opt-level", "2", "--version-compatible", "--json"])
     assert e.value.code == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["engine"].endswith(f"model.fp32.{H100}.plan") and out["tensorrt_version"] == "11.4.0"
+    assert out["engine"].endswith(f"model.fp32.{H100}.trt11.4.0.plan") and out["tensorrt_version"] == "11.4.0"
     assert env.find("profile.set_shape")[0][3] == (4, 3, 32, 32)
     assert env.find("set_flag") == [("VERSION_COMPATIBLE",)]
 

@@ -13,6 +13,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from fake_tensorrt import install
 from tiny_bundle import make_tiny_bundle, reference_logits
@@ -82,29 +83,33 @@ def test_batches_below_profile_min_are_padded(monkeypatch, bundle: Path) -> None
     np.testing.assert_allclose(out, reference_logits(x), rtol=1e-5, atol=1e-5)
 
 
-def test_cuda_graph_captured_per_batch_size_and_recaptured_after_a_shape_change(monkeypatch, bundle: Path) -> None:
+def test_cuda_graph_per_batch_size_in_its_own_context_is_not_recaptured_on_row_switches(monkeypatch,
+                                                                                       bundle: Path) -> None:
+    """Issue 25 item 5: the bench interleaves batch 1, 8 and 32; one shared context re-captured at every switch."""
     env = install(monkeypatch, "11.4.0")
-    build_engine(bundle, "fp16", max_batch=8)
+    build_engine(bundle, "fp16", max_batch=32)
     with TrtRunner.from_bundle(load_bundle(bundle), "fp16", cuda_graph=True) as runner:
         env.calls.clear()
-        for seed in range(3):
-            x = _batch(3, seed)
-            np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
-        assert len(env.find("cudaStreamBeginCapture")) == 1
-        assert len(env.find("cudaGraphLaunch")) == 3
-        # one uncaptured warm-up run before capture, as TensorRT requires after a shape change
+        for _round in range(3):  # the bench's interleaved rounds
+            for n in (1, 8, 32):
+                x = _batch(n, seed=n + _round)
+                np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
+        assert len(env.find("cudaStreamBeginCapture")) == 3  # once per batch size, never again
+        assert len(env.find("create_execution_context")) == 3  # one context per batch size
+        assert len(env.find("cudaGraphLaunch")) == 9
+        assert env.find("cudaGraphExecDestroy") == []  # nothing thrown away between rows
+        # one uncaptured warm-up run before each capture, as TensorRT requires after a shape change
         names = env.names()
         assert names.index("execute_async_v3") < names.index("cudaStreamBeginCapture")
-        x = _batch(6, 9)
-        np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
-        assert len(env.find("cudaStreamBeginCapture")) == 2
-        # back to batch 3: the context was reshaped since that graph was captured, so capture again
-        x = _batch(3, 7)
-        np.testing.assert_allclose(runner.infer(x), reference_logits(x), atol=1e-3)
-        assert len(env.find("cudaStreamBeginCapture")) == 3
-        assert len(env.find("cudaGraphExecDestroy")) == 2  # the stale graphs were destroyed, not kept
+        # each context got its shape once, at creation; replays never reshape it
+        assert [a[1][0] for a in env.find("set_input_shape")] == [1, 8, 32]
         assert runner.info.extra["cuda_graph"] is True and runner.info.extra["cuda_graph_error"] is None
-    assert len(env.find("cudaGraphExecDestroy")) == 3
+        assert runner.info.extra["cuda_graph_batches"] == [1, 8, 32]
+        # more batch sizes than MAX_GRAPH_SHAPES: the least recently used context and its graph go
+        for n in (2, 3):
+            runner.infer(_batch(n))
+        assert runner.info.extra["cuda_graph_batches"] == [2, 3, 8, 32]
+        assert len(env.find("cudaGraphExecDestroy")) == 1
     assert env.graphs == set() and env.capturing == {}  # nothing leaked, no stream left capturing
 
 
@@ -136,6 +141,76 @@ def test_runner_sets_its_device_before_deserializing(monkeypatch, bundle: Path) 
         names = env.names()
         assert env.find("cudaSetDevice") == [(1,)] and names.index("cudaSetDevice") < names.index("Runtime")
         assert env.find("Runtime") == [(1,)]
+
+
+def test_two_runners_on_two_gpus_in_one_thread_each_run_on_their_own(monkeypatch, bundle: Path) -> None:
+    """Issue 25 item 8: the device was made current only in __init__, so runner 0 launched on device 1."""
+    env = install(monkeypatch, "10.3.0.30", device_count=2)
+    build_engine(bundle, "fp32", device=0)
+    with TrtRunner.from_bundle(load_bundle(bundle), "fp32", device=0) as r0, \
+            TrtRunner.from_bundle(load_bundle(bundle), "fp32", device=1) as r1:
+        assert env.current_device == 1  # the last constructor left device 1 current
+        for graph in (False, True):
+            r0.use_graph = r1.use_graph = graph
+            for runner in (r0, r1, r0, r1):
+                x = _batch(3, seed=runner.device)
+                np.testing.assert_allclose(runner.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+                assert env.current_device == runner.device
+        r0.run_resident(3)
+        assert env.current_device == 0
+    assert env.memory == {}
+
+
+def _fp16_io_model() -> onnx.ModelProto:
+    """The tiny model with float16 inputs and outputs (what an FP16-I/O export would give)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from tiny_bundle import BIAS, WEIGHT
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1)],
+        "tiny16",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT16, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT16, ["batch", 3])],
+        initializer=[numpy_helper.from_array(WEIGHT.astype(np.float16), "W"),
+                     numpy_helper.from_array(BIAS.astype(np.float16), "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_fp16_engine_io_is_converted_and_other_io_types_are_refused(monkeypatch, bundle: Path) -> None:
+    """The fake engine's I/O used to be FLOAT always, so FP16 / INT8 I/O in the runner was never exercised."""
+    onnx.save(_fp16_io_model(), str(bundle / "model.fp16.onnx"))
+    b = load_bundle(bundle, verify=False)
+    b.add_artifact("model.fp16.onnx", "onnx", "fp16", simam="function")
+    b.save()
+    env = install(monkeypatch, "10.3.0.30")
+    build_engine(bundle, "fp16", max_batch=8)
+    for graph in (False, True):
+        with TrtRunner.from_bundle(load_bundle(bundle), "fp16", cuda_graph=graph) as runner:
+            assert runner.dtypes == {"input": np.float16, "logits": np.float16}
+            x = _batch(5, seed=21)
+            out = runner.infer(x)
+            assert out.dtype == np.float32
+            np.testing.assert_allclose(out, reference_logits(x), atol=2e-2)  # fp16 input, weights and output
+            d2h = env.find("cudaMemcpyAsync")[-1]
+            assert d2h[2] == 5 * 3 * 2  # half-precision bytes copied back, not float32's
+    for dtype in ("INT8", "BF16"):  # INT8 I/O would get raw float bytes; BF16 has no NumPy type at all
+        io_type = env.trt.DataType[dtype]
+        orig = env.trt.Runtime.deserialize_cuda_engine
+
+        def deserialize(self, data, _orig=orig, _type=io_type):  # noqa: ANN001, ANN202
+            engine = _orig(self, data)
+            engine.get_tensor_dtype = lambda name: _type
+            return engine
+
+        with monkeypatch.context() as m:
+            m.setattr(env.trt.Runtime, "deserialize_cuda_engine", deserialize)
+            with pytest.raises(EngineError, match=f"I/O tensor 'input' is {dtype}; dsedge feeds and reads float32"):
+                TrtRunner.from_bundle(load_bundle(bundle), "fp16")
 
 
 def test_run_resident_skips_copies(monkeypatch, bundle: Path) -> None:
@@ -205,6 +280,23 @@ def test_from_bundle_tries_the_next_matching_engine(monkeypatch, bundle: Path) -
     assert len(env.find("deserialize_cuda_engine")) == 2  # the PCIe plan first, then the next match
     with pytest.raises(EngineError, match=f"{pcie.name}: TensorRT cannot deserialize"):
         TrtRunner.from_bundle(load_bundle(bundle), "fp16")  # without allow_other_gpu only the broken one matches
+
+
+def test_from_bundle_picks_the_engine_of_the_running_tensorrt(monkeypatch, bundle: Path) -> None:
+    """Issue 25 item 1: engines of two TensorRT releases on one GPU model; each runtime gets its own."""
+    install(monkeypatch, "10.3.0.30")
+    jetpack = build_engine(bundle, "fp16", max_batch=8)
+    install(monkeypatch, "10.13.3.9")
+    server = build_engine(bundle, "fp16", max_batch=16)
+    for version, plan, max_batch in (("10.3.0.30", jetpack, 8), ("10.13.3.9", server, 16)):
+        install(monkeypatch, version)
+        with TrtRunner.from_bundle(load_bundle(bundle), "fp16") as runner:
+            assert runner.path == plan and runner.max_batch == max_batch
+    install(monkeypatch, "10.8.0")
+    with pytest.raises(EngineError) as e:
+        TrtRunner.from_bundle(load_bundle(bundle), "fp16")
+    assert "trt10.3.0.30.plan: it was built with TensorRT 10.3.0.30" in e.value.message
+    assert "trt10.13.3.9.plan: it was built with TensorRT 10.13.3.9" in e.value.message
 
 
 def test_refuses_engine_for_another_gpu(monkeypatch, bundle: Path) -> None:

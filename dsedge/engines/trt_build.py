@@ -25,12 +25,15 @@ from `tensorrt.__version__`:
 Every build makes `device` the current CUDA device before the builder exists,
 uses an optimization profile min/opt/max on the batch dimension of the input,
 a persistent timing cache per GPU and TensorRT version (a cache TensorRT
-refuses — another GPU or version — is replaced by a fresh one with a
-warning), a workspace limit, the builder optimization level, detailed
+refuses — another GPU or version — is replaced by one of this GPU and
+version beside it, `<cache>.<gpu-slug>.trt<version>.cache`, which later builds
+read back instead of tuning from scratch again), a workspace limit, the builder optimization level, detailed
 profiling verbosity (so the engine inspector can report per-layer
 precisions, recorded in the manifest) and can make a version-compatible
 engine. The serialized engine lands atomically in the bundle as
-`model.<precision>.<gpu-slug>.plan` with a manifest entry recording the
+`model.<precision>.<gpu-slug>.trt<version>.plan` (one engine per precision,
+GPU model and TensorRT release, so a build with another TensorRT on the same
+GPU adds an engine instead of replacing one) with a manifest entry recording the
 TensorRT version, GPU name, compute capability, precision, typing, TF32,
 profile and sha256 — what `TrtRunner` checks before it runs an engine.
 """
@@ -57,7 +60,7 @@ ONNX_FOR_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "
 #: Manifest precision of `dsedge calibrate`'s mixed twin: the same Q/DQ with FP16 float layers
 #: (SimAM reductions FP32), what a strongly typed INT8 engine should be built from.
 MIXED_INT8 = "int8-fp16"
-#: TensorRT 10.12 deprecated BuilderFlag.FP16 (strong typing supersedes it); 11.0 removed it.
+#: TensorRT 10.12 deprecated BuilderFlag.FP16 and .INT8 (strong typing supersedes them); 11.0 removed them.
 FP16_FLAG_DEPRECATED = (10, 12)
 
 
@@ -86,10 +89,17 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def engine_filename(precision: str, gpu: DeviceInfo | str) -> str:
-    """`model.<precision>.<gpu-slug>.plan`: one engine per precision and GPU model in a bundle."""
+def engine_filename(precision: str, gpu: DeviceInfo | str, version: str) -> str:
+    """`model.<precision>.<gpu-slug>.trt<version>.plan`: one engine per precision, GPU model and TensorRT.
+
+    A plan runs only on the TensorRT release that built it (`trt_versions`), so
+    the release is part of the name: engines for JetPack's 10.3 and a server's
+    10.13 on the same GPU model live side by side, and `TrtRunner.from_bundle`
+    and the Triton export pick by GPU and version.
+    """
     slug = gpu.slug if isinstance(gpu, DeviceInfo) else gpu_slug(gpu)
-    return f"model.{precision}.{slug}.plan"
+    version_tuple(version)  # refuse an unparsable version before it becomes a file name
+    return f"model.{precision}.{slug}.trt{version}.plan"
 
 
 def make_logger(trt: ModuleType) -> Any:
@@ -134,6 +144,13 @@ def _onnx_if_present(bundle: Bundle, precision: str) -> Path | None:
     return bundle.path(canonical if canonical in names else names[0])
 
 
+def _warn_deprecated_flags(version: str, flags: str) -> None:
+    """TensorRT 10.12 deprecated the precision builder flags (FP16 and INT8 alike, NvInfer.h): say so."""
+    if version_tuple(version)[:2] >= FP16_FLAG_DEPRECATED:
+        warn(f"TensorRT {version} deprecates BuilderFlag.{flags.replace(' and ', ' and BuilderFlag.')} "
+             "(weak typing); a strongly typed build from the ONNX's own precision is the supported path")
+
+
 def typing_plan(bundle: Bundle, precision: str, version: str, strongly_typed: bool | None) -> TypingPlan:
     """Choose the ONNX and typing for `precision` on TensorRT `version` (see the module docstring)."""
     major = version_tuple(version)[0]
@@ -149,6 +166,7 @@ def typing_plan(bundle: Bundle, precision: str, version: str, strongly_typed: bo
         qdq = _onnx_if_present(bundle, "int8")
         mixed = _onnx_if_present(bundle, MIXED_INT8)
         if strongly_typed is False:  # weak typing: INT8+FP16 flags let TensorRT pick FP16 for float layers
+            _warn_deprecated_flags(version, "INT8 and FP16")
             return TypingPlan(qdq or bundle.require("onnx", "int8"), False, ["INT8", "FP16"])
         # strong typing: layers run in the ONNX's types, so the mixed twin keeps float layers FP16
         return TypingPlan(mixed or qdq or bundle.require("onnx", "int8"), True)
@@ -157,9 +175,7 @@ def typing_plan(bundle: Bundle, precision: str, version: str, strongly_typed: bo
         return TypingPlan(fp16_onnx, True)
     if major >= 11 or strongly_typed:
         bundle.require("onnx", "fp16")  # raises: strong typing needs the FP16 ONNX
-    if version_tuple(version)[:2] >= FP16_FLAG_DEPRECATED:
-        warn(f"TensorRT {version} deprecates BuilderFlag.FP16 (weak typing); "
-             "a strongly typed build from model.fp16.onnx is the supported path")
+    _warn_deprecated_flags(version, "FP16")
     source = fp16_onnx or _onnx_if_present(bundle, "fp32") or bundle.require("onnx", "fp32")
     return TypingPlan(source, False, ["FP16"])
 
@@ -203,28 +219,54 @@ def timing_cache_name(gpu: DeviceInfo, version: str) -> str:
     return f"timing.{gpu.slug}.trt{version}.cache"
 
 
-def _attach_timing_cache(config: Any, path: Path) -> tuple[Path, str]:
-    """Load `path` into the config; (where to save the cache after the build, what happened).
+def own_cache_path(path: Path, gpu: DeviceInfo, version: str) -> Path:
+    """Where this GPU and TensorRT keep their cache when TensorRT refuses `path`.
 
-    A cache TensorRT cannot read (truncated, other format) or refuses
-    (`set_timing_cache` returns False: made on another GPU or TensorRT version)
-    is not an error: we warn and start a fresh one, saved beside the refused
-    file (never over it: it may be another GPU's shared cache).
+    `<stem>.<gpu-slug>.trt<version><suffix>` beside it: never over the refused
+    file (it may be another GPU's shared cache), never over another GPU's
+    fallback, and found again by the next build on this GPU and version. A
+    path that already names this GPU and version (the bundle's default) is its
+    own fallback.
     """
+    tag = f"{gpu.slug}.trt{version}"
+    return path if tag in path.name else path.with_name(f"{path.stem}.{tag}{path.suffix}")
+
+
+def _load_cache(config: Any, path: Path) -> tuple[bool | None, bytes]:
+    """(accepted: True, refused: False, unreadable: None; the bytes read) for the cache file at `path`."""
     data = path.read_bytes() if path.is_file() else b""
     try:
         cache = config.create_timing_cache(data)
     except Exception:  # noqa: BLE001 - TensorRT raises for an unreadable blob
-        cache = None
-    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return None, data
+    if cache is None:
+        return None, data
+    return bool(config.set_timing_cache(cache, ignore_mismatch=False)), data
+
+
+def _attach_timing_cache(config: Any, path: Path, own: Path) -> tuple[Path, str]:
+    """Load `path` into the config; (where to save the cache after the build, what happened).
+
+    A cache TensorRT cannot read (truncated, other format) or refuses
+    (`set_timing_cache` returns False: made on another GPU or TensorRT version)
+    is not an error: `own` (see `own_cache_path`) is tried next, and only when
+    that is missing or refused too do we warn and start a fresh cache, saved to
+    `own` so the next build reads it back.
+    """
+    accepted, data = _load_cache(config, path)
+    if accepted:
         return path, "loaded" if data else "new"
-    save_to = path.with_name(f"{path.stem}.rebuilt{path.suffix}") if data else path
-    why = "cannot read it" if cache is None else "refused it (made on another GPU or TensorRT version)"
+    if own != path and own.is_file():
+        own_accepted, _ = _load_cache(config, own)
+        if own_accepted:
+            return own, f"loaded {own.name} ({path.name} is another GPU's or TensorRT's)"
+    save_to = own if data else path
+    why = "cannot read it" if accepted is None else "refused it (made on another GPU or TensorRT version)"
     warn(f"TensorRT {why}: {path}; starting a fresh timing cache, saved to {save_to.name}")
     fresh = config.create_timing_cache(b"")
     if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
         raise EngineError(f"TensorRT refused even an empty timing cache for {path}", "report this with `dsedge doctor`")
-    return save_to, "fresh (unreadable)" if cache is None else "fresh (refused)"
+    return save_to, "fresh (unreadable)" if accepted is None else "fresh (refused)"
 
 
 def _set_tf32(trt: ModuleType, config: Any, precision: str, tf32: bool) -> bool | None:
@@ -442,7 +484,7 @@ def build_engine(
     rt = import_cudart()
     set_device(device, rt)  # TensorRT builds for the current device: set it before the Builder exists
     gpu = device_info(device, rt)
-    target = b.path(engine_filename(precision, gpu))
+    target = b.path(engine_filename(precision, gpu, version))
     if target.exists() and not force:
         raise BundleError(f"engine already exists: {target}", "pass --force to rebuild it")
 
@@ -450,7 +492,7 @@ def build_engine(
     config, tf32_state = _make_config(session, plan, opts)
     input_name, shapes = _add_batch_profile(session, config, b, opts)
     cache_path = Path(timing_cache) if timing_cache else b.path(timing_cache_name(gpu, version))
-    cache_out, cache_status = _attach_timing_cache(config, cache_path)
+    cache_out, cache_status = _attach_timing_cache(config, cache_path, own_cache_path(cache_path, gpu, version))
     data, seconds = _serialize(session, config, plan, precision)
     layers = _layer_precisions(session, data, version_compatible)
     if precision == "int8":

@@ -12,19 +12,32 @@ Execution follows NVIDIA's documented sequence: `set_input_shape`, then
 `set_tensor_address` for every I/O tensor, then `execute_async_v3(stream)`,
 with pinned host buffers and async copies on one stream. Buffers are sized
 for the profile's maximum batch once, so addresses never change, which is
-what makes CUDA-graph capture (`cuda_graph=True`) valid. A graph is captured
-per batch size after one uncaptured run (TensorRT needs it after a shape
-change) and is only replayed while the context keeps that shape: NVIDIA
-documents a graph as valid for the shapes it was captured with, not after the
-context was reshaped in between, so a batch-size change re-captures. A failed
-capture is ended and discarded, and the runner warns and continues without
-graphs, as trtexec does. Batches above the profile's maximum are split into
-chunks, or refused with `split=False`.
+what makes CUDA-graph capture (`cuda_graph=True`) valid. NVIDIA documents a
+graph as valid only for the shapes it was captured with, not after its context
+was reshaped, so with graphs on each batch size gets its own execution context
+(input shape set once, same I/O buffers) and its own graph, captured after one
+uncaptured run: the bench's rows at batch 1, 8 and 32 then replay their graphs
+instead of re-capturing on every row switch. The contexts run one after the
+other on one stream, so they may share the one optimization profile (NVIDIA:
+only contexts "in concurrent use" need separate profiles); at most
+`MAX_GRAPH_SHAPES` are kept, least recently used first out. A failed capture
+is ended, discarded and the CUDA runtime's last error cleared, and the runner
+warns and continues without graphs, as trtexec does. Batches above the
+profile's maximum are split into chunks, or refused with `split=False`.
+
+The runner's device is made current at every call, not only at construction:
+CUDA's current device is per thread, so two runners on two GPUs used from one
+thread would otherwise launch the first one's engine on the second's device.
+Engine inputs and outputs may be FP32 or FP16 (converted on the host); other
+I/O types (INT8, BF16, ...) are refused with a clear error instead of feeding
+raw float bytes to them.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +58,24 @@ from dsedge.engines.trt_build import TensorRTWarning, import_tensorrt, make_logg
 from dsedge.engines.trt_versions import same_release, version_mismatch
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.runtime.bundle import Bundle, load_bundle
+
+#: batch sizes that keep their own execution context and CUDA graph (bench: 1, 8, 32 and one spare)
+MAX_GRAPH_SHAPES = 4
+#: engine I/O types the runner converts to and from (float32 on the caller's side)
+IO_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+@dataclass
+class _ShapeContext:
+    """An execution context fixed to one batch size, with its graphs (copies? -> graph)."""
+
+    context: Any
+    graphs: dict[bool, CudaGraph] = field(default_factory=dict)
+
+    def drop_graphs(self) -> None:
+        for graph in self.graphs.values():
+            graph.destroy()
+        self.graphs.clear()
 
 
 def engine_mismatch(
@@ -112,13 +143,13 @@ class TrtRunner(Runner):
                 f"refusing to run {self.path.name}: {why}",
                 "rebuild it here with `dsedge build BUNDLE --precision ...`",
             )
+        self.device = int(device)
         set_device(device, rt)  # TensorRT deserializes onto the current device
         self.precision = precision or entry.get("precision", "unknown")
         self.split = split
         self.use_graph = cuda_graph
         self.graph_error: str | None = None
-        self._graphs: dict[bool, CudaGraph] = {}  # copies? -> graph, all for batch size `_graph_batch`
-        self._graph_batch: int | None = None
+        self._shapes: OrderedDict[int, _ShapeContext] = OrderedDict()  # batch size -> context + graphs
         self._buffers: list[Any] = []
         self.stream: Stream | None = None
 
@@ -161,7 +192,22 @@ class TrtRunner(Runner):
         self.min_batch, self.max_batch = lo[0], hi[0]
         self.profile = (lo[0], _opt[0], hi[0])
         self.sample_shape = hi[1:]
-        self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        self.dtypes = {n: self._io_dtype(n) for n in names}
+
+    def _io_dtype(self, name: str) -> np.dtype:
+        """The NumPy type of I/O tensor `name`; only FP32 and FP16 I/O can take images and give logits."""
+        trt_type = self.engine.get_tensor_dtype(name)
+        try:
+            dtype = np.dtype(self.trt.nptype(trt_type))
+        except TypeError:  # BF16, FP8: no NumPy type
+            dtype = None
+        if dtype not in IO_DTYPES:
+            raise EngineError(
+                f"{self.path.name}: I/O tensor {name!r} is {getattr(trt_type, 'name', trt_type)}; "
+                "dsedge feeds and reads float32 or float16 tensors",
+                "build the engine from an ONNX with float32 (or float16) inputs and outputs",
+            )
+        return dtype
 
     def _allocate(self) -> None:
         rt, ctx = self.rt, self.context
@@ -177,8 +223,17 @@ class TrtRunner(Runner):
             dev = DeviceBuffer(rt, host.nbytes)
             self._buffers += [host, dev]
             self.host[name], self.dev[name] = host, dev
+        self._bind(ctx)
+
+    def _bind(self, ctx: Any) -> None:
+        """Point every I/O tensor of `ctx` at the runner's static device buffers."""
+        for name, dev in self.dev.items():
             if not ctx.set_tensor_address(name, dev.ptr):
                 raise EngineError(f"TensorRT refused the device address of tensor {name!r}")
+
+    def _activate(self) -> None:
+        """Make the runner's device current (CUDA's current device is per thread, shared by all runners)."""
+        set_device(self.device, self.rt)
 
     # -- Runner interface ----------------------------------------------------------------------
 
@@ -194,11 +249,13 @@ class TrtRunner(Runner):
                 "profile": list(self.profile),
                 "cuda_graph": self.use_graph,
                 "cuda_graph_error": self.graph_error,
+                "cuda_graph_batches": sorted(self._shapes),
                 "compute_capability": self.gpu.compute_capability,
             },
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        self._activate()
         x = check_batch(batch, channels=self.sample_shape[0])
         if tuple(x.shape[1:]) != self.sample_shape:
             raise EngineError(f"{self.path.name} takes N x {self.sample_shape}, got {tuple(x.shape)}")
@@ -232,69 +289,87 @@ class TrtRunner(Runner):
         """
         if not self.min_batch <= batch_size <= self.max_batch:
             raise EngineError(f"batch {batch_size} is outside the engine's profile {self.min_batch}..{self.max_batch}")
+        self._activate()
         self._launch(int(batch_size), copies=False)
 
     def _launch(self, n: int, copies: bool) -> tuple[int, ...]:
-        """Set the shape, run (through a CUDA graph for this batch size if enabled), wait; return the output shape."""
+        """Run batch n (through its own context's CUDA graph if enabled), wait; return the output shape."""
         assert self.stream is not None
+        if self.use_graph:
+            shaped = self._context_for(n)
+            graph = self._graph_for(shaped, n, copies)
+            if graph is not None:
+                graph.launch(self.stream)
+                self.stream.synchronize()
+                return tuple(int(d) for d in shaped.context.get_tensor_shape(self.output_name))
         shape = (n, *self.sample_shape)
         if not self.context.set_input_shape(self.input_name, shape):
             raise EngineError(f"{self.path.name} rejected the input shape {shape}")
-        out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
-        graph = self._graph_for(n, copies) if self.use_graph else None
-        if graph is not None:
-            graph.launch(self.stream)
-        else:
-            self._enqueue(n, copies)
+        self._enqueue(self.context, n, copies)
         self.stream.synchronize()
-        return out_shape
+        return tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
 
-    def _graph_for(self, n: int, copies: bool) -> CudaGraph | None:
-        """The graph for batch n, captured now if needed; graphs of another batch size are dropped first."""
-        if self._graph_batch != n:
-            self._drop_graphs()
-            self._graph_batch = n
-        graph = self._graphs.get(copies)
+    def _context_for(self, n: int) -> _ShapeContext:
+        """The execution context kept for batch n (made now if needed; the least recently used goes first)."""
+        if n in self._shapes:
+            self._shapes.move_to_end(n)
+            return self._shapes[n]
+        while len(self._shapes) >= MAX_GRAPH_SHAPES:
+            _n, old = self._shapes.popitem(last=False)
+            old.drop_graphs()
+        ctx = self.engine.create_execution_context()
+        if ctx is None:
+            raise EngineError(f"TensorRT could not create an execution context for {self.path.name}")
+        shape = (n, *self.sample_shape)
+        if not ctx.set_input_shape(self.input_name, shape):
+            raise EngineError(f"{self.path.name} rejected the input shape {shape}")
+        self._bind(ctx)
+        self._shapes[n] = shaped = _ShapeContext(ctx)
+        return shaped
+
+    def _graph_for(self, shaped: _ShapeContext, n: int, copies: bool) -> CudaGraph | None:
+        """The graph of batch n's context, captured now if it has none yet."""
+        graph = shaped.graphs.get(copies)
         if graph is None:
-            graph = self._capture(n, copies)
+            graph = self._capture(shaped.context, n, copies)
             if graph is not None:
-                self._graphs[copies] = graph
+                shaped.graphs[copies] = graph
         return graph
 
     def _drop_graphs(self) -> None:
-        for graph in self._graphs.values():
-            graph.destroy()
-        self._graphs.clear()
-        self._graph_batch = None
+        for shaped in self._shapes.values():
+            shaped.drop_graphs()
+        self._shapes.clear()
 
-    def _enqueue(self, n: int, copies: bool = True) -> None:
+    def _enqueue(self, ctx: Any, n: int, copies: bool = True) -> None:
         """H2D copy of n samples, the engine, D2H copies of the outputs: all async on our stream."""
         assert self.stream is not None
         if copies:
             inp = self.host[self.input_name]
             per_sample = inp.nbytes // self.max_batch
             self.stream.h2d(self.dev[self.input_name].ptr, inp.ptr, n * per_sample)
-        if not self.context.execute_async_v3(self.stream.ptr):
+        if not ctx.execute_async_v3(self.stream.ptr):
             raise EngineError(f"TensorRT execution of {self.path.name} failed ({self._logger.tail() or 'no log'})")
         if copies:
             for name in self.output_names:
-                nbytes = int(np.prod(self.context.get_tensor_shape(name))) * self.dtypes[name].itemsize
+                nbytes = int(np.prod(ctx.get_tensor_shape(name))) * self.dtypes[name].itemsize
                 self.stream.d2h(self.host[name].ptr, self.dev[name].ptr, nbytes)
 
-    def _capture(self, n: int, copies: bool) -> CudaGraph | None:
-        """Capture (copies +) engine for batch n; None (graphs off, with a warning) if capture fails.
+    def _capture(self, ctx: Any, n: int, copies: bool) -> CudaGraph | None:
+        """Capture (copies +) engine for batch n on `ctx`; None (graphs off, with a warning) if capture fails.
 
         TensorRT needs one uncaptured enqueue after a shape change, so one runs
-        first. If anything in the capture fails, the capture is ended and its
-        graph destroyed (a stream left capturing would break every later
-        launch), and the runner falls back to plain enqueues, as trtexec does.
+        first. If anything in the capture fails, the capture is ended, its
+        graph destroyed and the last CUDA error cleared (a stream left
+        capturing, or a stale error, would break every later launch), and the
+        runner falls back to plain enqueues, as trtexec does.
         """
         assert self.stream is not None
-        self._enqueue(n, copies)
+        self._enqueue(ctx, n, copies)
         self.stream.synchronize()
         try:
             self.stream.begin_capture()
-            self._enqueue(n, copies)
+            self._enqueue(ctx, n, copies)
         except EngineError as e:
             self.stream.abort_capture()
             return self._graphs_off(e)
@@ -310,7 +385,7 @@ class TrtRunner(Runner):
         warnings.warn(
             f"CUDA graph capture failed for {self.path.name} ({error.message}); running without CUDA graphs",
             TensorRTWarning,
-            stacklevel=5,
+            stacklevel=6,
         )
         return None
 
@@ -319,6 +394,8 @@ class TrtRunner(Runner):
             self.stream.synchronize()
 
     def close(self) -> None:
+        if self._buffers or self._shapes:
+            self._activate()  # free on the runner's own device
         self._drop_graphs()
         for buf in self._buffers:
             buf.free()
