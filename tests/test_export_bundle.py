@@ -48,7 +48,7 @@ def _session(path: Path) -> ort.InferenceSession:
 def test_manifest_describes_the_bundle(bundle_dir: Path) -> None:
     m = load_bundle(bundle_dir).manifest
     assert sorted(p.name for p in bundle_dir.iterdir()) == [
-        "MODEL_CARD.md", "dsedge.json", "model.fp16.onnx", "model.inline.onnx", "model.onnx"]
+        "MODEL_CARD.md", "dsedge.json", "model.fp16.onnx", "model.inline.onnx", "model.onnx", "vectors"]
     arts = m["artifacts"]
     assert (arts["model.onnx"]["kind"], arts["model.onnx"]["precision"], arts["model.onnx"]["simam"]) == (
         "onnx", "fp32", "function")

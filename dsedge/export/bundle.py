@@ -191,6 +191,7 @@ def _build_manifest(
     from dsedge.export.model_card import training_summary
     from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME
     from dsedge.runtime.bundle import new_manifest
+    from dsedge.runtime.contract import preprocessing_contract
 
     result = exported.result
     input_spec = {"name": "input", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW"}
@@ -202,6 +203,7 @@ def _build_manifest(
         "nodes_before_outlining": result.outline.nodes_before,
         "nodes_after_outlining": result.outline.nodes_after,
     }
+    manifest["preprocessing_contract"] = preprocessing_contract(preprocessing)  # the exact algorithm (issue 23)
     manifest["training"] = training_summary(meta)
     manifest["tools"] = tool_versions()
     manifest["parity"] = parity
@@ -217,6 +219,7 @@ def _write_bundle(out: Path, force: bool, exported: _Exported, manifest: dict[st
     """
     from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card
     from dsedge.export.onnx import save_onnx
+    from dsedge.export.vectors import write_vectors
     from dsedge.runtime.bundle import add_artifact, load_bundle, write_manifest
     from dsedge.utils.io import atomic_dir
 
@@ -234,6 +237,7 @@ def _write_bundle(out: Path, force: bool, exported: _Exported, manifest: dict[st
             (tmp / MODEL_CARD_FILE).write_text(render_model_card(manifest), encoding="utf-8")
             add_artifact(manifest, tmp, MODEL_CARD_FILE, "model-card", "n/a")
             write_manifest(tmp, manifest)  # sealed (DESIGN §5)
+            write_vectors(tmp)  # golden vectors (vectors/), inside the all-or-nothing write
             load_bundle(tmp, verify=True)  # prove the folder reads back before it goes live
     except FileExistsError:
         raise BundleError(f"output folder {out} already exists", "pass --force to replace it") from None

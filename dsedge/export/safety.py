@@ -55,8 +55,12 @@ def foreign_entries(folder: Path) -> list[str]:
     entries = sorted(folder.iterdir(), key=lambda p: p.name)
     if listed is None:
         return [p.name + ("/" if p.is_dir() else "") for p in entries]
+    from dsedge.runtime.vectors import VECTORS_DIR, is_vectors_dir  # golden vectors: a folder dsedge writes
+
     foreign = []
     for p in entries:
+        if p.name == VECTORS_DIR and p.is_dir() and not p.is_symlink() and is_vectors_dir(p):
+            continue
         if p.name == MANIFEST_NAME or (p.is_file() and not p.is_symlink()
                                        and (p.name in listed or _temp_of(p.name, listed)
                                             or any(fnmatch.fnmatch(p.name, g) for g in BY_PRODUCTS))):
