@@ -574,3 +574,21 @@ def test_train_refuses_a_label_typo(env: Path, capsys) -> None:
     assert_one_clear_line(code, out, err, "did you mean 'melanoma (MEL)'?")
     assert str(env / "data.csv") in err  # the user's CSV, by name
     assert snapshot(env) == before
+
+
+def test_tables_are_not_wrapped_when_piped(monkeypatch) -> None:
+    """`dsedge predict ... | cat` split paths over lines: off a terminal rich squeezed tables to 80 columns."""
+    import io
+
+    from rich.table import Table
+
+    from dsedge.cli.app import make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    path = "/data/" + "a-long-folder-name/" * 8 + "lesion.jpg"
+    table = Table("image", "decision", "melanoma risk", "MEL", "NV", "SK")
+    table.add_row(path, "refer", "0.512", "0.512", "0.301", "0.187")
+    piped = io.StringIO()
+    make_console(file=piped).print(table)
+    assert any(path in line for line in piped.getvalue().splitlines()), piped.getvalue()
+    assert make_console().width > 1000 and make_console(stderr=True).width > 1000  # pytest's output is not a tty

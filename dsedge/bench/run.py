@@ -41,6 +41,7 @@ from dsedge.bench.stability import GuardLimits, MachineGuard, logical_cpus
 from dsedge.engines import registry
 from dsedge.engines.base import Runner
 from dsedge.errors import DsedgeError
+from dsedge.utils.console import make_console
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 REFERENCE = ("torch", "fp32")
@@ -157,7 +158,7 @@ def run_bench(
     reads `$DSEDGE_ISIC2017` as `data` when no data is given. Returns the result
     dict also written to `out/bench.json`.
     """
-    console = console or Console()
+    console = console or make_console()
     ref = _reference(reference)
     pairs = plan_runners(backends, precisions, ref)
     sizes = _batch_sizes(batch_sizes)

@@ -1,17 +1,20 @@
 """The typer application object and the shared consoles (kept apart to avoid import cycles).
 
-Both consoles use `soft_wrap=True`: when stdout is not a terminal, rich would
-otherwise hard-wrap every line at 80 columns, which splits an error message
-(and any path or JSON in it) across lines and breaks scripts and tests that
-grep the output. A terminal still folds long lines itself.
+Every console comes from `dsedge.utils.console.make_console`: `soft_wrap=True`, and when its file is
+not a terminal (`dsedge predict ... | cat`, a log file, CI) a width of
+`PIPE_WIDTH` columns instead of rich's default 80. Off a terminal rich
+otherwise hard-wraps text and squeezes tables to 80 columns, which split an
+error message, a path or a table row over lines and broke scripts that grep
+the output (issue 26). A terminal still gets its real width. `COLUMNS` wins
+when set.
 """
 
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
 from dsedge import __version__
+from dsedge.utils.console import PIPE_WIDTH, make_console  # noqa: F401 - re-exported for the commands
 
 
 def _version(value: bool) -> None:
@@ -42,5 +45,5 @@ def _root(
     """DS-ResNet50 dermoscopy classifier, from training to an embedded engine."""
 
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err_console = make_console(stderr=True)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dsedge.cli.app import app
+from dsedge.cli.app import app, make_console
 
 
 def _limit(text: str, option: str) -> float | None:
@@ -117,7 +117,7 @@ def calibrate_command(
                     max_mean_auc_delta=_limit(max_mean_auc_delta, "--max-mean-auc-delta"),
                     mel_recall_not_lower=mel_recall)
 
-    console = Console(file=sys.stdout)  # explicit file: ORT's prints are redirected while it calibrates
+    console = make_console(file=sys.stdout)  # explicit file: ORT's prints are redirected while it calibrates
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=True,

@@ -58,6 +58,7 @@ from dsedge.train.state import (
     recover,
     save_optimizer,
 )
+from dsedge.utils.console import make_console
 from dsedge.utils.io import atomic_write_json, atomic_write_text, is_disk_full
 
 HISTORY_FIELDS = (
@@ -595,7 +596,7 @@ def train(
     state; `cfg` must then agree with the stored config on `RESUME_LOCKED`
     (use `resume_config`). Under torchrun every rank calls this; rank 0 writes.
     """
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     ctx = D.setup(cfg.device)
     s = None
     try:
