@@ -15,13 +15,16 @@ from dsedge.cli.app import app, console, err_console
 @app.command("predict")
 def predict_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (from `dsedge export`)."),
-    inputs: list[str] = typer.Argument(..., help="Image files, folders of images, or globs ('scans/*.jpg')."),
+    inputs: list[str] = typer.Argument(None, help="Image files, folders of images, or globs ('scans/*.jpg')."),
     backend: str = typer.Option("auto", "--backend", "-b", help="auto | tensorrt | onnxruntime | openvino."),
     precision: str = typer.Option(None, "--precision", "-p",
                                   help="fp32 | fp16 | bf16 | int8 (default: best available)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per inference call."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
+    check_vectors: bool = typer.Option(False, "--check-vectors",
+                                       help="Check this runtime against the bundle's golden vectors; exit 1 on a mismatch."),
+    timings: bool = typer.Option(False, "--timings", help="Also time decode / quality / preprocess / infer / post per image."),
     heatmaps: Path | None = typer.Option(None, "--heatmaps",
                                          help="Write class-activation overlays here (bundle exported with --cam)."),
     no_quality: bool = typer.Option(False, "--no-quality-checks", help="Skip the input-quality checks."),
@@ -32,9 +35,23 @@ def predict_command(
     from dsedge.runtime.results import expand_inputs, results_csv, run_summary, summary_line
     from dsedge.utils.io import atomic_write_text
 
+    if check_vectors:
+        from dsedge.runtime.vectors import check_vectors as run_check
+
+        report = run_check(bundle, backend=backend, precision=precision)
+        print(json.dumps(report.to_dict(), indent=2) if json_out else report.summary())
+        raise typer.Exit(0 if report.ok else 1)
+    if not inputs:
+        from dsedge.errors import DataError
+
+        raise DataError("no images given", "pass image files, folders or globs after the bundle")
     paths = expand_inputs(inputs)
     with Predictor(bundle, backend=backend, precision=precision, quality_checks=not no_quality) as predictor:
         results = predictor.predict(paths, batch_size=batch_size, heatmaps=heatmaps)
+        if timings:
+            from dsedge.runtime.timing import attach_timings, format_timings
+
+            stage_rows = attach_timings(predictor, results, paths)
         info, reason, classes = predictor.info, predictor.fallback_reason, predictor.classes
         policy = predictor.policy
         summary = run_summary(results, classes, predictor.bundle.manifest)
@@ -48,6 +65,8 @@ def predict_command(
         console.print(summary_line(summary), highlight=False)
         if reason and backend == "auto" and verbose:
             console.print(f"[dim]TensorRT not used: {escape(reason)}[/]", highlight=False)
+    if timings and not json_out:
+        print(format_timings(stage_rows))
     failed = [r for r in results if r.get("error")]
     for r in failed:
         err_console.print(f"[bold red]error:[/] {escape(r['error'])}", highlight=False)
