@@ -21,6 +21,7 @@ from tiny_bundle import CLASSES, make_tiny_bundle
 from dsedge.engines.trt_build import build_engine
 from dsedge.errors import BundleError, DsedgeError
 from dsedge.export.triton import TritonWarning, export_triton, server_args
+from dsedge.runtime.bundle import load_bundle
 
 F = descriptor_pb2.FieldDescriptorProto
 
@@ -198,3 +199,125 @@ def test_engine_profile_must_start_at_batch_1(monkeypatch, bundle: Path, tmp_pat
         export_triton(bundle, tmp_path / "repo", max_batch=16, backends=("tensorrt",),
                       gpu="NVIDIA H100 80GB HBM3", tensorrt_version="10.3.0.30")
     assert not (tmp_path / "repo").exists()
+
+
+def test_engine_is_picked_by_tensorrt_release_on_one_gpu_model(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+    """Issue 25 item 1: two releases on one GPU model used to share one file name; now both are kept."""
+    install(monkeypatch, "10.3.0.30")
+    jetpack = build_engine(bundle, "fp16", max_batch=16)
+    install(monkeypatch, "10.13.3.9")
+    server = build_engine(bundle, "fp16", max_batch=16)
+    for version, plan in (("10.3.0.30", jetpack), ("10.13.3.9", server)):
+        repo = export_triton(bundle, tmp_path / version, max_batch=16, backends=("tensorrt",),
+                             gpu="NVIDIA H100 80GB HBM3", tensorrt_version=version)
+        assert (repo / "dsedge" / "1" / "model.plan").read_bytes() == plan.read_bytes()
+    with pytest.warns(TritonWarning, match=r"pass --tensorrt-version\); other engines of this precision: .*trt10"):
+        export_triton(bundle, tmp_path / "guess", max_batch=16, backends=("tensorrt",), gpu="NVIDIA H100 80GB HBM3")
+
+
+def test_force_refuses_a_model_folder_with_the_users_files(bundle: Path, tmp_path: Path, capsys) -> None:
+    """Issue 26: `export-triton b1 tri --name foo --force` deleted tri/foo/mine.txt."""
+    from dsedge.cli import main
+
+    mine = tmp_path / "tri" / "foo" / "mine.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        main(["export-triton", str(bundle), str(tmp_path / "tri"), "--name", "foo", "--backend", "onnx", "--force"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "replaces only a model folder dsedge wrote" in err and "mine.txt" in err
+    assert mine.read_text() == "mine"
+    # a folder this export wrote is replaced with --force, also when it was written before ...
+    export_triton(bundle, tmp_path / "tri", model_name="bar", backends=("onnx",))
+    export_triton(bundle, tmp_path / "tri", model_name="bar", backends=("onnx",), force=True, max_batch=4)
+    assert _parse(tmp_path / "tri" / "bar" / "config.pbtxt").max_batch_size == 4
+    # ... but not once a user put something into it, even deep inside the version folder
+    (tmp_path / "tri" / "bar" / "1" / "notes.txt").write_text("keep")
+    with pytest.raises(DsedgeError, match=r"also holds 1/notes\.txt"):
+        export_triton(bundle, tmp_path / "tri", model_name="bar", backends=("onnx",), force=True)
+    assert (tmp_path / "tri" / "bar" / "1" / "notes.txt").read_text() == "keep"
+
+
+def test_a_file_as_repository_is_a_user_error_not_an_internal_one(bundle: Path, tmp_path: Path, capsys) -> None:
+    """Issue 26: `export-triton b1 tri/keep.txt` (a file) exited 3."""
+    from dsedge.cli import main
+
+    keep = tmp_path / "tri" / "keep.txt"
+    keep.parent.mkdir()
+    keep.write_text("keep")
+    for repo in (keep, keep / "sub"):
+        with pytest.raises(SystemExit) as e:
+            main(["export-triton", str(bundle), str(repo), "--backend", "onnx"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "is a file, not a folder" in err and "internal error" not in err
+    assert keep.read_text() == "keep"
+    model_file = tmp_path / "tri" / "dsedge"  # a file where the model folder would go, even with --force
+    model_file.write_text("not a folder")
+    with pytest.raises(DsedgeError, match="exists and is not a model folder"):
+        export_triton(bundle, tmp_path / "tri", backends=("onnx",), force=True)
+    assert model_file.read_text() == "not a folder"
+
+
+def _with_external_data(bundle: Path, location: str) -> None:
+    """Rewrite the bundle's model.onnx so its weight W lives in external data at `location` (manifest updated)."""
+    import onnx
+
+    model = onnx.load(str(bundle / "model.onnx"), load_external_data=False)
+    w = next(t for t in model.graph.initializer if t.name == "W")
+    del w.external_data[:]
+    w.ClearField("raw_data")
+    del w.float_data[:]
+    w.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "36")):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(bundle / "model.onnx"))
+    b = load_bundle(bundle, verify=False)
+    b.add_artifact("model.onnx", "onnx", "fp32", simam="function")
+    b.save()
+
+
+def test_external_data_outside_the_bundle_is_refused(bundle: Path, tmp_path: Path, capsys) -> None:
+    """Issue 26: an external-data path ../../../../etc/passwd was copied into the repository with exit 0."""
+    from dsedge.cli import main
+
+    _with_external_data(bundle, "../../../../etc/passwd")
+    with pytest.raises(SystemExit) as e:
+        main(["export-triton", str(bundle), str(tmp_path / "repo"), "--backend", "onnx"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "external data '../../../../etc/passwd' outside the bundle" in err
+    assert not (tmp_path / "repo" / "dsedge").exists()
+    _with_external_data(bundle, "/etc/passwd")
+    with pytest.raises(BundleError, match="outside the bundle"):
+        export_triton(bundle, tmp_path / "repo", backends=("onnx",))
+
+
+def test_external_data_inside_the_bundle_travels_with_the_model(bundle: Path, tmp_path: Path) -> None:
+    from tiny_bundle import WEIGHT
+
+    (bundle / "weights.bin").write_bytes(WEIGHT.astype(np.float32).tobytes())
+    _with_external_data(bundle, "weights.bin")
+    repo = export_triton(bundle, tmp_path / "repo", backends=("onnx",))
+    served = repo / "dsedge" / "1"
+    assert sorted(p.name for p in served.iterdir()) == ["model.onnx", "weights.bin"]
+    sess = ort.InferenceSession(str(served / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.ones((1, 3, 32, 32), np.float32)})[0].shape == (1, 3)
+
+
+def test_full_disk_names_the_destination_not_the_source(monkeypatch, bundle: Path, tmp_path: Path) -> None:
+    """Issue 26: a full disk during export-triton named the bundle's file it was reading."""
+    import errno
+    import shutil
+
+    from dsedge.export import triton
+
+    def full(src, dst, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(triton.shutil, "copy2", full)
+    with pytest.raises(DsedgeError) as e:
+        export_triton(bundle, tmp_path / "repo", backends=("onnx",))
+    assert "no space left" in e.value.message and str(tmp_path / "repo" / "dsedge") in e.value.message
+    assert str(bundle) not in e.value.message
+    monkeypatch.setattr(triton.shutil, "copy2", shutil.copy2)
+    assert not [p for p in (tmp_path / "repo").iterdir()]  # no half-written model folder or temp left

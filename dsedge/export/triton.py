@@ -24,10 +24,20 @@ setting, which Triton takes on its command line (`--backend-config`), not in
 config.pbtxt: the config carries it as a comment and `server_args` returns it.
 Triton may send any batch from 1 to `max_batch_size`, so the engine profile
 must start at batch 1 and reach `max_batch_size`.
+
+Safety, as for `dsedge export --force`: `--force` replaces only a model folder
+that holds nothing but what this export writes (config.pbtxt, labels.txt,
+`1/model.plan|model.onnx` and the ONNX's external-data files); anything else
+makes it refuse and name what would be lost. REPO must be a folder (a file is
+refused before any work). An ONNX whose external data points outside the
+bundle (`../../etc/passwd`, an absolute path) is refused, never served; data
+inside the bundle is copied beside the served model. A full disk names the
+folder being written, not the bundle file being read.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import warnings
@@ -38,7 +48,7 @@ from dsedge.engines.cuda_utils import gpu_slug
 from dsedge.engines.trt_versions import version_mismatch
 from dsedge.errors import BundleError, DsedgeError
 from dsedge.runtime.bundle import Bundle, load_bundle
-from dsedge.utils.io import atomic_dir
+from dsedge.utils.io import atomic_dir, check_output_dir, is_disk_full
 
 #: a plain model name: letters, digits, '_', '-', '.', not starting with '.' or '-'
 MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -55,6 +65,69 @@ FILES = {"tensorrt": "model.plan", "onnx": "model.onnx"}
 # ONNX TensorProto element type -> Triton DataType name
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 6: "TYPE_INT32", 7: "TYPE_INT64",
                   3: "TYPE_INT8", 2: "TYPE_UINT8", 9: "TYPE_BOOL", 16: "TYPE_BF16"}
+
+
+#: what `export_triton` writes into a model folder; anything else there is the user's
+MODEL_FILES = {"config.pbtxt", "labels.txt"}
+MAX_LISTED = 5
+
+
+def _foreign_entries(folder: Path, served: set[str]) -> list[str]:
+    """Entries of a model folder that this export did not write (what `--force` would delete)."""
+    foreign = []
+    for p in sorted(folder.iterdir(), key=lambda q: q.name):
+        if p.name in MODEL_FILES and p.is_file() and not p.is_symlink():
+            continue
+        if p.name == "1" and p.is_dir() and not p.is_symlink():
+            foreign += [f"1/{q.relative_to(p)}" for q in sorted(p.rglob("*"))
+                        if q.is_symlink() or (q.is_file() and str(q.relative_to(p)) not in served)]
+            continue
+        foreign.append(p.name + ("/" if p.is_dir() else ""))
+    return foreign
+
+
+def _check_replaceable(target: Path, force: bool, served: set[str]) -> None:
+    """Refuse to replace `target` unless it is a model folder holding only what this export writes."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise DsedgeError(f"{target} exists and is not a model folder", "choose another --name or REPO")
+    if not force:
+        raise DsedgeError(f"{target} already exists", "pass --force to replace it")
+    foreign = _foreign_entries(target, served)
+    if foreign:
+        shown = ", ".join(foreign[:MAX_LISTED]) + (f" ... and {len(foreign) - MAX_LISTED} more"
+                                                   if len(foreign) > MAX_LISTED else "")
+        raise DsedgeError(f"--force replaces only a model folder dsedge wrote; {target} also holds {shown}",
+                          "choose another --name, or move those files away first")
+
+
+def external_data_files(onnx_path: Path, root: Path) -> list[str]:
+    """Relative paths of the external-data files `onnx_path` uses; refuses any outside `root`.
+
+    ONNX Runtime (and so Triton) opens an initializer's `location` relative to
+    the model file: `../../etc/passwd` would make the served model read a file
+    of the server. Only plain paths inside the bundle are accepted.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    locations = set()
+    for tensor in tensors:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            locations |= {e.value for e in tensor.external_data if e.key == "location"}
+    base, top = onnx_path.parent.resolve(), root.resolve()
+    for loc in sorted(locations):
+        where = (base / loc).resolve()
+        if Path(loc).is_absolute() or not where.is_relative_to(top) or not where.is_file():
+            raise BundleError(
+                f"{onnx_path.name} refers to external data {loc!r} outside the bundle (or missing)",
+                "re-export the model; a bundle's ONNX files may only use data files inside the bundle",
+            )
+    return sorted(locations)
 
 
 def _io_specs(onnx_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -226,6 +299,8 @@ def export_triton(
         raise DsedgeError(f"unknown Triton backend(s) {unknown or backends}", "use tensorrt and/or onnx")
     if max_batch < 1:
         raise DsedgeError(f"max_batch must be >= 1, got {max_batch}")
+    repo = Path(repo)
+    check_output_dir(repo, "Triton repository")  # a file, or a path under a file: refused before any work
     b = load_bundle(bundle, verify=True)
     chosen, errors = [], []
     for backend in backends:
@@ -235,10 +310,15 @@ def export_triton(
             errors.append(e)
     if not chosen:
         raise errors[0]
-    repo = Path(repo)
-    for backend, _artifact_path, _onnx, entry in chosen:
+    extra: dict[str, list[str]] = {}
+    for backend, artifact, _onnx, entry in chosen:
         if backend == "tensorrt":
             _check_profile(entry, max_batch)
+        else:
+            extra[backend] = external_data_files(artifact, b.root)
+    for k, (backend, _a, _o, _e) in enumerate(chosen):  # every folder checked before any is written
+        name = model_name if k == 0 else f"{model_name}_{backend}"
+        _check_replaceable(repo / name, force, {FILES[backend], *extra.get(backend, [])})
     repo.mkdir(parents=True, exist_ok=True)
     for k, (backend, artifact, onnx_path, entry) in enumerate(chosen):
         name = model_name if k == 0 else f"{model_name}_{backend}"
@@ -255,8 +335,24 @@ def export_triton(
             with atomic_dir(target, force=force) as tmp:
                 (tmp / "1").mkdir()
                 shutil.copy2(artifact, tmp / "1" / FILES[backend])
+                for loc in extra.get(backend, []):
+                    (tmp / "1" / loc).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(artifact.parent / loc, tmp / "1" / loc)
                 (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
                 (tmp / "labels.txt").write_text("\n".join(b.classes) + "\n", encoding="utf-8")
         except FileExistsError as e:
             raise DsedgeError(f"{repo / name} already exists", "pass --force to replace it") from e
+        except OSError as e:
+            _raise_write_error(e, target)
     return repo
+
+
+def _raise_write_error(e: OSError, target: Path) -> None:
+    """A full disk or an unwritable repository, named by the folder being written (not the bundle file read)."""
+    if is_disk_full(e):
+        raise DsedgeError(f"no space left on the device while writing the Triton model {target}",
+                          "free disk space (or choose another REPO), then re-run; nothing was half-written") from e
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise DsedgeError(f"permission denied while writing the Triton model {target}",
+                          "choose a REPO folder you can write to") from e
+    raise e
