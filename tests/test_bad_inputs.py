@@ -126,6 +126,9 @@ TRAIN_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("init-from-pickle", lambda e: ["--init-from", str(e / "weights.pt")], "PyTorch pickle file"),
     ("init-from-bundle", lambda e: ["--init-from", str(e / "bundle")], "is a bundle, not a checkpoint"),
     ("model-unknown", lambda e: ["--model", "resnet9000"], "unknown model"),
+    ("compile-scope-bogus", lambda e: ["--compile-scope", "bogus"], "invalid --compile-scope = 'bogus'"),
+    ("toml-compile-scope-bogus", lambda e: _toml(e, '[extra]\ncompile_scope = "bogus"\n'),
+     "invalid extra.compile_scope = 'bogus'"),
 ]
 
 
@@ -407,8 +410,14 @@ def test_other_commands_bad_inputs(env: Path, capsys, args, message) -> None:
     (["predict", "B", "I", "--batch-size", "0"], "--batch-size"),
     (["bench", "--iters", "0"], "--iters"),
     (["bench", "--round-ms", "0"], "--round-ms"),
+    (["bench", "--max-spread", "-1"], "--max-spread"),
+    (["bench", "--max-other-cpu", "2"], "--max-other-cpu"),
+    (["bench", "--rounds", "0"], "--rounds"),
+    (["bench", "--threads", "0"], "--threads"),
+    (["bench", "--warmup", "-1"], "--warmup"),
     (["eval", "C", "--data", "D", "--batch-size", "0"], "--batch-size"),
-], ids=["predict-batch-minus-1", "predict-batch-0", "bench-iters-0", "bench-round-ms-0", "eval-batch-0"])
+], ids=["predict-batch-minus-1", "predict-batch-0", "bench-iters-0", "bench-round-ms-0", "bench-max-spread-minus-1",
+        "bench-max-other-cpu-2", "bench-rounds-0", "bench-threads-0", "bench-warmup-minus-1", "eval-batch-0"])
 def test_out_of_range_options_are_usage_errors(env: Path, capsys, args, message) -> None:
     before = snapshot(env)
     code, out, err = run(args, capsys)

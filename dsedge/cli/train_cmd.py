@@ -23,6 +23,18 @@ def _alpha(value: str | None) -> list[float] | None:
                           hint="one alpha per class in class order, e.g. --focal-alpha 0.4,0.2,0.4") from None
 
 
+COMPILE_SCOPES = ("auto", "model", "simam")
+
+
+def check_compile_scope(option: str | None, extra: dict[str, Any]) -> None:
+    """Refuse an unknown --compile-scope (or TOML extra.compile_scope) before it is stored in the run's config."""
+    from dsedge.errors import DsedgeError
+
+    for value, where in ((option, "--compile-scope"), (extra.get("compile_scope"), "extra.compile_scope")):
+        if value is not None and value not in COMPILE_SCOPES:
+            raise DsedgeError(f"invalid {where} = {value!r}", hint=f"use one of: {', '.join(COMPILE_SCOPES)}")
+
+
 @app.command("train")
 def train_command(
     data: Path | None = typer.Option(None, "--data", help="Dataset: ISIC 2017 folder, ROOT/<split>/<CLASS>/ or CSV (needs train + val)."),
@@ -83,6 +95,7 @@ def train_command(
         raw = load_toml(config)
         values.update(raw["train"] if isinstance(raw.get("train"), dict) else raw)
     values.update({k: v for k, v in flags.items() if v is not None})
+    check_compile_scope(compile_scope, (values.get("extra") or {}) if isinstance(values.get("extra"), dict) else {})
     if compile_scope is not None:
         extra = values.get("extra", {})
         values["extra"] = {**(extra if isinstance(extra, dict) else {}), "compile_scope": compile_scope}
