@@ -601,3 +601,16 @@ def test_tables_are_not_wrapped_when_piped(monkeypatch) -> None:
     make_console(file=piped).print(table)
     assert any(path in line for line in piped.getvalue().splitlines()), piped.getvalue()
     assert make_console().width > 1000 and make_console(stderr=True).width > 1000  # pytest's output is not a tty
+
+
+def test_resume_after_a_kill_at_the_commit_rewrites_history_and_plot(run_copy: tuple[Path, Path], capsys) -> None:
+    """Issue 26: the commit was completed but history.csv / loss.png (written after it) missed the epoch."""
+    _, run_dir = run_copy
+    header = (run_dir / "history.csv").read_text().splitlines()[0]
+    (run_dir / "history.csv").write_text(header + "\n")  # killed after the commit, before history.csv
+    (run_dir / "loss.png").unlink()
+    code, out, err = run(["train", "--resume", str(run_dir), "--no-progress"], capsys)
+    assert code == 0, err
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1,")
+    assert (run_dir / "loss.png").stat().st_size > 0

@@ -700,7 +700,11 @@ def _restore(s: Setup, loop: _Loop, console: Console) -> None:
         loop.scaler.load_state_dict(trainer["scaler"])
     loop.history, loop.best_loss, loop.bad_epochs = trainer["history"], trainer["best_val_loss"], trainer["bad_epochs"]
     loop.start_epoch = trainer["epoch"] + 1
-    if ctx.is_main:
+    if ctx.is_main:  # a kill after the epoch commit, before these two: trainer.json holds the epoch (issue 26)
+        from dsedge.train.plots import plot_history
+
+        _write_history(s.run_dir, loop.history)
+        plot_history(loop.history, s.run_dir / "loss.png", title=cfg.model)
         console.print(f"resuming {s.run_dir} at epoch {loop.start_epoch}", highlight=False)
 
 
