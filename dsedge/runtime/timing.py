@@ -72,10 +72,11 @@ def time_image(predictor: Any, path: str | Path, quality: bool | None = None) ->
     t0 = time.perf_counter()
     loaded = load_image(path)
     decode = _ms(t0)
-    t0 = time.perf_counter()
+    checks = 0.0
     if predictor.quality_checks if quality is None else quality:
+        t0 = time.perf_counter()
         assess(loaded.image, predictor.thresholds)
-    checks = _ms(t0)
+        checks = _ms(t0)
     t0 = time.perf_counter()
     tensor = preprocess_image(loaded.image, predictor.preprocessing)
     pre = _ms(t0)
