@@ -19,3 +19,25 @@ def test_plots_are_written(tmp_path: Path) -> None:
     for p in (rel, roc):
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temp files left
+
+
+def test_reliability_diagram_shows_bin_counts_and_the_split(tmp_path: Path, monkeypatch) -> None:
+    from dsedge.clinical import plots
+
+    kept = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: kept.append(fig) or Path(path))
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 120)
+    probs = rng.dirichlet([2, 1, 1], 120)
+    bins = reliability_bins(probs, labels)
+    plots.plot_reliability({"softmax": (bins, 0.1), "temperature 1.5": (bins, 0.05)}, tmp_path / "r.png",
+                           split="val")
+    fig = kept[0]
+    title = fig.axes[0].get_title()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert title == "reliability diagram (val split)"
+    assert sorted(texts) == sorted(str(b["count"]) for b in bins for _ in range(2))  # every point, both curves
+    heights = sorted(round(p.get_height()) for p in fig.axes[1].patches)
+    assert heights == sorted(b["count"] for b in bins for _ in range(2)) and sum(heights) == 240
+    named = plots.plot_reliability({"softmax": (bins, 0.1)}, tmp_path / "n.png", title="calibration", split="val")
+    assert named and "calibration (val split)" == kept[-1].axes[0].get_title()
