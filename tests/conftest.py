@@ -15,6 +15,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dsedge.utils.logs import quiet_library_logs
+
+quiet_library_logs()  # "No CUDA runtime is found" from torch.utils.cpp_extension during training tests
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Free torch's multiprocessing storage cache while torch is still whole.
+
+    DataLoader workers leave `StorageWeakRef`s in `torch.multiprocessing.reductions.shared_cache`;
+    left to interpreter teardown, their `__del__` ran after torch's modules were cleared and printed
+    "Exception ignored in StorageWeakRef.__del__ ... AttributeError" at the end of `make test`.
+    """
+    import sys
+
+    reductions = sys.modules.get("torch.multiprocessing.reductions")
+    if reductions is not None:
+        reductions.shared_cache.clear()
+
 TINY_COUNTS = {"train": (6, 8, 5), "val": (3, 4, 3)}  # MEL, NV, SK
 
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 from dsedge.cli.app import app, console, err_console
 from dsedge.errors import DsedgeError, debug_enabled
 from dsedge.utils.io import is_disk_full
+from dsedge.utils.logs import quiet_library_logs
 
 # Command modules, in the order of the pipeline. Each one adds its commands to `app`.
 COMMAND_MODULES = (
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     our own errors propagate out of it and are rendered here.
     """
     warnings.showwarning = _show_warning
+    quiet_library_logs()
     try:
         app(args=argv, prog_name="dsedge")
     except SystemExit as e:
