@@ -13,8 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from lesion_images import lesion_image
 from tiny_bundle import make_tiny_bundle
 
 CHILD = r"""
@@ -41,7 +40,7 @@ print(json.dumps({"heavy": heavy, "top": results[0]["top_class"], "backend": p.i
 def test_runtime_does_not_import_torch(tmp_path: Path) -> None:
     bundle = make_tiny_bundle(tmp_path / "bundle")
     img = tmp_path / "x.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 200, 3), dtype=np.uint8)).save(img)
+    lesion_image((200, 160)).save(img)  # pixel noise would be "not a dermoscopy image": no top class
     out = subprocess.run([sys.executable, "-c", CHILD, str(bundle), str(img)],
                          capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cam_bundle import make_cam_bundle
+from lesion_images import lesion_image
 from PIL import Image, ImageFilter
 from tiny_bundle import CLASSES, make_tiny_bundle
 
 from dsedge.errors import BundleError
 from dsedge.runtime import Predictor, load_bundle
+from dsedge.runtime.heatmap import BAR_WIDTH
 from dsedge.runtime.results import expand_inputs, results_csv
 
 
 def noise(path: Path, size: tuple[int, int] = (200, 160), seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    lesion_image(size, seed=seed).save(path)  # pixel noise itself is "not a dermoscopy image" now (issue 26)
     return path
 
 
@@ -82,7 +83,7 @@ def test_heatmaps_from_the_engine(tmp_path: Path) -> None:
         (frame,) = p.predict_images([Image.open(path)], names=["frame"], heatmaps=tmp_path / "heat")
     out = Image.open(r["heatmap"])
     shown = "MEL" if r["decision"] == "refer" else r["decision"]
-    assert out.size == (32, 32) and r["heatmap"].endswith(f"half.{shown}.cam.png")
+    assert out.size == (200 + BAR_WIDTH, 160) and r["heatmap"].endswith(f"half.{shown}.cam.png")  # full image
     assert Path(frame["heatmap"]).is_file()
     with Predictor(make_tiny_bundle(tmp_path / "plain")) as p, pytest.raises(BundleError, match="--cam"):
         p.predict([path], heatmaps=tmp_path / "heat")

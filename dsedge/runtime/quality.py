@@ -12,6 +12,7 @@ the model's resize), so the numbers do not depend on the camera's resolution:
 | too_bright     | mean luminance (0-255)                     | > max_brightness (245)   |
 | low_contrast   | std of luminance (blank, uniform frames)   | < min_contrast (3.0)     |
 | blurry         | variance of the 4-neighbour Laplacian      | < min_sharpness (3.0)    |
+| not_dermoscopy | any of the five traits below               | see below                |
 
 Thresholds were chosen on real images with `benchmarks/quality_thresholds.py` (2026-11-30):
 
@@ -32,6 +33,29 @@ focus meter. Real dermoscopy is 1:1 to 16:9 (ISIC originals up to 1.5:1); beyond
 crop drops half the image, so the lesion may not be in view. A bundle can override any threshold
 in `manifest["clinical"]["quality"]`; `dsedge.runtime.quality.check_files` runs the same checks
 over training data.
+
+"Not a dermoscopy image" (issue 26: pixel noise was classified NV, a stripe pattern "refer"):
+five cheap colour and texture traits every real image has, measured on the RGB image scaled
+*down* to a 256 px shorter side (never up: upscaling smooths noise into texture). Only raised
+when no other check failed (a black frame is "too_dark", not "not a dermoscopy image"):
+
+| trait (note)                | measure                                                       | fails when   |
+|-----------------------------|---------------------------------------------------------------|--------------|
+| noise-like                  | lag-1 autocorrelation of luminance                            | < 0.6        |
+| periodic pattern            | log10 peak / ring-median power of the luminance spectrum      | > 6.0        |
+| no skin colour              | median HSV saturation of non-dark pixels (a grey image is 0)  | < 0.004      |
+| colours skin does not have  | share of saturated green / cyan / blue / violet pixels        | > 0.9        |
+| flat colours                | share of non-dark pixels identical to their neighbours        | > 0.6        |
+
+Measured on all 8,141 real images (2026-12-07, `benchmarks/quality_thresholds.py`): autocorrelation
+min 0.736 (ISIC val), periodicity max 3.65 (HAM10000), saturation min 0.0078 (HAM10000), foreign
+colour max 0.784 (ISIC train: blue-cast images), flat share max 0.387 (ISIC train: black vignettes):
+none flagged. The 13 synthetic non-dermoscopy images (uniform and skin-tinted noise 0.003-0.25,
+stripes and checkerboards 8.9-17.7, flat blocks and a drawn lesion 0.98 flat, a landscape 0.98
+foreign colour, its grey version saturation 0) are all flagged. The saturation margin is thin on
+purpose: it only catches images with no colour at all. This is a guard against the wrong kind of
+picture, not a detector of every out-of-distribution input (it is not meant to tell a clinical,
+non-dermoscopic photograph of skin from a dermoscopy image). `dermoscopy_check: false` in `manifest["clinical"]["quality"]` turns it off.
 """
 
 from __future__ import annotations
@@ -43,6 +67,7 @@ import numpy as np
 from PIL import Image
 
 WORK_SIDE = 256
+NOT_DERMOSCOPY = "not_dermoscopy"
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,12 @@ class QualityThresholds:
     max_brightness: float = 245.0
     min_contrast: float = 3.0
     min_sharpness: float = 3.0
+    dermoscopy_check: bool = True
+    min_autocorrelation: float = 0.6
+    max_periodicity: float = 6.0
+    min_saturation: float = 0.004
+    max_foreign_colour: float = 0.9
+    max_flat_share: float = 0.6
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> QualityThresholds:
@@ -110,6 +141,106 @@ def laplacian_variance(gray: np.ndarray) -> float:
     return float(lap.var())
 
 
+TEXTURE_SIDE = 256
+
+
+def work_rgb(image: Image.Image) -> np.ndarray:
+    """RGB (uint8) with the shorter side scaled *down* to at most `TEXTURE_SIDE`; never upscaled,
+    because upscaling would smooth pixel noise into something that looks like texture."""
+    w, h = image.size
+    scale = min(1.0, TEXTURE_SIDE / min(w, h))
+    rgb = image.convert("RGB")
+    if scale < 1.0:
+        rgb = rgb.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR,
+                         reducing_gap=2.0)
+    return np.asarray(rgb)
+
+
+def autocorrelation(gray: np.ndarray) -> float:
+    """Lag-1 correlation of neighbouring pixels (mean of rows and columns): ~1 for photographs,
+    ~0 for pixel noise. A flat image has no variance: 1.0 (the contrast check catches it)."""
+    x = gray - gray.mean()
+    var = float((x * x).mean())
+    if var < 1e-6 or min(x.shape) < 2:
+        return 1.0
+    return float(((x[:, 1:] * x[:, :-1]).mean() + (x[1:] * x[:-1]).mean()) / (2 * var))
+
+
+def periodicity(gray: np.ndarray) -> float:
+    """log10 of how far the strongest frequency of the luminance spectrum stands above the median
+    power of its ring (all frequencies of the same radius, i.e. the same scale in every direction).
+
+    A photograph's spectrum decays smoothly with radius, so no frequency stands far above its
+    ring (ISIC / HAM10000: at most 10^2.2); stripes and checkerboards put their energy into a few
+    isolated frequencies, 10^9 and more above their ring. The mean is removed and a Hann window
+    applied so the image's edges do not make a false peak; the radii below 4 cycles per image
+    (DC, the window's leakage, the lesion itself) are left out.
+    """
+    h, w = gray.shape
+    if min(h, w) < 16:
+        return 0.0
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    power = np.abs(np.fft.rfft2((gray - gray.mean()) * win)) ** 2
+    side = min(h, w)
+    fy = np.fft.fftfreq(h)[:, None] * side
+    fx = np.fft.rfftfreq(w)[None, :] * side
+    ring = np.rint(np.hypot(fy, fx)).astype(int)
+    keep = ring >= 4
+    rings, values = ring[keep], power[keep]
+    order = np.argsort(rings, kind="stable")
+    rings, values = rings[order], values[order]
+    starts = np.flatnonzero(np.r_[True, rings[1:] != rings[:-1]])
+    medians = np.array([np.median(v) for v in np.split(values, starts[1:])])
+    ratio = values / np.maximum(np.repeat(medians, np.diff(np.r_[starts, len(values)])), 1e-12)
+    return float(np.log10(max(float(ratio.max()), 1e-12)))
+
+
+def colour_measures(rgb: np.ndarray) -> dict[str, float]:
+    """Colour statistics that skin and pigment share: saturation, and the share of pixels of
+    saturated green / cyan / blue / violet (hue 65-290 degrees), colours skin and melanin never have
+    in bulk (a sky, grass, a screen, a slide), plus the share of non-dark pixels whose colour does
+    not change at all from their neighbours (flat colours of drawings and synthetic frames)."""
+    hsv = np.asarray(Image.fromarray(rgb).convert("HSV"), dtype=np.float32)
+    hue, sat, val = hsv[..., 0] * (360.0 / 256.0), hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
+    foreign = (sat > 0.35) & (val > 0.25) & (hue > 65) & (hue < 290)
+    lit = val > 0.15
+    x = rgb.astype(np.int16)
+    still = np.ones(rgb.shape[:2], dtype=bool)
+    if min(rgb.shape[:2]) >= 3:
+        step = np.zeros(rgb.shape[:2], dtype=np.int16)
+        step[:, 1:] = np.abs(x[:, 1:] - x[:, :-1]).max(axis=2)
+        step[1:, :] = np.maximum(step[1:, :], np.abs(x[1:] - x[:-1]).max(axis=2))
+        still = step == 0
+    return {
+        "saturation": float(np.median(sat[lit])) if lit.any() else 0.0,
+        "foreign_colour": float(foreign.mean()),
+        "flat_share": float((still & lit).sum() / max(1, lit.sum())),
+    }
+
+
+def dermoscopy_measures(image: Image.Image) -> dict[str, float]:
+    """Measures of the "not a dermoscopy image" check (see `not_dermoscopy_reasons`)."""
+    rgb = work_rgb(image)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32)
+    return {"autocorrelation": autocorrelation(gray), "periodicity": periodicity(gray), **colour_measures(rgb)}
+
+
+def not_dermoscopy_reasons(m: dict[str, float], t: QualityThresholds) -> list[str]:
+    """Which dermoscopy traits an image lacks: noise, a periodic pattern, grey, foreign colours, flat colours."""
+    reasons = []
+    if m["autocorrelation"] < t.min_autocorrelation:
+        reasons.append("noise-like")
+    if m["periodicity"] > t.max_periodicity:
+        reasons.append("periodic pattern")
+    if m["saturation"] < t.min_saturation:
+        reasons.append("no skin colour")
+    if m["foreign_colour"] > t.max_foreign_colour:
+        reasons.append("colours skin does not have")
+    if m["flat_share"] > t.max_flat_share:
+        reasons.append("flat colours")
+    return reasons
+
+
 def measure(image: Image.Image) -> dict[str, float]:
     """Every measure the checks use (also what `benchmarks/quality_thresholds.py` records)."""
     w, h = image.size
@@ -121,6 +252,7 @@ def measure(image: Image.Image) -> dict[str, float]:
         "brightness": float(gray.mean()),
         "contrast": float(gray.std()),
         "sharpness": laplacian_variance(gray),
+        **dermoscopy_measures(image),
     }
 
 
@@ -137,7 +269,13 @@ def assess(image: Image.Image, thresholds: QualityThresholds | None = None) -> Q
         flags.append("low_contrast")
     if m["sharpness"] < t.min_sharpness:
         flags.append("blurry")
-    return QualityReport({k: round(v, 3) for k, v in m.items()}, flags)
+    notes = []
+    if t.dermoscopy_check:
+        reasons = not_dermoscopy_reasons(m, t)
+        if reasons and not flags:  # a black or blank frame is already flagged for what it is
+            flags.append(NOT_DERMOSCOPY)
+            notes.append(f"not a dermoscopy image: {', '.join(reasons)}")
+    return QualityReport({k: round(v, 4) for k, v in m.items()}, flags, notes)
 
 
 def check_files(paths: list, thresholds: QualityThresholds | None = None) -> dict[str, list[str]]:
