@@ -14,14 +14,8 @@ python3 -m venv "$RT"
 "$RT/bin/python" -m pip install --quiet .
 rm -rf build  # pip's in-tree build leftovers (ignored by git, but not ours to keep)
 
-echo "== no torch, torchvision or NVIDIA CUDA wheels installed"
-"$RT/bin/python" - <<'EOF'
-import importlib.metadata as md
-names = sorted(d.metadata["Name"].lower() for d in md.distributions())
-heavy = [n for n in names if n in ("torch", "torchvision", "triton") or n.startswith("nvidia-")]
-assert not heavy, f"the device install pulled {heavy}"
-print(f"{len(names)} distributions, none of them torch/CUDA")
-EOF
+echo "== no torch, torchvision, CUDA (nvidia-*, cuda-*) or TensorRT wheels installed"
+"$RT/bin/python" .ci/heavy_wheels.py
 
 echo "== dsedge.runtime and the CLI import without torch"
 "$RT/bin/python" -P -c 'import importlib.util as u, sys; assert u.find_spec("torch") is None, "torch is importable"; import dsedge.runtime, dsedge.cli; assert "torch" not in sys.modules; print("ok:", dsedge.runtime.__file__)'

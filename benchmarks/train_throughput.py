@@ -15,15 +15,19 @@ measured) with Adam + focal loss, exactly the step `dsedge.train.loop` runs:
 Variants are warmed up first (the compile time is reported on its own), then
 timed in interleaved rounds so that a noisy shared machine affects all of them
 alike; the median round is reported. Output: a Markdown table on stdout and,
-with --json, the raw numbers.
+with --json, the raw numbers — rewritten (atomically) after every warm-up and
+every round, with `"complete": false` until the end, so a run stopped by a time
+limit (`benchmarks/gpu_check.py` gives each step one) keeps the rounds it did.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,7 +83,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def snapshot(variants: list[dict[str, Any]], dev_name: str, args: argparse.Namespace, complete: bool) -> dict:
+    """The JSON of the run so far: each variant's warm-up, rates and median (None before its first round)."""
+    rows = []
+    for v in variants:
+        med = statistics.median(v["rates"]) if v.get("rates") else None
+        rows.append({k: v.get(k) for k in ("name", "amp", "channels_last", "compile", "warmup_s")}
+                    | {"rates": list(v.get("rates", [])), "median": med})
+    return {"device": dev_name, "args": vars(args), "complete": complete, "variants": rows}
+
+
+def write_json(path: str | None, data: dict) -> None:
+    """Write `data` atomically to `path` (nothing when no --json): temp file, then rename."""
+    if not path:
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ds_resnet50")
     ap.add_argument("--image-size", type=int, default=128)
@@ -91,13 +115,14 @@ def main() -> None:
     ap.add_argument("--full-compile", action="store_true",
                     help="also time torch.compile of the whole model (minutes of compile on small CPUs)")
     ap.add_argument("--json", default=None, help="also write raw results to this file")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from dsedge.config import TrainConfig
     from dsedge.train.distributed import resolve_device
     from dsedge.train.loop import compile_scope
 
     device = resolve_device(args.device)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     default_scope = compile_scope(TrainConfig(), device)
     specs = [("eager", "off", False, "off", False), ("eager+amp+cl", "auto", True, "off", False),
              (f"default (amp+cl+compile {default_scope}+fused Adam)", "auto", True, default_scope, True)]
@@ -113,6 +138,7 @@ def main() -> None:
         v["warmup_s"] = time.perf_counter() - t0
         v["rates"] = []
         variants.append(v)
+        write_json(args.json, snapshot(variants, dev_name, args, complete=False))
         print(f"warmed up {name}: {v['warmup_s']:.1f}s", flush=True)
     for r in range(args.rounds):
         for v in variants:
@@ -122,23 +148,19 @@ def main() -> None:
                 v["step"]()
             sync(device)
             v["rates"].append(args.steps * args.batch_size / (time.perf_counter() - t0))
+            write_json(args.json, snapshot(variants, dev_name, args, complete=False))
         print(f"round {r + 1}: " + ", ".join(f"{v['name']} {v['rates'][-1]:.2f}" for v in variants), flush=True)
 
     base = statistics.median(variants[0]["rates"])
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"\n{args.model}, train step (fwd+bwd+Adam), batch {args.batch_size}, {args.image_size}x{args.image_size}, "
           f"{dev_name}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| variant | amp | channels_last | compile | warm-up s | img/s (median) | rounds | vs eager |")
     print("|---|---|---|---|---|---|---|---|")
-    rows = []
     for v in variants:
         med = statistics.median(v["rates"])
-        rows.append({k: v[k] for k in ("name", "amp", "channels_last", "compile", "warmup_s", "rates")} | {"median": med})
         print(f"| {v['name']} | {v['amp']} | {v['channels_last']} | {v['compile']} | {v['warmup_s']:.1f} | "
               f"{med:.2f} | {' / '.join(f'{x:.1f}' for x in v['rates'])} | {med / base:.2f}x |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": dev_name, "args": vars(args), "variants": rows}, f, indent=2)
+    write_json(args.json, snapshot(variants, dev_name, args, complete=True))
 
 
 if __name__ == "__main__":
