@@ -471,3 +471,14 @@ def test_real_build_records_engine_and_reuses_timing_cache(bundle: Path) -> None
     # the engine inspector saw what the layers run in: the strongly typed FP16 Gemm in FP16
     layers = load_bundle(bundle).artifacts[fp16.name]["layer_precisions"]
     assert layers["detailed"] is True and layers["counts"].get("FP16", 0) >= 1, layers
+
+
+def test_build_help_names_the_int8_source_and_the_engine_name() -> None:
+    """Issue 26: `build --help` said int8 builds from model.int8.onnx; it prefers model.int8-fp16.onnx."""
+    import typer
+
+    from dsedge.cli import app
+
+    build = typer.main.get_command(app).commands["build"]
+    (option,) = [p for p in build.params if p.name == "precision"]
+    assert "model.int8-fp16.onnx (else model.int8.onnx)" in option.help and "trt<version>.plan" in option.help

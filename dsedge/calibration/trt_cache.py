@@ -1,7 +1,7 @@
 """TensorRT calibration table (`calibration.cache`) from our activation ranges, for implicit INT8.
 
-Only for users still on TensorRT 10's deprecated implicit calibration (JetPack 6
-ships 10.3) who build from the FP32 `model.onnx` with `BuilderFlag.INT8` and a
+Only for users still on TensorRT 10's deprecated implicit calibration (JetPack
+6.1/6.2 ship 10.3; 6.0 ships 8.6, which dsedge does not target) who build from the FP32 `model.onnx` with `BuilderFlag.INT8` and a
 calibrator that reads this table: `trtexec --int8 --calib=calibration.cache`,
 whose calibrator is `IInt8EntropyCalibrator2`. TensorRT 11 removed implicit
 calibration, so no TensorRT 11 reads this file; `model.int8.onnx` (explicit
@@ -18,7 +18,7 @@ TensorRT 10) and the calibrator's algorithm. A TensorRT calibrator uses a table
 only when the header names its own algorithm (and, as NVIDIA warns, tables are
 not guaranteed portable across releases), so we always write the header of the
 entropy calibrator trtexec uses, for the TensorRT the user targets (default:
-the installed 10.x, else JetPack 6's 10.3.0); the ranges themselves come from
+the installed 10.x, else JetPack 6.1/6.2's 10.3.0); the ranges themselves come from
 whichever of our methods (entropy, percentile, minmax) calibrated. Each value is
 the IEEE-754 bit pattern of the float32 per-tensor scale `amax / 127` in hex.
 Tensor names are the ONNX tensor names, which TensorRT's ONNX parser keeps.
@@ -36,7 +36,7 @@ import numpy as np
 from dsedge.errors import DsedgeError
 from dsedge.utils.io import atomic_write_text
 
-#: JetPack 6's TensorRT (10.3.0): the target when no TensorRT 10 is installed here.
+#: JetPack 6.1/6.2's TensorRT (10.3.0): the target when no TensorRT 10 is installed here.
 DEFAULT_TRT_VERSION = "10.3.0"
 #: The algorithm of trtexec's calibrator (IInt8EntropyCalibrator2), the one that reads our table.
 CALIBRATOR_ALGORITHM = "EntropyCalibration2"
@@ -65,7 +65,7 @@ def target_trt_version(version: str | None = None) -> str:
     if major != "10":
         raise DsedgeError(
             f"no TensorRT {version} reads calibration.cache: only TensorRT 10.x has implicit INT8 calibration",
-            "target a TensorRT 10 release (JetPack 6: 10.3.0), or build from model.int8.onnx (explicit Q/DQ)",
+            "target a TensorRT 10 release (JetPack 6.1/6.2: 10.3.0), or build from model.int8.onnx (explicit Q/DQ)",
         )
     return str(version)
 

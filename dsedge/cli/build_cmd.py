@@ -13,7 +13,11 @@ from dsedge.cli.app import app, console
 @app.command("build")
 def build_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (from `dsedge export`)."),
-    precision: str = typer.Option("fp16", "--precision", "-p", help="fp32 | fp16 | int8: builds from model.onnx, model.fp16.onnx or model.int8.onnx."),
+    precision: str = typer.Option(
+        "fp16", "--precision", "-p",
+        help="fp32 | fp16 | int8: builds from model.onnx, model.fp16.onnx, or for int8 model.int8-fp16.onnx "
+        "(else model.int8.onnx). Writes model.<precision>.<gpu>.trt<version>.plan.",
+    ),
     min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch of the optimization profile."),
     opt_batch: int = typer.Option(8, "--opt-batch", help="Batch size TensorRT tunes kernels for."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest batch the engine accepts."),
