@@ -143,6 +143,8 @@ def test_headline_names_only_stable_deployable_rows() -> None:
     assert any(line.startswith("batch 1: fastest deployable artifact at >= 99.5% top-1 agreement is openvino bf16")
                for line in lines)
     assert warnings(result) == ["unstable: onnxruntime int8 batch 1: spread IQR/p50 40% > 15%"]
+    assert lines[-1].startswith("ship openvino bf16: fastest deployable row within the budget at batch 1 "
+                                "(p50 15.00 ms, 4.00x, 95% interval 3.88-4.12x incl. rerun variation)")
 
 
 def test_busy_machine_warns_and_claims_nothing() -> None:
@@ -155,6 +157,7 @@ def test_busy_machine_warns_and_claims_nothing() -> None:
     (warning,) = warnings(result)
     assert warning.startswith("machine busy: other processes used 80%") and "no speed-up is claimed" in warning
     lines = headline(result)
-    assert all("no claim" in line for line in lines) and len(lines) == 2
+    assert all("no claim" in line for line in lines[:-1]) and len(lines) == 3
+    assert lines[-1].startswith("ship: no recommendation at batch 1: every deployable row within the budget was unstable")
     md = markdown(result)
     assert "> **Warning:** machine busy" in md

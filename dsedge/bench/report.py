@@ -185,6 +185,12 @@ def headline(result: dict[str, Any]) -> list[str]:
     target = result.get("agreement_target") or 0.995
     for bs, best in sorted(result.get("fastest_agreeing", {}).items(), key=lambda kv: int(kv[0])):
         lines.append(claim(bs, best, f" at >= {100 * target:.1f}% top-1 agreement"))
+    if lines:
+        from dsedge.bench.rows import recommendation
+
+        # within the budget: the agreement target when accuracy was measured, else speed alone
+        budget = result.get("fastest_agreeing") or result.get("fastest") or {}
+        lines.append(recommendation(budget))
     return lines
 
 
