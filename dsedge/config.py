@@ -95,6 +95,8 @@ class TrainConfig:
     scheduler: str = "plateau"  # plateau (the paper's) | cosine (per step, after warmup)
     warmup_epochs: float = 0.0
     ema_decay: float | None = None  # evaluate and checkpoint an exponential moving average of weights
+    ema_bn_batches: int = 50  # training batches that re-estimate the EMA's BatchNorm statistics per epoch
+    tuning_fraction: float = 0.2  # stratified slice of the train split held out to select epochs (0: off)
     grad_clip: float | None = None  # max global grad norm
     image_size: int = 224
     simam_lambda: float = SIMAM_LAMBDA
@@ -141,6 +143,8 @@ class _TrainSchema(BaseModel):
     scheduler: Literal["plateau", "cosine"]
     warmup_epochs: float = Field(ge=0)
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None
+    ema_bn_batches: int = Field(ge=1)
+    tuning_fraction: float = Field(ge=0, lt=1)
     grad_clip: Annotated[float, Field(gt=0)] | None
     image_size: int = Field(ge=32)
     simam_lambda: float = Field(gt=0)

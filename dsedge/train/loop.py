@@ -45,6 +45,7 @@ from dsedge.data import available_splits, load_split
 from dsedge.data.samples import DatasetSplit
 from dsedge.errors import CheckpointError, DataError, DsedgeError
 from dsedge.train import distributed as D
+from dsedge.train.bf16 import guard_bf16_convs
 from dsedge.train.fused import fuse_simam_for_training
 from dsedge.train.loss import FocalLoss, check_alpha, focal_loss
 from dsedge.train.schedule import build_ema, build_scheduler
@@ -90,6 +91,7 @@ class Setup:
     amp_dtype: torch.dtype | None
     channels_last: bool
     created: tuple[Path, ...] = ()  # folders this start created (removed again if it fails)
+    float32_convs: int = 0  # grouped dilated convs kept in float32 under CPU bf16 (`dsedge.train.bf16`)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -575,6 +577,7 @@ def _write_config(s: Setup) -> None:
             "device": str(s.ctx.device), "world_size": s.ctx.world_size, "backend": s.ctx.backend,
             "amp": str(s.amp_dtype).replace("torch.", "") if s.amp_dtype else "off",
             "channels_last": s.channels_last, "compile": compile_scope(s.cfg, s.ctx.device),
+            "bf16_float32_convs": s.float32_convs,
             "torch": torch.__version__,
         },
     })
@@ -720,6 +723,8 @@ def _wrap_for_training(s: Setup, loop: _Loop) -> tuple[nn.Module, nn.Module, str
     scope = compile_scope(cfg, ctx.device)
     if scope == "simam":
         fuse_simam_for_training(loop.model)
+    if ctx.device.type == "cpu" and s.amp_dtype == torch.bfloat16:  # oneDNN's bf16 weight gradient is wrong
+        s.float32_convs = guard_bf16_convs(loop.model)
     if loop.ema is None:
         loop.ema = build_ema(loop.model, cfg.ema_decay)
     elif scope == "simam":
@@ -742,7 +747,8 @@ def _announce(s: Setup, console: Console, scope: str) -> None:
     console.print(
         f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
         f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
-        f"{s.channels_last}, compile {scope}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
+        f"{s.channels_last}, compile {scope}"
+        f"{f', {s.float32_convs} dilated convs in fp32' if s.float32_convs else ''}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
     for warning in data_warnings(s.train_split, s.val_split):
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
@@ -829,10 +835,9 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     loop = _new_loop(s, console, resuming)
     if resuming:
         _restore(s, loop, console)
-    if ctx.is_main:
-        _write_config(s)
     step_model, eval_model, scope = _wrap_for_training(s, loop)
     if ctx.is_main:
+        _write_config(s)
         _announce(s, console, scope)
     _run_epochs(s, loop, console, show_progress, step_model, eval_model)
     if ctx.is_main and loop.history and loop.bad_epochs >= cfg.early_stop_patience:
