@@ -12,6 +12,7 @@ from dsedge.calibration.budget import (
     failed_terms,
     judge,
     mel_recall,
+    mel_referrals_changed,
     met,
     operating_point,
 )
@@ -42,7 +43,7 @@ def test_the_reported_incident_is_not_met_any_more() -> None:
 def test_every_term_is_reported_with_value_limit_and_verdict() -> None:
     t = _terms(_row(accuracy=0.806, acc_drop_points=-0.6, mel_auc=0.550, mean_auc=0.69))
     assert set(t) == {"top1_agreement", "abs_delta_mel_auc", "abs_delta_acc_points", "abs_delta_mean_auc",
-                      "delta_mel_recall"}
+                      "mel_referrals_changed"}
     assert t["abs_delta_acc_points"]["value"] == pytest.approx(0.6) and t["abs_delta_acc_points"]["ok"] is False
     assert t["abs_delta_mel_auc"]["value"] == pytest.approx(0.004) and t["abs_delta_mel_auc"]["ok"] is True
     assert t["abs_delta_mean_auc"]["judged"] is False and t["abs_delta_mean_auc"]["value"] == pytest.approx(0.01)
@@ -64,12 +65,35 @@ def test_terms_can_be_switched_off_or_tightened() -> None:
     assert met(judge(row, REF, Budget.off()))
 
 
-def test_mel_recall_is_judged_only_with_an_operating_point() -> None:
-    lower = _row(mel_recall=0.55)
-    assert not met(judge(lower, REF, Budget()))
-    assert met(judge(lower, REF, Budget(mel_recall_not_lower=False)))
-    no_point = _terms(_row(mel_recall=None), Budget())["delta_mel_recall"]
+def test_mel_referrals_are_counted_in_images_and_tolerate_one() -> None:
+    """One near-threshold melanoma must not fail the budget (it kept every group float before)."""
+    assert met(judge(_row(mel_referrals_changed=1), REF, Budget()))
+    two = _terms(_row(mel_referrals_changed=2))["mel_referrals_changed"]
+    assert two["judged"] and two["ok"] is False and two["limit"] == 1
+    assert met(judge(_row(mel_referrals_changed=0), REF, Budget(max_mel_referrals_changed=0)))
+    no_point = _terms(_row(mel_referrals_changed=None))["mel_referrals_changed"]
     assert no_point["judged"] is False and no_point["ok"] is None
+    # the old view-level recall term exists only when asked for
+    assert "delta_mel_recall" not in _terms(_row(mel_recall=0.55))
+    assert not met(judge(_row(mel_recall=0.55), REF, Budget(mel_recall_not_lower=True)))
+
+
+def test_mel_referrals_changed_judges_each_image_as_captured() -> None:
+    """Image-major rows, 2 views each: a flip on a rotated view does not count, one on view 0 does."""
+    point = OperatingPoint(0.5)
+    classes = ["MEL", "NV", "SK"]
+    labels = np.repeat([0, 0, 1], 2)
+    ref = np.array([[0.6, 0.4, 0], [0.6, 0.4, 0], [0.7, 0.3, 0], [0.7, 0.3, 0], [0.2, 0.8, 0], [0.2, 0.8, 0]])
+    rotated_flip = ref.copy()
+    rotated_flip[1] = [0.4, 0.6, 0]
+    assert mel_referrals_changed(rotated_flip, ref, labels, classes, point, views=2) == 0
+    captured_flip = ref.copy()
+    captured_flip[2] = [0.4, 0.6, 0]
+    assert mel_referrals_changed(captured_flip, ref, labels, classes, point, views=2) == 1
+    benign_flip = ref.copy()
+    benign_flip[4] = [0.9, 0.1, 0]
+    assert mel_referrals_changed(benign_flip, ref, labels, classes, point, views=2) == 0
+    assert mel_referrals_changed(ref, ref, labels, classes, None, views=2) is None
 
 
 def test_operating_point_and_recall() -> None:

@@ -42,7 +42,14 @@ import onnx
 
 from dsedge.calibration import methods as per_tensor
 from dsedge.calibration import reader as rd
-from dsedge.calibration.budget import Budget, describe, failed_terms, operating_point
+from dsedge.calibration.budget import (
+    Budget,
+    describe,
+    failed_terms,
+    mel_referrals_changed,
+    operating_point,
+)
+from dsedge.calibration.macs import MIN_INT8_MAC_FRACTION, int8_mac_fraction
 from dsedge.calibration.mixed_fp16 import MIXED_NAME, MIXED_PRECISION, to_mixed_fp16
 from dsedge.calibration.rules import check_qdq_rules, format_violations
 from dsedge.calibration.sensitivity import (
@@ -232,6 +239,8 @@ class _Job:
     evalset: Any
     data_fingerprint: str | None
     budget: Budget
+    reportset: Any = None
+    roles_source: str | None = None
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -290,9 +299,7 @@ def _resolve(bundle: str | Path, data: str | Path | None, method: str, num_image
             f"{data} has no '{eval_split}' split to check INT8 accuracy on",
             f"pass --eval-split one of: {', '.join(available_splits(data))}",
         )
-    evalset = load_split(data, eval_split, classes=b.classes)
-    if len(evalset) == 0:
-        raise DataError(f"split '{eval_split}' of {data} has no images")
+    evalset, reportset, source = _eval_roles(b, data, eval_split)
     select = _select_set(train, cset, select_images, seed) if method == "auto" else None
     if method == "auto" and select is None:
         raise CalibrationError(
@@ -300,7 +307,25 @@ def _resolve(bundle: str | Path, data: str | Path | None, method: str, num_image
             f"{len(cset)} calibration images to choose on",
             "lower --num-images, or pick one method (entropy, percentile, minmax)",
         )
-    return _Job(b, model_path, model, tokens, base_exclude, cset, select, evalset, train.fingerprint(), budget)
+    return _Job(b, model_path, model, tokens, base_exclude, cset, select, evalset, train.fingerprint(), budget,
+                reportset, source)
+
+
+def _eval_roles(b: Bundle, data: str | Path, eval_split: str) -> tuple[Any, Any, str]:
+    """(tuning, reporting, source) for the budget search and the agreement claim (DESIGN §3a).
+
+    With a tuning slice held out at training, it tunes and `eval_split` reports. Otherwise
+    `eval_split` is the only data the weights never saw: a seeded, stratified half of it tunes
+    the keep-float search and the other half measures the claim, so the number the bundle
+    states was not chosen on the images it is measured on.
+    """
+    from dsedge.data.roles import resolve_roles, stratified_halves
+
+    roles = resolve_roles(b.manifest, data, eval_split)
+    if roles.source == "holdout":
+        return roles.tuning, roles.reporting, "holdout"
+    tuning, reporting = stratified_halves(roles.tuning)
+    return tuning, reporting, "split-half"
 
 
 def _calibrate(job: _Job, method: str, tmp: Path, chunk_images: int, on_images: Callable[[int], None] | None,
@@ -363,12 +388,18 @@ def _eval_inputs(evalset: Any, preprocessing: dict[str, Any], views: int) -> tup
 
 
 def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool | str,
-            say: Callable[[str], None], views: int) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
-    """Step 4: compare with FP32 on the eval split; keep groups float until the budget holds, else raise."""
+            say: Callable[[str], None], views: int, min_int8_fraction: float | None,
+            ) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
+    """Step 4: compare with FP32 on the tuning images; keep groups float until the budget holds, else raise.
+
+    The search never keeps so much float that fewer than `min_int8_fraction` of the MACs stay
+    INT8 (None: no floor): a mostly-float model is not an INT8 artifact.
+    """
+    from dsedge.calibration.macs import int8_mac_fraction
     from dsedge.metrics import classification_metrics
 
     b, evalset, budget = job.bundle, job.evalset, job.budget
-    say(f"FP32 reference on {len(evalset)} '{eval_split}' images" + (f" x {views} orientations" if views > 1 else ""))
+    say(f"FP32 reference on {len(evalset)} '{evalset.name}' images" + (f" x {views} orientations" if views > 1 else ""))
     x_val, labels = _eval_inputs(evalset, job.preprocessing, views)
     ref_probs = predict_probs(job.model_path, x_val)
     point = operating_point(b.manifest)
@@ -378,35 +409,86 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
     ref_row["operating_point"] = None if point is None else asdict(point)
 
     def evaluate(path: Path) -> dict[str, Any]:
-        return compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs, point)
+        row = compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs, point, views)
+        return {**row, "int8_mac_fraction": int8_mac_fraction(path)["fraction"]}
 
     chosen, excluded, report = select_float_groups(
         node_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(labels),
-        analyse=sensitivity, on_step=say,
+        analyse=sensitivity, on_step=say, min_int8_fraction=min_int8_fraction,
     )
+    fraction = report.final.get("int8_mac_fraction")
+    if report.met_budget and min_int8_fraction is not None and fraction is not None and fraction < min_int8_fraction:
+        report.met_budget = False  # met only through --keep-fp: still mostly float
+        report.blocked_by = (f"only {100 * fraction:.1f} % of the MACs are INT8 (floor "
+                             f"{100 * min_int8_fraction:.0f} %)")
     if not report.met_budget:
+        best = f"best candidate: float {', '.join(report.kept_float) or 'nothing'}, " + (
+            f"{100 * fraction:.1f} % of MACs in INT8" if fraction is not None else "INT8 share unknown")
         raise CalibrationError(
-            f"INT8 misses the accuracy budget ({', '.join(failed_terms(report.terms))}):\n"
+            f"INT8 misses the accuracy budget ({', '.join(failed_terms(report.terms)) or 'INT8 MAC floor'}):\n"
             + describe(report.terms)
-            + f"\nfloat groups tried: {', '.join(report.kept_float) or 'none'}; nothing was written",
+            + (f"\n{report.blocked_by}" if report.blocked_by else "")
+            + f"\n{best}; nothing was written",
             "try --method auto, add --keep-fp groups (e.g. depthwise) or calibrate on more images; else "
             "quantization-aware fine-tuning: `python -m dsedge.calibration.qat CHECKPOINT --data DIR --bundle "
             f"{b.root} --out runs/qat/best`, then export and calibrate that checkpoint; or loosen a budget term "
-            "(--min-agreement, --max-mel-auc-delta, --max-acc-delta)" + ("" if sensitivity else ", or --sensitivity"),
+            "(--min-agreement, --max-mel-auc-delta, --max-acc-delta, --min-int8-macs); --allow-mostly-float writes "
+            "the best candidate anyway" + ("" if sensitivity else ", or --sensitivity"),
         )
-    accuracy = {"split": eval_split, "n": len(labels), "images": len(evalset), "views": views, "fp32": ref_row, "int8": report.final,
-                "budget": budget.to_dict(), "budget_terms": report.terms, "met_budget": True}
+    accuracy = {"split": evalset.name, "role": "tuning", "fingerprint": evalset.fingerprint(), "n": len(labels),
+                "images": len(evalset), "views": views, "fp32": ref_row, "int8": report.final,
+                "budget": budget.to_dict(), "budget_terms": report.terms, "met_budget": True,
+                "int8_mac_fraction": fraction, "min_int8_mac_fraction": min_int8_fraction}
     return chosen, excluded, report, accuracy
 
 
+def _report_claims(job: _Job, chosen: Path, views: int, tuning: dict[str, Any] | None,
+                   say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """The agreement claims of the INT8 (and FP16) files, measured on the reporting images.
+
+    Views of one image are correlated, so the interval is over images (`dsedge.stats.clustered_ci`).
+    """
+    from dsedge.clinical.claims import make_claim
+    from dsedge.data.roles import split_record
+    from dsedge.stats import clustered_ci
+
+    rep = job.reportset
+    if rep is None or len(rep) == 0:
+        return {}
+    say(f"measuring the claims on {len(rep)} '{rep.name}' images the search never saw")
+    x, labels = _eval_inputs(rep, job.preprocessing, views)
+    ref = predict_probs(job.model_path, x)
+    measured_on = split_record(rep, "reporting", f"held out from the INT8 search ({views} orientations per image)")
+    point = operating_point(job.bundle.manifest)
+    files = {"int8": chosen}
+    fp16 = job.bundle.find("onnx", "fp16")
+    if fp16:
+        files["fp16"] = job.bundle.root / fp16[0]
+    claims = {}
+    for precision, path in files.items():
+        probs = predict_probs(path, x)
+        same = (probs.argmax(1) == ref.argmax(1)).reshape(len(rep), views)
+        value = float(same.mean())
+        ci = clustered_ci(same.sum(1), [views] * len(rep))
+        claims[f"{precision}_top1_agreement"] = make_claim(
+            value, ci, "at_least", measured_on, tuning if precision == "int8" else None,
+            limit=None if ci is None else ci[0], backend="onnxruntime", artifact=path.name,
+            k=int(same.sum()), n=int(same.size), interval="Clopper-Pearson 95 % over images (views clustered)",
+            what=f"{precision.upper()} top-1 agreement with FP32",
+            mel_referrals_changed=mel_referrals_changed(probs, ref, labels, job.bundle.classes, point, views))
+    return claims
+
+
 def _write(job: _Job, chosen: Path, mixed: onnx.ModelProto | None, ranges_path: Path, method: str,
-           record: dict[str, Any], report: SensitivityReport | None, write_cache: bool) -> None:
+           record: dict[str, Any], report: SensitivityReport | None, write_cache: bool,
+           claims: dict[str, dict[str, Any]] | None = None) -> None:
     """Step 5: stage every file, then swap them in with the manifest in one atomic bundle update."""
     b = job.bundle
     simam = b.artifacts[job.model_path.name].get("simam")
     with bundle_update(b) as up:
         shutil.copyfile(chosen, up.stage(INT8_NAME))
-        up.add_artifact(INT8_NAME, "onnx", "int8", simam=simam, source=job.model_path.name, qdq="tensorrt")
+        up.add_artifact(INT8_NAME, "onnx", "int8", simam=simam, source=job.model_path.name, qdq="tensorrt",
+                        int8_mac_fraction=round(record["int8_mac_fraction"]["fraction"], 4))
         _write_mixed(up, mixed, simam, job.model_path.name)
         if write_cache:
             from dsedge.calibration.trt_cache import DEFAULT_TRT_VERSION, write_calibration_table
@@ -422,6 +504,9 @@ def _write(job: _Job, chosen: Path, mixed: onnx.ModelProto | None, ranges_path: 
             up.stage(mname).write_text(to_markdown(report), encoding="utf-8")
             record["report"] = [jname, mname]
         up.set_key("calibration", record)
+        old = {k: v for k, v in (b.manifest.get("claims") or {}).items()
+               if not k.endswith("_top1_agreement")}  # agreement claims belong to the previous INT8 file
+        up.set_key("claims", {**old, **(claims or {})})
 
 
 def _write_mixed(up: BundleUpdate, mixed: onnx.ModelProto | None, simam: Any, source: str) -> None:
@@ -461,6 +546,7 @@ def calibrate_bundle(
     mixed_fp16: bool = True,
     select_images: int = per_tensor.DEFAULT_SELECT_IMAGES,
     eval_views: int = DIHEDRAL_VIEWS,
+    min_int8_fraction: float | None = MIN_INT8_MAC_FRACTION,
     chunk_images: int = rd.DEFAULT_CHUNK_IMAGES,
     on_images: Callable[[int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
@@ -496,9 +582,12 @@ def calibrate_bundle(
         tmp = Path(tmp_name)
         ranges_path, auto_record = _calibrate(job, method, tmp, chunk_images, on_images, say)
         build = _builder(job, ranges_path, qmethod, tmp)
-        report, accuracy = None, None
+        report, accuracy, claims = None, None, {}
         if job.evalset is not None:
-            chosen, excluded, report, accuracy = _search(job, build, eval_split, sensitivity, say, eval_views)
+            chosen, excluded, report, accuracy = _search(job, build, eval_split, sensitivity, say, eval_views,
+                                                         min_int8_fraction)
+            tuning = {k: accuracy[k] for k in ("split", "role", "fingerprint", "images")}
+            claims = _report_claims(job, chosen, eval_views, tuning, say)
         else:
             say("quantizing")
             chosen, excluded = build(None, job.base_exclude), job.base_exclude
@@ -509,9 +598,11 @@ def calibrate_bundle(
                                    + format_violations(violations))
         mixed = _mixed_twin(chosen) if mixed_fp16 else None
         record = _record(job, method, seed, split, chunk_images, excluded, report, accuracy, auto_record, mixed)
-        _write(job, chosen, mixed, ranges_path, qmethod, record, report, write_cache)
+        record["int8_mac_fraction"] = int8_mac_fraction(chosen)
+        record["claims"] = sorted(claims)
+        _write(job, chosen, mixed, ranges_path, qmethod, record, report, write_cache, claims)
     say(f"wrote {job.bundle.root / INT8_NAME}")
-    return {**record, "output": str(job.bundle.root / INT8_NAME),
+    return {**record, "output": str(job.bundle.root / INT8_NAME), "claim_values": claims,
             "sensitivity": report.to_dict() if report else None}
 
 

@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dsedge.calibration.budget import Budget, OperatingPoint, failed_terms, judge, mel_recall, met
+from dsedge.calibration.budget import (
+    Budget,
+    OperatingPoint,
+    failed_terms,
+    judge,
+    mel_recall,
+    mel_referrals_changed,
+    met,
+)
 from dsedge.comparator import compare as compare_outputs
 from dsedge.comparator import delta
 from dsedge.errors import CalibrationError
@@ -162,8 +170,12 @@ def compare(
     classes: list[str],
     ref_probs: np.ndarray,
     point: OperatingPoint | None = None,
+    views: int = 1,
 ) -> dict[str, Any]:
     """Metrics of one candidate and its deltas against the FP32 reference (ACC drop in points).
+
+    Rows are image-major with `views` orientations per image; `mel_referrals_changed` counts
+    melanoma images (as captured, view 0) whose referral differs from FP32's.
 
     The measuring is `dsedge.comparator.compare` against `ref_probs` with the stored
     reference metrics `ref`; this names its numbers the way reports and `budget.judge` read
@@ -180,6 +192,7 @@ def compare(
         "mel_auc": m.get("mel_auc"),
         "sk_auc": m.get("sk_auc"),
         "mel_recall": mel_recall(probs, labels, classes, point),
+        "mel_referrals_changed": mel_referrals_changed(probs, ref_probs, labels, classes, point, views),
         "top1_agreement": c.top1_agreement,
         "max_abs_prob_diff": c.max_abs_prob_diff,
         "acc_drop_points": 100.0 * (ref["accuracy"] - m["accuracy"]),
@@ -204,6 +217,8 @@ class SensitivityReport:
     final: dict[str, Any] = field(default_factory=dict)
     terms: list[dict[str, Any]] = field(default_factory=list)
     met_budget: bool = False
+    #: why the search stopped short of the budget (e.g. the INT8 MAC floor), None when it did not
+    blocked_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,6 +232,7 @@ class SensitivityReport:
             "final": self.final,
             "budget_terms": self.terms,
             "met_budget": self.met_budget,
+            "blocked_by": self.blocked_by,
         }
 
 
@@ -247,16 +263,22 @@ def to_markdown(report: SensitivityReport) -> str:
         "",
         *_terms_markdown(report.terms),
         "",
-        "| model | ACC % | ACC drop (pts) | mean AUC | AUC drop | MEL AUC delta | SK AUC delta | top-1 agreement % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| FP32 reference | {_fmt(ref['accuracy'], True)} | – | {_fmt(ref.get('mean_auc'))} | – | – | – | 100.00 |",
+        "Every row is judged against every term; `failed terms` names those it misses "
+        f"({_limits(report.budget)}).",
+        "",
+        "| model | ACC % | ACC drop (pts) | mean AUC | MEL AUC delta | SK AUC delta | top-1 agreement % "
+        "| MEL images re-referred | INT8 MACs % | failed terms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| FP32 reference | {_fmt(ref['accuracy'], True)} | – | {_fmt(ref.get('mean_auc'))} | – | – | 100.00 | – | 0.00 | – |",
     ]
 
     def row(label: str, r: dict[str, Any]) -> str:
+        failed = ", ".join(failed_terms(judge(r, ref, report.budget))) or "none"
         return (
             f"| {label} | {_fmt(r['accuracy'], True)} | {r['acc_drop_points']:+.2f} | {_fmt(r.get('mean_auc'))} "
-            f"| {_fmt(r.get('auc_drop'), signed=True)} | {_fmt(r.get('mel_auc_delta'), signed=True)} "
-            f"| {_fmt(r.get('sk_auc_delta'), signed=True)} | {_fmt(r['top1_agreement'], True)} |"
+            f"| {_fmt(r.get('mel_auc_delta'), signed=True)} "
+            f"| {_fmt(r.get('sk_auc_delta'), signed=True)} | {_fmt(r['top1_agreement'], True)} "
+            f"| {_fmt(r.get('mel_referrals_changed'))} | {_fmt(r.get('int8_mac_fraction'), True)} | {failed} |"
         )
 
     lines.append(row("INT8, all groups", report.initial))
@@ -266,8 +288,16 @@ def to_markdown(report: SensitivityReport) -> str:
         lines.append(row(f"INT8, float: {', '.join(s['kept_float'])}", s))
     if report.final:
         lines.append(row("**final INT8**", report.final))
-    lines += ["", f"Groups kept in float: {', '.join(report.kept_float) or 'none'}.", ""]
-    return "\n".join(lines)
+    lines += ["", f"Groups kept in float: {', '.join(report.kept_float) or 'none'}."]
+    if report.blocked_by:
+        lines.append(f"The search stopped: {report.blocked_by}.")
+    return "\n".join(lines) + "\n"
+
+
+def _limits(budget: Budget) -> str:
+    parts = [f"{k} {v:g}" for k, v in budget.to_dict().items() if isinstance(v, (int, float))
+             and not isinstance(v, bool)]
+    return "limits: " + ", ".join(parts) if parts else "no limits"
 
 
 def save_report(report: SensitivityReport, root: Path, stem: str = "int8_sensitivity") -> tuple[Path, Path]:
@@ -306,6 +336,7 @@ def select_float_groups(
     n_images: int,
     analyse: bool | str = True,
     on_step: Callable[[str], None] | None = None,
+    min_int8_fraction: float | None = None,
 ) -> tuple[Path, list[str], SensitivityReport]:
     """Quantize everything; only if that misses `budget`, measure each group alone and keep the most
     harmful groups float, one by one, until every budget term holds.
@@ -314,8 +345,11 @@ def select_float_groups(
     and returns its path; `evaluate(path)` returns `compare(...)`'s dict.
     Returns (chosen model path, excluded node names, report). With
     `analyse=False` only the full model is measured; `analyse="always"` also
-    measures every group when the budget is already met (benchmarks). Raises
-    nothing on a missed budget: the caller decides.
+    measures every group when the budget is already met (benchmarks). With
+    `min_int8_fraction`, the search stops (budget not met, `report.blocked_by` says why)
+    as soon as keeping one more group float would leave fewer INT8 MACs than that
+    (`evaluate`'s row carries `int8_mac_fraction`). Raises nothing on a missed budget: the
+    caller decides.
     """
     say = on_step or (lambda _msg: None)
     exclude = list(base_exclude)
@@ -339,14 +373,22 @@ def select_float_groups(
     failed = failed_terms(report.terms)
     for g in sorted(report.groups, key=lambda r: harm_key(r, failed), reverse=True):
         report.kept_float.append(g["group"])
-        exclude = sorted(set(exclude) | set(groups[g["group"]]))
+        previous, exclude = exclude, sorted(set(exclude) | set(groups[g["group"]]))
         remaining = [n for names in groups.values() for n in names if n not in set(exclude)]
         if not remaining:
             break
         say(f"keeping float: {', '.join(report.kept_float)}")
-        best = build(None, exclude)
-        row = evaluate(best)
+        candidate = build(None, exclude)
+        row = evaluate(candidate)
         report.steps.append({"kept_float": list(report.kept_float), **row})
+        frac = row.get("int8_mac_fraction")
+        if min_int8_fraction is not None and frac is not None and frac < min_int8_fraction:
+            report.blocked_by = (f"keeping {', '.join(report.kept_float)} float leaves {100 * frac:.1f} % of the "
+                                 f"MACs in INT8, below the floor of {100 * min_int8_fraction:.0f} %")
+            report.kept_float.pop()
+            exclude = previous
+            break
+        best = candidate
         report.final = row
         report.terms = judge(row, reference, budget)
         if met(report.terms):

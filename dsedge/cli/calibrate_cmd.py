@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dsedge.cli.app import app, make_console
+from dsedge.errors import DsedgeError
 
 
 def _limit(text: str, option: str) -> float | None:
@@ -63,8 +64,30 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
     if result.get("synthetic"):
         console.print("[yellow]calibrated on synthetic images: for smoke tests and latency only, not accuracy[/]")
     kept = result.get("kept_float_groups") or []
-    console.print(f"kept in float: {', '.join(kept) or 'none'} ({len(result['excluded_nodes'])} nodes excluded)")
+    macs = result.get("int8_mac_fraction") or {}
+    console.print(f"kept in float: {', '.join(kept) or 'none'} ({len(result['excluded_nodes'])} nodes excluded); "
+                  f"INT8 share of MACs: {100 * macs.get('fraction', 0.0):.1f} % "
+                  f"({macs.get('int8_nodes', 0)} of {macs.get('mac_nodes', 0)} conv/gemm nodes)")
+    for name, claim in (result.get("claim_values") or {}).items():
+        lo = (claim.get("ci") or [float("nan")])[0]
+        on = claim["measured_on"]
+        console.print(f"claim {name}: {100 * claim['value']:.2f} % ({claim['k']}/{claim['n']} inputs, 95 % lower bound "
+                      f"{100 * lo:.2f} %) on '{on['split']}' ({on['images']} images the search never saw)",
+                      highlight=False)
     console.print(f"[green]wrote[/] {result['output']}")
+
+
+def _count(text: str, flag: str) -> int | None:
+    """A whole-number budget limit, or None for 'off'."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise DsedgeError(f"{flag} must be a whole number or 'off', got {text!r}") from None
+    if value < 0:
+        raise DsedgeError(f"{flag} must be >= 0, got {value}")
+    return value
 
 
 @app.command("calibrate")
@@ -90,10 +113,21 @@ def calibrate_command(
     max_acc_delta: str = typer.Option("0.5", "--max-acc-delta", help="Budget: largest |delta ACC| in points; 'off'."),
     max_mean_auc_delta: str = typer.Option("off", "--max-mean-auc-delta",
                                            help="Budget: largest |delta mean AUC|; off by default (always reported)."),
-    mel_recall: bool = typer.Option(True, "--mel-recall/--no-mel-recall",
-                                    help="Budget: melanoma recall at the bundle's operating point not lower."),
+    max_mel_referrals: str = typer.Option(
+        "1", "--max-mel-referrals-changed",
+        help="Budget: melanoma images (as captured) whose referral at the bundle's operating point may change; "
+        "'off'. Judged once `dsedge risk` has fitted a point."),
+    min_int8_macs: float = typer.Option(
+        0.80, "--min-int8-macs", min=0.0, max=1.0,
+        help="Refuse (exit 2) an INT8 model with fewer of its multiply-accumulates in INT8 than this fraction."),
+    allow_mostly_float: bool = typer.Option(
+        False, "--allow-mostly-float", help="Write the best candidate even below --min-int8-macs (said in the manifest)."),
     split: str = typer.Option("train", "--split", help="Split to calibrate on."),
-    eval_split: str = typer.Option("val", "--eval-split", help="Split to check the accuracy budget on."),
+    eval_split: str = typer.Option(
+        "val", "--eval-split",
+        help="Images the weights never saw. Without a tuning slice held out at training, a seeded half of it tunes "
+        "the keep-float search and the other half measures the agreement claim; with one, the slice tunes and "
+        "this split reports."),
     eval_views: int = typer.Option(
         8, "--eval-views", min=1, max=8,
         help="Judge the budget on each eval image in this many of its 8 orientations (rotations, mirror "
@@ -115,7 +149,8 @@ def calibrate_command(
                     max_mel_auc_delta=_limit(max_mel_auc_delta, "--max-mel-auc-delta"),
                     max_acc_delta_points=_limit(max_acc_delta, "--max-acc-delta"),
                     max_mean_auc_delta=_limit(max_mean_auc_delta, "--max-mean-auc-delta"),
-                    mel_recall_not_lower=mel_recall)
+                    mel_recall_not_lower=False,
+                    max_mel_referrals_changed=_count(max_mel_referrals, "--max-mel-referrals-changed"))
 
     console = make_console(file=sys.stdout)  # explicit file: ORT's prints are redirected while it calibrates
     with Progress(
@@ -126,7 +161,8 @@ def calibrate_command(
         task = bar.add_task("calibration images", total=num_images * passes)
         result = calibrate_bundle(
             bundle, data, method=method, num_images=num_images, seed=seed, keep_fp=keep_fp, budget=budget,
-            split=split, eval_split=eval_split, eval_views=eval_views, write_cache=cache, sensitivity=sensitivity, synthetic=synthetic,
+            split=split, eval_split=eval_split, eval_views=eval_views, write_cache=cache, sensitivity=sensitivity,
+            synthetic=synthetic, min_int8_fraction=None if allow_mostly_float else min_int8_macs,
             mixed_fp16=mixed_fp16,
             on_images=lambda n: bar.advance(task, n),
             on_step=lambda msg: bar.update(task, description=msg),

@@ -1,4 +1,5 @@
-"""`dsedge eval CHECKPOINT --data DIR --split val|test`: Table 2, AUCs and the confusion matrix."""
+"""`dsedge eval CHECKPOINT|BUNDLE --data DIR --split val|test`: Table 2 and AUCs of a checkpoint, or a
+bundle's claims checked claim by claim on labelled data."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from dsedge.cli.app import app, console
 
 @app.command("eval")
 def eval_command(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint (.safetensors or .json), e.g. runs/X/best.safetensors."),
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (.safetensors or .json, or `isic2017`), or a bundle "
+                                      "folder: then every claim in its dsedge.json is checked on --split."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or CSV."),
     split: str = typer.Option("val", "--split", help="val | test | train."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <checkpoint folder>/eval-<split>)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: ./runs/eval-<name>-<split>/)."),
     model: str | None = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
@@ -33,11 +35,14 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from dsedge.train.evaluate import evaluate_checkpoint
     from dsedge.utils.io import check_output_dir
 
-    if out is not None:
-        check_output_dir(out, "eval output")  # before the evaluation, not after it
+    out = out or default_out(checkpoint, split)
+    check_output_dir(out, "eval output")  # before the evaluation, not after it
+    if (checkpoint / "dsedge.json").is_file():
+        _eval_bundle(checkpoint, data, split, out, json_out)
+        return
+    from dsedge.train.evaluate import evaluate_checkpoint
 
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), console=console,
                   transient=True, disable=json_out) as bar:
@@ -86,3 +91,35 @@ def eval_command(
 
 def _pair(ci: list[float] | None) -> str:
     return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+
+
+def default_out(target: Path, split: str) -> Path:
+    """./runs/eval-<name>-<split>: never inside the installed package or the bundle."""
+    name = target.name if target.is_dir() else (target.parent.name if target.stem in ("best", "last") else target.stem)
+    return Path("runs") / f"eval-{name or 'model'}-{split}"
+
+
+def _eval_bundle(bundle: Path, data: Path, split: str, out: Path, json_out: bool) -> None:
+    """`dsedge eval BUNDLE`: every claim measured again on `split`, with holds / does not hold."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from dsedge.clinical.claims import check_bundle_claims, claims_markdown
+    from dsedge.utils.io import atomic_write_json, atomic_write_text
+
+    with Progress(TextColumn("checking claims"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True, disable=json_out) as bar:
+        task = bar.add_task("claims", total=None)
+        res = check_bundle_claims(bundle, data, split, progress=lambda n: bar.advance(task, n),
+                                  on_total=lambda n: bar.update(task, total=n))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "claims.json", res)
+    md = claims_markdown(res)
+    atomic_write_text(out / "claims.md", md)
+    if json_out:
+        print(json.dumps(res, indent=2))
+        return
+    console.print(md, highlight=False, markup=False)
+    verdict = "[green]every claim holds[/]" if res["all_hold"] else "[red]some claims do not hold[/]"
+    console.print(f"{verdict}; written {out}/claims.json, claims.md", highlight=False)
