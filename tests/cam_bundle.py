@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from tiny_bundle import make_tiny_bundle
 
-from dsedge.runtime.bundle import load_bundle
+from dsedge.bundle import load_bundle
 
 
 def make_cam_bundle(root: Path, crop: int = 32, int8: bool = False) -> Path:

@@ -17,13 +17,13 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from dsedge.bundle import load_bundle, write_manifest
 from dsedge.calibration import int8 as int8_mod
 from dsedge.calibration.budget import Budget
 from dsedge.calibration.int8 import CACHE_NAME, INT8_NAME, calibrate_bundle
 from dsedge.calibration.rules import check_qdq_rules
 from dsedge.calibration.trt_cache import hex_scale, read_calibration_table, scale_hex
 from dsedge.errors import BundleError, CalibrationError, DataError
-from dsedge.runtime.bundle import load_bundle, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +289,7 @@ def test_interrupt_between_artifact_and_manifest_keeps_the_bundle_loadable(bundl
     Before the fix the new file replaced the listed one, the old manifest's sha256
     no longer matched, and `load_bundle` refused the whole bundle, FP32 included.
     """
-    from dsedge.runtime import bundle as bundle_mod
+    from dsedge.bundle import core as bundle_mod
 
     calibrate_bundle(bundle, None, synthetic=True, num_images=8, seed=0)
     fp32_sha = load_bundle(bundle).artifacts["model.onnx"]["sha256"]

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from dsedge.bundle import load_bundle
 from dsedge.calibration import methods as per_tensor
 from dsedge.calibration.int8 import calibrate_bundle, ranges_minmax
 from dsedge.calibration.rules import check_qdq_rules
-from dsedge.runtime.bundle import load_bundle
 
 
 def test_error_prefers_a_clipped_range_for_a_long_tail_and_the_full_range_for_uniform_data() -> None:

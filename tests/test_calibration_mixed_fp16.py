@@ -18,6 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
+from dsedge.bundle import load_bundle
 from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
 from dsedge.calibration.mixed_fp16 import (
     MIXED_NAME,
@@ -26,7 +27,6 @@ from dsedge.calibration.mixed_fp16 import (
     to_mixed_fp16,
 )
 from dsedge.calibration.rules import check_qdq_rules
-from dsedge.runtime.bundle import load_bundle
 
 
 @pytest.fixture(scope="module")

@@ -208,7 +208,7 @@ def test_from_bundle_picks_the_file_for_each_precision(tiny_onnx: Path, tmp_path
 
     from tiny_bundle import make_tiny_bundle
 
-    from dsedge.runtime.bundle import load_bundle
+    from dsedge.bundle import load_bundle
 
     root = make_tiny_bundle(tmp_path / "bundle", precisions=("fp32",), crop=H)
     shutil.copy(tiny_onnx, root / "model.onnx")  # the SimAM-function model: inlined on load

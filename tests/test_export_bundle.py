@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from dsedge.bundle import load_bundle
 from dsedge.cli import main
 from dsedge.config import PreprocessConfig
 from dsedge.errors import BundleError, CheckpointError, ExportError
@@ -28,7 +29,6 @@ from dsedge.export.simam_function import DOMAIN, count_simam_calls
 from dsedge.models import zoo
 from dsedge.models.checkpoint import save_checkpoint
 from dsedge.models.simam import SimAM
-from dsedge.runtime.bundle import load_bundle
 from dsedge.runtime.preprocess import preprocess_files
 from dsedge.utils.io import sha256_file
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from tiny_bundle import make_tiny_bundle
 
-from dsedge.export.bundle_update import bundle_update
-from dsedge.runtime import bundle as bundle_mod
-from dsedge.runtime.bundle import load_bundle
+from dsedge.bundle import bundle_update, load_bundle
+from dsedge.bundle import core as bundle_mod
 
 
 def _bundle(tmp_path: Path) -> Path:
@@ -63,7 +62,7 @@ def test_failure_while_staging_leaves_the_old_bundle(tmp_path: Path) -> None:
 def test_failure_during_commit_still_loads(tmp_path: Path, monkeypatch, fail_at: str) -> None:
     """Killed after the manifest retired the entry: the bundle loads, without the half-replaced artifact."""
     root = _bundle(tmp_path)
-    import dsedge.export.bundle_update as mod
+    import dsedge.bundle.update as mod
 
     real_replace = mod.os.replace
 

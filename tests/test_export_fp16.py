@@ -95,8 +95,8 @@ def test_fp16_top1_agreement_on_isic_val(isic_root, tmp_path) -> None:
     keep CI time down; `dsedge export --data` at 224 px is recorded in
     benchmarks/results/export.md.
     """
+    from dsedge.bundle import load_bundle
     from dsedge.export import export_bundle
-    from dsedge.runtime.bundle import load_bundle
 
     out = export_bundle(None, tmp_path / "b", model_name="ds_resnet50", random_init=True,
                         image_size=96, data=isic_root, split="val")

@@ -76,8 +76,8 @@ def test_heatmap_resolution_comes_from_the_cam_output() -> None:
 def test_refresh_model_card_rewrites_it_from_the_manifest(tmp_path) -> None:  # noqa: ANN001
     from tiny_bundle import make_tiny_bundle
 
+    from dsedge.bundle import load_bundle
     from dsedge.export.model_card import MODEL_CARD_FILE, refresh_model_card
-    from dsedge.runtime.bundle import load_bundle
 
     root = make_tiny_bundle(tmp_path / "b")
     b = load_bundle(root)

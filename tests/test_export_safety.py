@@ -116,8 +116,8 @@ def tiny_bundle(exported: Path, tmp_path: Path) -> Path:
 ])
 def test_manifest_edits_that_change_results_are_refused(tiny_bundle: Path, edit, key) -> None:
     """Issue 14 item 8: the facts are sealed in the hashed ONNX files; dsedge.json must agree with them."""
-    from dsedge.runtime.bundle import load_bundle
-    from dsedge.utils.manifest_rules import FACTS_KEY, onnx_metadata
+    from dsedge.bundle import load_bundle
+    from dsedge.bundle.rules import FACTS_KEY, onnx_metadata
 
     assert FACTS_KEY in onnx_metadata(tiny_bundle / "model.onnx")
     load_bundle(tiny_bundle)
@@ -131,7 +131,7 @@ def test_manifest_edits_that_change_results_are_refused(tiny_bundle: Path, edit,
 
 @pytest.mark.parametrize("name", ["../other/model.onnx", "/etc/passwd", "sub/model.onnx", "..", ".hidden"])
 def test_artifact_paths_must_stay_inside_the_bundle(tiny_bundle: Path, name: str) -> None:
-    from dsedge.runtime.bundle import load_bundle
+    from dsedge.bundle import load_bundle
 
     path = tiny_bundle / "dsedge.json"
     manifest = json.loads(path.read_text())
@@ -143,7 +143,7 @@ def test_artifact_paths_must_stay_inside_the_bundle(tiny_bundle: Path, name: str
 
 @pytest.mark.parametrize("version", ["1", "x", None, 1.5, True, 0])
 def test_a_bad_format_version_is_one_clear_error(tiny_bundle: Path, version) -> None:
-    from dsedge.runtime.bundle import load_bundle
+    from dsedge.bundle import load_bundle
 
     path = tiny_bundle / "dsedge.json"
     manifest = json.loads(path.read_text())

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from tiny_bundle import make_tiny_bundle
 
+from dsedge.bundle import load_bundle
 from dsedge.errors import BundleError
 from dsedge.export.safety import check_replaceable
 from dsedge.export.vectors import tie_width, write_vectors
-from dsedge.runtime.bundle import load_bundle
 from dsedge.runtime.decision import DecisionPolicy
 from dsedge.runtime.preprocess import preprocess_image, resized_size
 from dsedge.utils.images import load_rgb

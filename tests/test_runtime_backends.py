@@ -10,9 +10,9 @@ import pytest
 from cam_bundle import make_cam_bundle
 from tiny_bundle import reference_logits
 
+from dsedge.bundle import load_bundle
 from dsedge.errors import DsedgeError
 from dsedge.runtime.backends import all_outputs, select_runner
-from dsedge.runtime.bundle import load_bundle
 
 
 @pytest.fixture(scope="module")

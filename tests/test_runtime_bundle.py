@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dsedge.bundle import MANIFEST_NAME, add_artifact, load_bundle, new_manifest, write_manifest
 from dsedge.config import PreprocessConfig
 from dsedge.errors import BundleError
-from dsedge.runtime.bundle import MANIFEST_NAME, add_artifact, load_bundle, new_manifest, write_manifest
 
 
 def make_bundle(root: Path) -> Path:
@@ -124,7 +124,7 @@ def test_dsedge_writers_reseal(tmp_path: Path) -> None:
     """Bundle.save (build) and bundle_update (calibrate, risk) seal what they write; no writer seals by hand."""
     import numpy as np
 
-    from dsedge.export.bundle_update import bundle_update
+    from dsedge.bundle import bundle_update
 
     root = _sealed(tmp_path)
     b = load_bundle(root)

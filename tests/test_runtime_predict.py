@@ -268,7 +268,7 @@ def test_claim_line_reads_the_operating_point_defensively() -> None:
 
 def test_summary_counts_and_operating_point_after_the_table(bundle: Path, images: list[Path], tmp_path: Path,
                                                             capsys) -> None:
-    from dsedge.runtime.bundle import load_bundle as load
+    from dsedge.bundle import load_bundle as load
 
     dark = tmp_path / "dark.png"
     Image.new("RGB", (200, 200)).save(dark)

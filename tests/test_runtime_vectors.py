@@ -10,10 +10,10 @@ import pytest
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
+from dsedge.bundle import load_bundle
 from dsedge.cli import app, main
 from dsedge.errors import BundleError
 from dsedge.export.vectors import write_vectors
-from dsedge.runtime.bundle import load_bundle
 from dsedge.runtime.vectors import check_vectors, is_vectors_dir, write_index
 
 

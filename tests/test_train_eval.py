@@ -117,8 +117,8 @@ def test_eval_on_real_isic_validation(checkpoint: Path, isic_root: Path, tmp_pat
 def test_eval_applies_a_bundles_operating_point(checkpoint: Path, tiny_isic_session: Path, tmp_path: Path):
     from tiny_bundle import make_tiny_bundle
 
+    from dsedge.bundle import load_bundle
     from dsedge.errors import DataError
-    from dsedge.runtime.bundle import load_bundle
 
     bundle = make_tiny_bundle(tmp_path / "bundle")
     with pytest.raises(DataError, match="no fitted operating point"):
@@ -131,3 +131,34 @@ def test_eval_applies_a_bundles_operating_point(checkpoint: Path, tiny_isic_sess
     op = res["operating_point"]
     assert op["source"] == "bundle" and op["threshold"] == 0.25 and op["temperature"] == 1.5
     assert "ece_calibrated" in res
+
+
+def test_eval_tta_averages_probabilities_over_the_8_views(checkpoint: Path, tiny_isic_session: Path, tmp_path: Path):
+    import torch
+
+    from dsedge.config import PreprocessConfig
+    from dsedge.data import load_split
+    from dsedge.data.transforms import eval_transform
+    from dsedge.models.checkpoint import load_checkpoint
+    from dsedge.runtime.preprocess import dihedral_views
+
+    assert run_cli(["eval", str(checkpoint), "--data", str(tiny_isic_session), "--split", "val", "--tta",
+                    "--workers", "0", "--batch-size", "4", "--resamples", "10", "--json"]) == 0
+    out = checkpoint.parent / "eval-val-tta"  # beside the single-view eval-val, not over it
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tta"] is True
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    model, meta = load_checkpoint(checkpoint)
+    t = eval_transform(PreprocessConfig.from_dict(meta["preprocessing"]))
+    from PIL import Image
+
+    x = torch.stack([t(Image.open(s.path).convert("RGB")) for s in load_split(tiny_isic_session, "val").samples])
+    with torch.no_grad():
+        views = torch.from_numpy(dihedral_views(x.numpy()))
+        expected = torch.softmax(model.eval()(views), 1).reshape(len(x), 8, 3).mean(1).numpy()
+        single = torch.softmax(model(x), 1).numpy()
+    got = np.array([[float(r[f"p_{c}"]) for c in ("MEL", "NV", "SK")] for r in rows])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    assert np.abs(got - single).max() > 1e-4  # TTA changed the answers
+    no_tta = evaluate_checkpoint(checkpoint, tiny_isic_session, "val", tmp_path / "plain", num_workers=0, resamples=10)
+    assert no_tta["tta"] is False

@@ -18,10 +18,10 @@ from fake_tensorrt import install
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from tiny_bundle import CLASSES, make_tiny_bundle
 
+from dsedge.bundle import load_bundle
 from dsedge.engines.trt_build import build_engine
 from dsedge.errors import BundleError, DsedgeError
 from dsedge.export.triton import TritonWarning, export_triton, server_args
-from dsedge.runtime.bundle import load_bundle
 
 F = descriptor_pb2.FieldDescriptorProto
 

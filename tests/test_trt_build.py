@@ -23,10 +23,10 @@ import pytest
 from fake_tensorrt import PLAN_MAGIC, cache_info, install
 from tiny_bundle import make_tiny_bundle
 
+from dsedge.bundle import load_bundle
 from dsedge.engines import trt_build
 from dsedge.engines.trt_build import TensorRTWarning, build_engine
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
-from dsedge.runtime.bundle import load_bundle
 from dsedge.utils.io import sha256_file
 
 H100 = "nvidia-h100-80gb-hbm3"

@@ -18,10 +18,10 @@ import pytest
 from fake_tensorrt import install
 from tiny_bundle import make_tiny_bundle, reference_logits
 
+from dsedge.bundle import load_bundle
 from dsedge.engines.trt_build import TensorRTWarning, build_engine
 from dsedge.engines.trt_runner import TrtRunner
 from dsedge.errors import BundleError, EngineError
-from dsedge.runtime.bundle import load_bundle
 
 
 @pytest.fixture

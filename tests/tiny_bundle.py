@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dsedge.bundle import Bundle, new_manifest
 from dsedge.config import PreprocessConfig
-from dsedge.runtime.bundle import Bundle, new_manifest
 
 CLASSES = ["MEL", "NV", "SK"]
 WEIGHT = np.array([[2.0, -1.0, 0.5], [-1.5, 1.0, 0.25], [0.5, 0.5, -2.0]], dtype=np.float32)

@@ -26,7 +26,7 @@ CALIBRATION_IMAGES = 256  # real images for the default job's INT8 (synthetic: 1
 class Source:
     """The bundle, the matching checkpoint, and the notes the report must carry."""
 
-    bundle: Any  # dsedge.runtime.bundle.Bundle
+    bundle: Any  # dsedge.bundle.Bundle
     checkpoint: Path | None
     description: str
     image_size: int
@@ -48,7 +48,7 @@ def shipped_checkpoint() -> Path | None:
 
 
 def bundle_source(bundle_path: Path, checkpoint: Path | None) -> Source:
-    from dsedge.runtime.bundle import load_bundle
+    from dsedge.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
     size = int(bundle.manifest["input"]["shape"][-1])
@@ -111,9 +111,9 @@ def _calibration_count(data: Path | None) -> int:
 def default_source(workdir: Path, image_size: int, progress: BenchProgress, data: Path | None = None,
                    seed: int = 0) -> Source:
     """The embedded default job: shipped (else random-init) DS-ResNet50 -> bundle -> INT8."""
+    from dsedge.bundle import load_bundle
     from dsedge.calibration.int8 import calibrate_bundle
     from dsedge.export import export_bundle
-    from dsedge.runtime.bundle import load_bundle
 
     shipped = shipped_checkpoint()
     notes: list[str] = []

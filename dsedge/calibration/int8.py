@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from dsedge.bundle import Bundle, BundleUpdate, bundle_update, load_bundle
 from dsedge.calibration import methods as per_tensor
 from dsedge.calibration import reader as rd
 from dsedge.calibration.budget import (
@@ -62,9 +63,7 @@ from dsedge.calibration.sensitivity import (
 )
 from dsedge.engines.base import predict_probs as runner_probs
 from dsedge.errors import BundleError, CalibrationError, DataError
-from dsedge.export.bundle_update import BundleUpdate, bundle_update
 from dsedge.machine import package_versions
-from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.runtime.preprocess import DIHEDRAL_VIEWS, dihedral_views, preprocess_files
 from dsedge.utils.io import atomic_write_json
 

@@ -264,10 +264,10 @@ def _ptq_amax(bundle: str | Path, data: str | Path, cfg: QatConfig, model: nn.Mo
     """dsedge's PTQ activation ranges for the bundle's FP32 model, keyed by PyTorch module."""
     import tempfile
 
+    from dsedge.bundle import load_bundle
     from dsedge.calibration import reader as rd
     from dsedge.calibration.int8 import compute_ranges, ranges_minmax
     from dsedge.data import load_split
-    from dsedge.runtime.bundle import load_bundle
 
     b = load_bundle(bundle)
     model_path = b.require("onnx", "fp32")

@@ -39,8 +39,8 @@ def build_command(
     json_out: bool = typer.Option(False, "--json", help="Print the manifest entry as JSON."),
 ) -> None:
     """Build a TensorRT engine (needs the tensorrt extra and an NVIDIA GPU)."""
+    from dsedge.bundle import load_bundle
     from dsedge.engines.trt_build import build_engine
-    from dsedge.runtime.bundle import load_bundle
 
     with console.status(f"building a {precision} TensorRT engine (minutes for a full model)...", spinner="dots"):
         plan = build_engine(

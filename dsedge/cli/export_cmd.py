@@ -36,9 +36,9 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder (refused for a folder that holds anything but a dsedge bundle)."),
 ) -> None:
     """Export to ONNX with every SimAM as one dsedge::SimAM node, plus FP16, into a bundle."""
+    from dsedge.bundle import load_bundle
     from dsedge.export import export_bundle
     from dsedge.export.safety import check_opset, check_replaceable
-    from dsedge.runtime.bundle import load_bundle
     from dsedge.utils.progress import progress
 
     check_opset(opset)

@@ -163,7 +163,7 @@ class OpenVinoRunner(Runner):
         fp32/bf16 read the pre-inlined `model.inline.onnx` when the bundle has one
         (else `model.onnx`, inlined here); int8 reads `model.int8.onnx`, inlined here.
         """
-        from dsedge.runtime.bundle import Bundle, load_bundle
+        from dsedge.bundle import Bundle, load_bundle
 
         bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         if precision == "int8":

@@ -41,7 +41,7 @@ def best_providers(requested: str | list[str] = "auto") -> list[str]:
 
 def _as_bundle(bundle: Any) -> Any:
     """A loaded `Bundle` from a Bundle or a folder path (imported lazily; the runtime is torch-free)."""
-    from dsedge.runtime.bundle import Bundle, load_bundle
+    from dsedge.bundle import Bundle, load_bundle
 
     return bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
 

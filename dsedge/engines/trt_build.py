@@ -47,11 +47,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.engines.cuda_utils import DeviceInfo, device_info, gpu_slug, import_cudart, set_device
 from dsedge.engines.trt_inspect import inspect_plan
 from dsedge.engines.trt_versions import major_minor, version_tuple
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
-from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.utils.io import atomic_write_bytes, sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.engines.base import Runner, RunnerInfo, check_batch
 from dsedge.engines.cuda_utils import (
     CudaGraph,
@@ -57,7 +58,6 @@ from dsedge.engines.cuda_utils import (
 from dsedge.engines.trt_build import TensorRTWarning, import_tensorrt, make_logger
 from dsedge.engines.trt_versions import same_release, version_mismatch
 from dsedge.errors import BundleError, EngineError, MissingDependencyError
-from dsedge.runtime.bundle import Bundle, load_bundle
 
 #: batch sizes that keep their own execution context and CUDA graph (bench: 1, 8, 32 and one spare)
 MAX_GRAPH_SHAPES = 4

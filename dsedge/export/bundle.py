@@ -187,10 +187,10 @@ def _build_manifest(
     t0: float,
 ) -> dict[str, Any]:
     """The manifest before any artifact is listed: model, I/O, SimAM outlining, training, tools, parity."""
+    from dsedge.bundle import new_manifest
     from dsedge.export.manifest import tool_versions
     from dsedge.export.model_card import training_summary
     from dsedge.export.simam_function import DOMAIN, FUNCTION_NAME
-    from dsedge.runtime.bundle import new_manifest
     from dsedge.runtime.contract import preprocessing_contract
 
     result = exported.result
@@ -217,10 +217,10 @@ def _write_bundle(out: Path, force: bool, exported: _Exported, manifest: dict[st
 
     Filesystem errors become `BundleError`s naming `out`; on any failure nothing is left there.
     """
+    from dsedge.bundle import add_artifact, load_bundle, write_manifest
     from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card
     from dsedge.export.onnx import save_onnx
     from dsedge.export.vectors import write_vectors
-    from dsedge.runtime.bundle import add_artifact, load_bundle, write_manifest
     from dsedge.utils.io import atomic_dir
 
     opset = exported.result.opset

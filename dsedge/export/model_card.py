@@ -256,8 +256,7 @@ def refresh_model_card(bundle_dir: str | Path) -> Path:
     The card is generated, never edited: any step that changes the manifest calls this so the card a
     device ships with states the numbers the runtime applies. Atomic, through `bundle_update`.
     """
-    from dsedge.export.bundle_update import bundle_update
-    from dsedge.runtime.bundle import load_bundle
+    from dsedge.bundle import bundle_update, load_bundle
 
     bundle = load_bundle(bundle_dir, verify=True)
     with bundle_update(bundle) as update:

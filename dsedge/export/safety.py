@@ -55,7 +55,10 @@ def foreign_entries(folder: Path) -> list[str]:
     entries = sorted(folder.iterdir(), key=lambda p: p.name)
     if listed is None:
         return [p.name + ("/" if p.is_dir() else "") for p in entries]
-    from dsedge.runtime.vectors import VECTORS_DIR, is_vectors_dir  # golden vectors: a folder dsedge writes
+    from dsedge.runtime.vectors import (  # golden vectors: a folder dsedge writes
+        VECTORS_DIR,
+        is_vectors_dir,
+    )
 
     foreign = []
     for p in entries:
@@ -113,9 +116,9 @@ def seal_facts(models: tuple, manifest: dict) -> None:
 
     The artifact sha256s in dsedge.json then cover them, and `load_bundle` refuses
     a manifest whose class order, preprocessing, SimAM lambda or input shape was
-    edited afterwards (`dsedge.utils.manifest_rules.check_sealed_facts`).
+    edited afterwards (`dsedge.bundle.rules.check_sealed_facts`).
     """
-    from dsedge.utils.manifest_rules import FACTS_KEY, canonical, manifest_facts
+    from dsedge.bundle.rules import FACTS_KEY, canonical, manifest_facts
 
     value = canonical(manifest_facts(manifest))
     for model in models:

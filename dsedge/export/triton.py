@@ -44,10 +44,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.engines.cuda_utils import gpu_slug
 from dsedge.engines.trt_versions import version_mismatch
 from dsedge.errors import BundleError, DsedgeError
-from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.utils.io import atomic_dir, check_output_dir, is_disk_full
 
 #: a plain model name: letters, digits, '_', '-', '.', not starting with '.' or '-'

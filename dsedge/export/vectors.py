@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dsedge.runtime.bundle import Bundle, load_bundle
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.runtime.contract import CONTRACT_VERSION, TENSOR_TOLERANCE
 from dsedge.runtime.decision import DecisionPolicy
 from dsedge.runtime.vectors import (

@@ -13,7 +13,7 @@ quality (input checks), decision (calibrated risk, refer / benign / cannot asses
 (inputs and CSV), predict (`Predictor`).
 """
 
-from dsedge.runtime.bundle import Bundle, load_bundle
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.runtime.decision import CANNOT_ASSESS, REFER, DecisionPolicy
 from dsedge.runtime.predict import Predictor, predict
 from dsedge.runtime.preprocess import preprocess_files, preprocess_image

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.bundle import Bundle
 from dsedge.engines.base import Runner, check_batch
 from dsedge.errors import BundleError, DsedgeError, EngineError
-from dsedge.runtime.bundle import Bundle
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.errors import BundleError, DataError
 from dsedge.runtime.backends import BACKENDS, PRECISIONS, all_outputs, select_runner
-from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.runtime.decision import REFER, DecisionPolicy, cannot_assess
 from dsedge.runtime.heatmap import CAM_OUTPUT, cam_report, write_overlay
 from dsedge.runtime.preprocess import preprocess_image

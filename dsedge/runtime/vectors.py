@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.bundle import Bundle, load_bundle
 from dsedge.errors import BundleError, DsedgeError
-from dsedge.runtime.bundle import Bundle, load_bundle
 from dsedge.runtime.contract import CONTRACT_VERSION
 from dsedge.runtime.decision import DecisionPolicy
 from dsedge.utils.io import sha256_file

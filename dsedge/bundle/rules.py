@@ -130,7 +130,7 @@ def check_seal(manifest: dict[str, Any], manifest_path: Path) -> None:
         verbs = ["removed" if k not in mine else "added" if k not in sections else "changed" for k in changed]
         raise BundleError(
             f"{manifest_path} was edited after dsedge wrote it: "
-            + ", ".join(f"{k} {v}" for k, v in zip(changed, verbs)), HINT)
+            + ", ".join(f"{k} {v}" for k, v in zip(changed, verbs, strict=True)), HINT)
 
 
 # ----------------------------------------------------------------------------- facts sealed in the model file
