@@ -8,26 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from lesion_images import lesion_image
 from tiny_bundle import CLASSES, make_tiny_bundle
 
 from dsedge.clinical.fit import fit_bundle_risk, fit_risk
 from dsedge.errors import DsedgeError
 from dsedge.runtime import Predictor, load_bundle, preprocess_files
 
-TINTS = {"MEL": (150, 60, 70), "NV": (110, 150, 110), "SK": (140, 140, 60)}
+#: skin-like tints per class (the runtime refuses images that are not skin-coloured)
+TINTS = {"MEL": (150, 95, 85), "NV": (205, 150, 130), "SK": (180, 140, 105)}
 
 
 def make_folder_split(root: Path, counts: dict[str, int], seed: int = 0, size: int = 160) -> Path:
-    """ROOT/val/<CLASS>/*.jpg: class tint + a per-image colour shift (classes overlap) + pixel noise."""
+    """ROOT/val/<CLASS>/*.jpg: lesion-like images (tests/lesion_images.py) in a class tint with a
+    per-image colour shift, so the classes overlap and every image passes the quality checks."""
     rng = np.random.default_rng(seed)
     for label, n in counts.items():
         folder = root / "val" / label
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            colour = np.asarray(TINTS[label]) + rng.normal(0, 35, 3)
-            arr = np.clip(rng.normal(colour, 30, (size, size + 20, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(folder / f"{label}_{i:03d}.jpg", quality=92)
+            skin = tuple(int(v) for v in np.clip(np.asarray(TINTS[label]) + rng.normal(0, 18, 3), 40, 250))
+            lesion_image((size + 20, size), seed=int(rng.integers(1 << 30)), skin=skin).save(
+                folder / f"{label}_{i:03d}.jpg", quality=92)
     return root
 
 
@@ -43,7 +45,8 @@ def test_fit_risk_block_from_logits() -> None:
     block = fit_risk(logits, labels, CLASSES, target_sensitivity=0.9, resamples=200)
     op = block["operating_point"]
     assert block["temperature"] > 1.5 and block["calibration"]["ece_after"] < block["calibration"]["ece_before"]
-    assert op["sensitivity"]["value"] >= 0.9 and op["class"] == "MEL" and len(op["sensitivity"]["ci95"]) == 2
+    assert op["in_sample"]["sensitivity"]["value"] >= 0.9 and op["class"] == "MEL"
+    assert len(op["sensitivity"]["ci95"]) == 2 and op["sensitivity"]["ci"] == op["sensitivity"]["ci95"]
     assert 0 <= block["uncertain_rate"] <= 1 and block["warnings"] == []
     flat = fit_risk(np.zeros((300, 3)) + 1e-3 * logits, labels, CLASSES, resamples=20)  # no information
     assert "search bound" in flat["warnings"][0]
@@ -57,9 +60,13 @@ def test_fit_bundle_stores_and_predictor_applies(data: Path, tmp_path: Path) -> 
     b = load_bundle(bundle)  # verifies every sha256, the new PNGs and the card included
     assert b.manifest["clinical"] == json.loads(json.dumps(block))
     assert {"reliability.png", "roc.png", "MODEL_CARD.md"} <= set(b.artifacts)
-    assert block["fitted_on"]["images"] == 120 and block["fitted_on"]["quality_flagged"] == 0
+    from dsedge.runtime.quality import QualityThresholds, check_files
+
+    flagged = check_files(sorted((data / "val").glob("*/*.jpg")), QualityThresholds())
+    assert block["fitted_on"]["images"] == 120 and block["fitted_on"]["quality_flagged"] == len(flagged) <= 2
     op = block["operating_point"]
-    assert op["sensitivity"]["value"] >= 0.9 and op["positives"] == 30
+    assert op["in_sample"]["sensitivity"]["value"] >= 0.9 and op["positives"] == 30
+    assert op["claim_method"] == "5-fold cross-fitted" and op["sensitivity"]["n"] == 30
     card = (bundle / "MODEL_CARD.md").read_text()
     assert f"{op['threshold']:.4f}" in card and "Intended use" in card and "Not fitted" not in card
 

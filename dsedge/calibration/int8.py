@@ -40,7 +40,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dsedge.bundle import Bundle, BundleUpdate, bundle_update, load_bundle
+from dsedge.bundle import (
+    CALIBRATION_CACHE,
+    Bundle,
+    BundleUpdate,
+    bundle_update,
+    load_bundle,
+    onnx_file,
+)
 from dsedge.calibration import methods as per_tensor
 from dsedge.calibration import reader as rd
 from dsedge.calibration.budget import (
@@ -67,8 +74,8 @@ from dsedge.machine import package_versions
 from dsedge.runtime.preprocess import DIHEDRAL_VIEWS, dihedral_views, preprocess_files
 from dsedge.utils.io import atomic_write_json
 
-INT8_NAME = "model.int8.onnx"
-CACHE_NAME = "calibration.cache"
+INT8_NAME = onnx_file("int8")
+CACHE_NAME = CALIBRATION_CACHE.filename
 REPORT_STEM = "int8_sensitivity"
 METHODS = ("percentile", "minmax", "entropy", "auto")
 #: The default, chosen on 400 held-out *training* images (never the eval split) of the shipped model,
@@ -600,6 +607,11 @@ def calibrate_bundle(
         record["int8_mac_fraction"] = int8_mac_fraction(chosen)
         record["claims"] = sorted(claims)
         _write(job, chosen, mixed, ranges_path, qmethod, record, report, write_cache, claims)
+    from dsedge.export.model_card import refresh_model_card
+    from dsedge.export.vectors import write_vectors
+
+    write_vectors(job.bundle.root)  # golden vectors of the new INT8 files
+    refresh_model_card(job.bundle.root)  # the card states the new claims
     say(f"wrote {job.bundle.root / INT8_NAME}")
     return {**record, "output": str(job.bundle.root / INT8_NAME), "claim_values": claims,
             "sensitivity": report.to_dict() if report else None}

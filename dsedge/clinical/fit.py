@@ -139,7 +139,7 @@ def write_plots(logits: np.ndarray, labels: np.ndarray, classes: list[str],
     t, cal = block["temperature"], block["calibration"]
     plot_reliability({"softmax": (reliability_bins(softmax(logits), labels), cal["ece_before"]),
                       f"temperature {t:.2f}": (reliability_bins(softmax(logits, t), labels), cal["ece_after"])},
-                     names[RELIABILITY_FILE], title=f"calibration on '{split}' ({len(labels)} images)")
+                     names[RELIABILITY_FILE], title=f"calibration on '{split}' ({len(labels)} images)", split=split)
     op = block["operating_point"]["in_sample"]  # the point on this split's own ROC curve
     plot_roc(labels, softmax(logits, t), classes, names[ROC_FILE],
              point=(MELANOMA, op["sensitivity"]["value"], op["specificity"]["value"]),
@@ -240,4 +240,7 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
         for f in (RELIABILITY_FILE, ROC_FILE):
             update.add_artifact(f, "report", "n/a")
         update.add_artifact(MODEL_CARD_FILE, "model-card", "n/a")
+    from dsedge.export.vectors import write_vectors
+
+    write_vectors(bundle.root)  # the golden decisions follow the new operating point
     return block
