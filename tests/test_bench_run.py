@@ -277,3 +277,19 @@ def test_cli(bundle: Path, tiny_isic_session: Path, tmp_path: Path) -> None:
     assert ort_row["accuracy"]["agreement"]["top1_agreement"] == 1.0
     bad = runner.invoke(app, ["bench", str(bundle), "--backends", "tflite", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "tflite" in str(bad.exception or bad.output)
+
+
+def test_int8_rows_say_how_much_of_the_file_is_int8() -> None:
+    """A file named INT8 with most layers float must not pass for INT8 in a speed table (issue 20)."""
+    from dsedge.bench.report import _full_columns
+    from dsedge.bench.run import _int8_shares
+
+    rows = [{"runner": {"extra": {"file": "model.int8.onnx"}}}, {"runner": {"extra": {"file": "model.onnx"}}}, {}]
+    _int8_shares(rows, {"model.int8.onnx": {"int8_mac_fraction": 0.857}, "model.onnx": {}})
+    assert rows[0]["int8_mac_fraction"] == 0.857 and "int8_mac_fraction" not in rows[1] and rows[2] == {}
+    host = {k: 1.0 for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "spread", "cv",
+                             "throughput")}
+    row = {"backend": "openvino", "precision": "int8", "batch_size": 1, "status": "ok", "latency": {"host": host},
+           "stability": {"unstable": False}, "speedup": 2.0, "speedup_ci95": [1.9, 2.1], "int8_mac_fraction": 0.857}
+    _head, cells = _full_columns({"rows": [row], "data": None})
+    assert cells[0][1] == "int8 (86 % MACs INT8)"

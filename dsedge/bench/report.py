@@ -117,7 +117,9 @@ def _full_columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for r in _ok(result):
         h, lat = r["latency"]["host"], r["latency"]
         ci = r.get("speedup_ci95")
-        row = [r["backend"], r["precision"], str(r["batch_size"]), _fmt(h["mean_ms"]), _fmt(h["p50_ms"]),
+        precision = r["precision"] + (f" ({100 * r['int8_mac_fraction']:.0f} % MACs INT8)"
+                                      if r.get("int8_mac_fraction") is not None else "")
+        row = [r["backend"], precision, str(r["batch_size"]), _fmt(h["mean_ms"]), _fmt(h["p50_ms"]),
                _fmt(h["p90_ms"]), _fmt(h["p99_ms"]), _fmt(h["min_ms"]), _fmt(h["max_ms"]), _pct(h["spread"]),
                _pct(h["cv"]), _fmt(h["throughput"], 1), speedup_text(r, ci=False),
                f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "–", _fmt(lat.get("build_s"), 1), _fmt(lat.get("warmup_s"), 1),

@@ -215,6 +215,7 @@ def _measure(pairs: list[tuple[str, str]], sizes: list[int], source: Source, eva
             measured = run_rounds(cells, plan, guard, on_round=lambda done, _n: advance(1))
         machine = guard.verdict()
         rows += _timed_rows(cells, runners, ref, machine, guard.limits, build_s)
+        _int8_shares(rows, source.bundle.artifacts)
         agree_ref = f"{ref[0]} {ref[1]}" if source.torch_matches_bundle else "onnxruntime fp32"
         if eval_set is not None:
             _accuracy_pass(runners, rows, source, eval_set, accuracy_batch, agree_ref, bar, quick)
@@ -280,6 +281,15 @@ def _cells(runners: dict[tuple[str, str], Runner], inputs: dict[int, np.ndarray]
             else:
                 cells.append(Cell((backend, precision, bs), runner, batch))
     return cells
+
+
+def _int8_shares(rows: list[dict[str, Any]], artifacts: dict[str, Any]) -> None:
+    """Each row that runs an INT8 file says how much of it is INT8 (`calibration.macs`): a file named
+    INT8 with most layers float must not pass for INT8 in a speed table."""
+    for r in rows:
+        entry = artifacts.get(((r.get("runner") or {}).get("extra") or {}).get("file") or "") or {}
+        if entry.get("int8_mac_fraction") is not None:
+            r["int8_mac_fraction"] = entry["int8_mac_fraction"]
 
 
 def _timed_rows(cells: list[Cell], runners: dict[tuple[str, str], Runner], ref: tuple[str, str],
@@ -356,7 +366,7 @@ def _result(rows: list[dict[str, Any]], pairs: list[tuple[str, str]], sizes: lis
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(threads),
         "source": {"description": source.description, "bundle": str(source.bundle.root),
-                   "model": str(source.bundle.manifest.get("model", {}).get("name", "model")),
+                   "model": source.bundle.model_name,
                    "checkpoint": str(source.checkpoint) if source.checkpoint else None,
                    "random_weights": source.random_weights, "synthetic_inputs": True, "notes": source.notes},
         "settings": {"backends": sorted({b for b, _ in pairs}), "precisions": sorted({p for _, p in pairs}),

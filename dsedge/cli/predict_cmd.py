@@ -10,13 +10,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from dsedge.cli.app import app, console, err_console
+from dsedge.engines import registry
+
+#: `dsedge predict --backend` choices, from the registry's runtime backends (lazy factories: no torch import).
+_BACKEND_HELP = " | ".join(["auto", *(b.name for b in registry.runtime_backends())])
+_AUTO_HELP = ", then ".join(b.name for b in registry.auto_order())
 
 
 @app.command("predict")
 def predict_command(
     bundle: Path = typer.Argument(..., help="Bundle folder (from `dsedge export`)."),
     inputs: list[str] = typer.Argument(None, help="Image files, folders of images, or globs ('scans/*.jpg')."),
-    backend: str = typer.Option("auto", "--backend", "-b", help="auto | tensorrt | onnxruntime | openvino."),
+    backend: str = typer.Option("auto", "--backend", "-b", help=f"{_BACKEND_HELP} (auto: {_AUTO_HELP})."),
     precision: str = typer.Option(None, "--precision", "-p",
                                   help="fp32 | fp16 | bf16 | int8 (default: best available)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per inference call."),
@@ -54,7 +59,9 @@ def predict_command(
             stage_rows = attach_timings(predictor, results, paths)
         info, reason, classes = predictor.info, predictor.fallback_reason, predictor.classes
         policy = predictor.policy
-        summary = run_summary(results, classes, predictor.bundle.manifest)
+        extra = info.extra or {}
+        summary = run_summary(results, classes, predictor.bundle.manifest,
+                              artifact=extra.get("file") or extra.get("source"))
     if csv_out is not None:
         atomic_write_text(csv_out, results_csv(results, classes))
     if json_out:

@@ -78,7 +78,7 @@ def _cell(value: Any) -> str:
 
 
 def run_summary(results: Sequence[dict[str, Any]], classes: Sequence[str],
-                manifest: dict[str, Any]) -> dict[str, Any]:
+                manifest: dict[str, Any], artifact: str | None = None) -> dict[str, Any]:
     """Counts per decision and the operating point behind "refer", for the end of a predict run.
 
     A table of 200 rows does not say how many were referred; and a "refer" means nothing without
@@ -86,8 +86,11 @@ def run_summary(results: Sequence[dict[str, Any]], classes: Sequence[str],
     """
     from dsedge.runtime.decision import clinical_claim_line, decision_counts
 
+    entry = (manifest.get("artifacts") or {}).get(artifact or "") or {}
+    engine = {"artifact": artifact, "precision": entry.get("precision"),
+              "int8_mac_fraction": entry.get("int8_mac_fraction")} if artifact else None
     return {"images": len(results), "counts": decision_counts(list(results), list(classes)),
-            "operating_point": clinical_claim_line(manifest)}
+            "operating_point": clinical_claim_line(manifest), "engine": engine}
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -96,4 +99,8 @@ def summary_line(summary: dict[str, Any]) -> str:
 
     point = summary.get("operating_point")
     items = [f"{k} {v}" + (f" ({point})" if k == REFER and point else "") for k, v in summary["counts"].items()]
-    return f"{summary['images']} image{'s' if summary['images'] != 1 else ''}: {', '.join(items)}"
+    line = f"{summary['images']} image{'s' if summary['images'] != 1 else ''}: {', '.join(items)}"
+    engine = summary.get("engine") or {}
+    if engine.get("int8_mac_fraction") is not None:  # an "INT8" file says how much of it is INT8
+        line += f"; {engine['artifact']}: {100 * engine['int8_mac_fraction']:.0f} % of MACs in INT8"
+    return line
