@@ -63,5 +63,5 @@ def test_unknown_choices_and_bf16_elsewhere(cam_bundle: Path) -> None:
     bundle = load_bundle(cam_bundle)
     with pytest.raises(DsedgeError, match="unknown backend"):
         select_runner(bundle, "tpu", None)
-    with pytest.raises(DsedgeError, match="OpenVINO backend only"):
+    with pytest.raises(DsedgeError, match="bf16 runs on the openvino backend only"):
         select_runner(bundle, "onnxruntime", "bf16")

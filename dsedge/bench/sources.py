@@ -51,8 +51,8 @@ def bundle_source(bundle_path: Path, checkpoint: Path | None) -> Source:
     from dsedge.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
-    size = int(bundle.manifest["input"]["shape"][-1])
-    model = bundle.manifest.get("model", {})
+    size = bundle.input_size
+    model = bundle.model
     random_init = bool(model.get("random_init"))
     notes = []
     if checkpoint is not None:
@@ -137,7 +137,7 @@ def default_source(workdir: Path, image_size: int, progress: BenchProgress, data
             calibrate_bundle(bpath, None, synthetic=True, num_images=n, sensitivity=False, on_images=phase,
                              on_step=phase.note)
     bundle = load_bundle(bpath)
-    actual = int(bundle.manifest["input"]["shape"][-1])
+    actual = bundle.input_size
     desc += f", {actual}x{actual} inputs; INT8 calibrated on {calib}"
     return Source(bundle, ckpt, desc, actual, bundle.preprocessing, bundle.classes,
                   random_weights=shipped is None, torch_matches_bundle=True, notes=notes)

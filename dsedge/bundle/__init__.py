@@ -12,6 +12,7 @@ and measure them; this package imports nothing of theirs. Torch-free.
 
 from dsedge.bundle.artifacts import (
     CALIBRATION_CACHE,
+    INLINE_FP32,
     KINDS,
     MIXED_INT8,
     ONNX_ARTIFACTS,
@@ -40,6 +41,7 @@ __all__ = [
     "CALIBRATION_CACHE",
     "FORMAT",
     "FORMAT_VERSION",
+    "INLINE_FP32",
     "KINDS",
     "MANIFEST_NAME",
     "MIXED_INT8",

@@ -38,6 +38,8 @@ ONNX_ARTIFACTS: tuple[ArtifactSpec, ...] = (
     ArtifactSpec("int8-fp16", "model.int8-fp16.onnx", "onnx", ("tensorrt",), "calibrate",
                  "the INT8 Q/DQ with float layers in FP16, for strongly typed TensorRT"),
 )
+#: The FP32 model with its SimAM functions inlined, for OpenVINO's ONNX frontend (export --inline).
+INLINE_FP32 = ArtifactSpec("fp32", "model.inline.onnx", "onnx-inline", ("openvino",), "export")
 #: TensorRT's INT8 calibration table (for builders that calibrate themselves).
 CALIBRATION_CACHE = ArtifactSpec("int8", "calibration.cache", "calibration-cache", ("tensorrt",), "calibrate")
 #: Manifest precision of the mixed INT8 twin.

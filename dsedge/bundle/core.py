@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsedge import MELANOMA_CLASS
 from dsedge.bundle.artifacts import KINDS, onnx_file
 from dsedge.bundle.rules import check_manifest, check_seal, check_sealed_facts, seal_manifest
 from dsedge.errors import BundleError
@@ -109,6 +110,18 @@ class ManifestReader:
     def clinical(self) -> dict[str, Any]:
         """What `dsedge risk` fitted (temperature, operating point, quality); {} before it ran."""
         return _section(self.manifest, "clinical")
+
+    @property
+    def operating_point(self) -> dict[str, Any]:
+        """The fitted melanoma operating point (threshold, class, its intervals); {} before `dsedge risk`."""
+        point = self.clinical.get("operating_point")
+        return point if isinstance(point, dict) else {}
+
+    @property
+    def melanoma_class(self) -> str:
+        """The class the operating point refers on (MELANOMA_CLASS unless the bundle names another)."""
+        cls = self.operating_point.get("class")
+        return cls if isinstance(cls, str) else MELANOMA_CLASS
 
     @property
     def calibration(self) -> dict[str, Any]:

@@ -29,11 +29,12 @@ from typing import Any
 import onnx
 from onnx import TensorProto
 
+from dsedge.bundle import MIXED_INT8, onnx_file
 from dsedge.calibration.rules import QDQ_OPS
 from dsedge.export.simam_function import FUNCTION_NAME
 
-MIXED_NAME = "model.int8-fp16.onnx"
-MIXED_PRECISION = "int8-fp16"
+MIXED_PRECISION = MIXED_INT8
+MIXED_NAME = onnx_file(MIXED_PRECISION)
 QDQ_FP16_OPSET = 19
 #: Ops whose float outputs are bookkeeping, not arithmetic TensorRT would run in some precision.
 _NON_COMPUTE = {"Cast", "Shape", "Constant", "Reshape", "Flatten", "Identity", *QDQ_OPS}

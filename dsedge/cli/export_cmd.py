@@ -51,15 +51,15 @@ def export_command(
             inline_simam=inline_simam, force=force, opset=opset,
             progress=shown.note,
         )
-    manifest = load_bundle(path).manifest
-    parity = manifest["parity"]
+    bundle = load_bundle(path)
+    parity = bundle.parity
     src = parity["inputs"]
     where = (f"{src['count']} {src['split']} images" if src["kind"] == "images"
              else f"{src['count']} random inputs")
-    console.print(f"[green]bundle[/] {path}  ({manifest['model']['name']}, "
-                  f"{manifest['simam']['calls']} dsedge::SimAM nodes)", highlight=False)
+    console.print(f"[green]bundle[/] {path}  ({bundle.model_name}, "
+                  f"{bundle.simam.get('calls')} dsedge::SimAM nodes)", highlight=False)
     console.print(f"parity vs PyTorch on {where}:", highlight=False)
-    for name, entry in manifest["artifacts"].items():
+    for name, entry in bundle.artifacts.items():
         if name not in parity["artifacts"]:
             console.print(f"  {name:<18} {entry['kind']}", highlight=False)  # MODEL_CARD.md
             continue

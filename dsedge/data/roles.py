@@ -5,7 +5,7 @@ Three roles: training data fits the weights; the *tuning* split chooses everythi
 split only reports. `resolve_roles` is the one place that decides them for `dsedge risk`,
 `dsedge calibrate` and `dsedge eval`:
 
-* the checkpoint held a slice of its training data out (`manifest["training"]["tuning_split"]`,
+* the checkpoint held a slice of its training data out (the manifest's `training.tuning_split`,
   written by `dsedge train --tuning-fraction`): that slice tunes, the named split (default
   `val`) reports;
 * otherwise the named split is the only labelled data the weights never saw: it tunes, and
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from dsedge.bundle import ManifestReader, read_manifest
 from dsedge.data.samples import DatasetSplit
 from dsedge.errors import DataError
 
@@ -50,13 +51,13 @@ def split_record(ds: DatasetSplit, role: str, method: str | None = None) -> dict
     return out
 
 
-def resolve_roles(manifest: dict[str, Any], data: str | Path, split: str = "val",
+def resolve_roles(manifest: dict[str, Any] | ManifestReader, data: str | Path, split: str = "val",
                   report_split: str | None = None) -> Roles:
     """Tuning and reporting splits for a bundle (see the module docstring)."""
     from dsedge.data import available_splits, load_split
 
-    classes = list(manifest["classes"])
-    record = (manifest.get("training") or {}).get("tuning_split")
+    m = read_manifest(manifest)
+    classes, record = m.classes, m.tuning_split
     if record:
         from dsedge.data.splits import tuning_split_from_record
 

@@ -16,6 +16,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+#: Key of the logits in `Runner.infer_all` when a runner has no graph output names.
+LOGITS = "logits"
+
 
 @dataclass
 class RunnerInfo:
@@ -36,7 +39,7 @@ class RunnerInfo:
 
 
 class Runner(ABC):
-    """Base class: `infer(batch) -> logits`. Use as a context manager to release resources."""
+    """Base class: `infer(batch) -> logits`, `infer_all(batch) -> {output: array}`. A context manager."""
 
     #: Largest batch the runner accepts in one call (None: unlimited). TensorRT sets the profile max.
     max_batch: int | None = None
@@ -49,6 +52,15 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (float32, N x 3 x H x W, already normalised) and return float32 logits."""
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of one call, by graph output name (Polygraphy's `infer() -> dict`).
+
+        A bundle exported with `--cam` has a second output; runners whose artifact can
+        hold several outputs override this. The default is the logits alone, under
+        `LOGITS`, for runners that have nothing else (PyTorch eager, test doubles).
+        """
+        return {LOGITS: self.infer(batch)}
 
     def synchronize(self) -> None:  # noqa: B027 - optional hook, CPU runners need nothing
         """Wait for queued device work (GPU runners); a no-op on CPU. Latency timing calls it."""

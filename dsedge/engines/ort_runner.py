@@ -16,7 +16,6 @@ import numpy as np
 from dsedge.engines.base import Runner, RunnerInfo, check_batch
 from dsedge.errors import EngineError
 
-CANONICAL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -102,13 +101,10 @@ class OrtRunner(Runner):
         spin-waiting off, see `allow_spinning`. `device="cpu"` pins the CPU provider.
         """
         bundle = _as_bundle(bundle)
-        names = bundle.find("onnx", precision)
-        if not names:
-            bundle.require("onnx", precision)  # raises a BundleError listing what the bundle has
-        name = CANONICAL_FILES.get(precision) if CANONICAL_FILES.get(precision) in names else names[0]
+        path = bundle.onnx(precision)  # the artifact table's file, or a BundleError listing what it has
         if providers is None:
             providers = "CPUExecutionProvider" if device == "cpu" else "auto"
-        return cls(bundle.path(name), precision, providers=providers, threads=threads, output=output,
+        return cls(path, precision, providers=providers, threads=threads, output=output,
                    allow_spinning=not interleaved)
 
     @property
@@ -119,6 +115,13 @@ class OrtRunner(Runner):
         x = check_batch(batch)
         (out,) = self.session.run([self.output_name], {self.input_name: x})
         return np.asarray(out, dtype=np.float32)
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every graph output of one call by name (logits, and `cam` when exported with --cam)."""
+        x = check_batch(batch)
+        names = [o.name for o in self.session.get_outputs()]
+        values = self.session.run(names, {self.input_name: x})
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, values, strict=True)}
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

@@ -47,7 +47,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dsedge.bundle import Bundle, load_bundle
+from dsedge.bundle import MIXED_INT8, Bundle, engine_file, load_bundle, timing_cache_file
 from dsedge.engines.cuda_utils import DeviceInfo, device_info, gpu_slug, import_cudart, set_device
 from dsedge.engines.trt_inspect import inspect_plan
 from dsedge.engines.trt_versions import major_minor, version_tuple
@@ -55,11 +55,6 @@ from dsedge.errors import BundleError, EngineError, MissingDependencyError
 from dsedge.utils.io import atomic_write_bytes, sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
-ONNX_FOR_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
-                      "int8-fp16": "model.int8-fp16.onnx"}
-#: Manifest precision of `dsedge calibrate`'s mixed twin: the same Q/DQ with FP16 float layers
-#: (SimAM reductions FP32), what a strongly typed INT8 engine should be built from.
-MIXED_INT8 = "int8-fp16"
 #: TensorRT 10.12 deprecated BuilderFlag.FP16 and .INT8 (strong typing supersedes them); 11.0 removed them.
 FP16_FLAG_DEPRECATED = (10, 12)
 
@@ -99,7 +94,7 @@ def engine_filename(precision: str, gpu: DeviceInfo | str, version: str) -> str:
     """
     slug = gpu.slug if isinstance(gpu, DeviceInfo) else gpu_slug(gpu)
     version_tuple(version)  # refuse an unparsable version before it becomes a file name
-    return f"model.{precision}.{slug}.trt{version}.plan"
+    return engine_file(precision, slug, version)
 
 
 def make_logger(trt: ModuleType) -> Any:
@@ -137,11 +132,7 @@ class TypingPlan:
 
 
 def _onnx_if_present(bundle: Bundle, precision: str) -> Path | None:
-    names = bundle.find("onnx", precision)
-    if not names:
-        return None
-    canonical = ONNX_FOR_PRECISION[precision]
-    return bundle.path(canonical if canonical in names else names[0])
+    return bundle.onnx_if_present(precision)
 
 
 def _warn_deprecated_flags(version: str, flags: str) -> None:
@@ -216,7 +207,7 @@ def _sample_dims(network: Any, bundle: Bundle, input_name: str) -> list[int]:
 
 def timing_cache_name(gpu: DeviceInfo, version: str) -> str:
     """`timing.<gpu-slug>.trt<version>.cache`: timings are only valid for one GPU model and TensorRT."""
-    return f"timing.{gpu.slug}.trt{version}.cache"
+    return timing_cache_file(gpu.slug, version)
 
 
 def own_cache_path(path: Path, gpu: DeviceInfo, version: str) -> Path:
@@ -375,7 +366,7 @@ def _add_batch_profile(
     session: _Session, config: Any, bundle: Bundle, opts: _BuildOptions
 ) -> tuple[str, dict[str, list[int]]]:
     """Add the min/opt/max batch profile on the bundle's input; (input name, shapes) for the manifest."""
-    input_name = str(bundle.manifest.get("input", {}).get("name", "input"))
+    input_name = bundle.input_name
     dims = _sample_dims(session.network, bundle, input_name)
     profile = session.builder.create_optimization_profile()
     shapes = opts.profile_shapes(dims)

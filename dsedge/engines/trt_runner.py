@@ -255,6 +255,13 @@ class TrtRunner(Runner):
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer(batch, (self.output_name,))[self.output_name]
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every engine output of one call by name (logits, and `cam` when exported with --cam)."""
+        return self._infer(batch, tuple(self.output_names))
+
+    def _infer(self, batch: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         self._activate()
         x = check_batch(batch, channels=self.sample_shape[0])
         if tuple(x.shape[1:]) != self.sample_shape:
@@ -266,20 +273,24 @@ class TrtRunner(Runner):
                     f"batch of {n} exceeds the engine's profile maximum {self.max_batch}",
                     "rebuild with a larger --max-batch, or let the runner split batches (split=True)",
                 )
-            return np.concatenate([self.infer(x[i : i + self.max_batch]) for i in range(0, n, self.max_batch)])
+            parts = [self._infer(x[i : i + self.max_batch], names) for i in range(0, n, self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in names}
         if n < self.min_batch:  # pad up to the profile minimum, drop the padding afterwards
             pad = np.zeros((self.min_batch - n, *self.sample_shape), dtype=x.dtype)
-            return self.infer(np.concatenate([x, pad]))[:n]
-        return self._run(x)
+            return {k: v[:n] for k, v in self._infer(np.concatenate([x, pad]), names).items()}
+        return self._run(x, names)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         n = x.shape[0]
         inp = self.host[self.input_name]
         inp.array[:n] = x.astype(inp.dtype, copy=False)
-        out_shape = self._launch(n, copies=True)
-        out = self.host[self.output_name].array
-        count = int(np.prod(out_shape))
-        return np.array(out.reshape(-1)[:count].reshape(out_shape), dtype=np.float32)
+        ctx = self._launch(n, copies=True)
+        out = {}
+        for name in names:  # every output was copied to host memory; read back the ones asked for
+            shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
+            host = self.host[name].array
+            out[name] = np.array(host.reshape(-1)[: int(np.prod(shape))].reshape(shape), dtype=np.float32)
+        return out
 
     def run_resident(self, batch_size: int) -> None:
         """Run the engine on whatever is in its device buffers, without host<->device copies.
@@ -292,8 +303,8 @@ class TrtRunner(Runner):
         self._activate()
         self._launch(int(batch_size), copies=False)
 
-    def _launch(self, n: int, copies: bool) -> tuple[int, ...]:
-        """Run batch n (through its own context's CUDA graph if enabled), wait; return the output shape."""
+    def _launch(self, n: int, copies: bool) -> Any:
+        """Run batch n (through its own context's CUDA graph if enabled), wait; return the context that ran."""
         assert self.stream is not None
         if self.use_graph:
             shaped = self._context_for(n)
@@ -301,13 +312,13 @@ class TrtRunner(Runner):
             if graph is not None:
                 graph.launch(self.stream)
                 self.stream.synchronize()
-                return tuple(int(d) for d in shaped.context.get_tensor_shape(self.output_name))
+                return shaped.context
         shape = (n, *self.sample_shape)
         if not self.context.set_input_shape(self.input_name, shape):
             raise EngineError(f"{self.path.name} rejected the input shape {shape}")
         self._enqueue(self.context, n, copies)
         self.stream.synchronize()
-        return tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
+        return self.context
 
     def _context_for(self, n: int) -> _ShapeContext:
         """The execution context kept for batch n (made now if needed; the least recently used goes first)."""

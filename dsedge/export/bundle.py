@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsedge import ISIC2017_CLASSES
+from dsedge.bundle import INLINE_FP32, onnx_file
 from dsedge.errors import BundleError, CheckpointError, ExportError
 from dsedge.export.safety import check_replaceable, seal_facts
 
@@ -35,9 +36,9 @@ if TYPE_CHECKING:
 
     from dsedge.export.onnx import ExportResult
 
-FP32_FILE = "model.onnx"
-FP16_FILE = "model.fp16.onnx"
-INLINE_FILE = "model.inline.onnx"
+FP32_FILE = onnx_file("fp32")
+FP16_FILE = onnx_file("fp16")
+INLINE_FILE = INLINE_FP32.filename
 
 
 def _check_output(out: Path, force: bool) -> None:
@@ -196,19 +197,21 @@ def _build_manifest(
     result = exported.result
     input_spec = {"name": "input", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW"}
     manifest = new_manifest(model_block, classes, input_spec, preprocessing)
-    manifest["outputs"] = outputs
-    manifest["opset"] = result.opset
-    manifest["simam"] = {
-        "op": f"{DOMAIN}::{FUNCTION_NAME}", "calls": result.outline.calls,
-        "nodes_before_outlining": result.outline.nodes_before,
-        "nodes_after_outlining": result.outline.nodes_after,
-    }
-    manifest["preprocessing_contract"] = preprocessing_contract(preprocessing)  # the exact algorithm (issue 23)
-    manifest["training"] = training_summary(meta)
-    manifest["tools"] = tool_versions()
-    manifest["parity"] = parity
-    manifest["export"] = {"seconds": round(time.perf_counter() - t0, 2),
-                          "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    manifest.update({
+        "outputs": outputs,
+        "opset": result.opset,
+        "simam": {
+            "op": f"{DOMAIN}::{FUNCTION_NAME}", "calls": result.outline.calls,
+            "nodes_before_outlining": result.outline.nodes_before,
+            "nodes_after_outlining": result.outline.nodes_after,
+        },
+        "preprocessing_contract": preprocessing_contract(preprocessing),  # the exact algorithm (issue 23)
+        "training": training_summary(meta),
+        "tools": tool_versions(),
+        "parity": parity,
+        "export": {"seconds": round(time.perf_counter() - t0, 2),
+                   "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    })
     return manifest
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path, PurePath
 from typing import Any
 
+from dsedge.bundle import read_manifest
+
 MODEL_CARD_FILE = "MODEL_CARD.md"
 _TRAINING_CONFIG_KEYS = ("epochs", "batch_size", "lr", "optimizer", "focal_gamma", "balance", "pretrained",
                          "image_size", "seed")
@@ -68,7 +70,7 @@ def data_licence(datasets: list[dict[str, Any]]) -> str:
 
 
 def training_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a checkpoint's metadata a model card needs (stored as manifest["training"])."""
+    """The parts of a checkpoint's metadata a model card needs (stored as the manifest's `training`)."""
     if not meta:
         return {"random_init": True}
     config = meta.get("config") or {}
@@ -213,7 +215,7 @@ def _quality(c: dict[str, Any] | None) -> list[str]:
 
 def cam_grid(manifest: dict[str, Any]) -> str | None:
     """'4x4' from the manifest's `cam` output shape, or None when the bundle has no heat-maps."""
-    for out in manifest.get("outputs") or []:
+    for out in read_manifest(manifest).outputs:
         shape = out.get("shape") or []
         if out.get("name") == "cam" and len(shape) == 4 and all(isinstance(v, int) for v in shape[2:]):
             return f"{shape[2]}x{shape[3]}"
@@ -236,16 +238,17 @@ def _limitations(manifest: dict[str, Any]) -> list[str]:
 
 def render_model_card(manifest: dict[str, Any]) -> str:
     """MODEL_CARD.md text for a bundle manifest."""
-    title = f"# Model card: {manifest.get('model', {}).get('name')} dermoscopy classifier"
-    parity = manifest.get("parity", {}).get("artifacts", {})
+    m = read_manifest(manifest)
+    title = f"# Model card: {m.model.get('name')} dermoscopy classifier"
+    parity = m.parity.get("artifacts", {})
     arts = ["## Artifacts", "", "| file | kind | precision | parity vs PyTorch (top-1 agreement) |", "|---|---|---|---|"]
-    for name, entry in manifest.get("artifacts", {}).items():
+    for name, entry in m.artifacts.items():
         if entry.get("kind") in ("onnx", "onnx-inline", "tensorrt"):
             agree = parity.get(name, {}).get("top1_agreement")
             arts.append(f"| {name} | {entry.get('kind')} | {entry.get('precision')} | {_pct(agree)} |")
-    clinical = manifest.get("clinical")
+    clinical = m.clinical or None
     parts = [[title, ""], _status(manifest), _details(manifest), _intended_use(),
-             _training(manifest.get("training") or {}), _clinical(clinical), _quality(clinical),
+             _training(m.training), _clinical(clinical), _quality(clinical),
              _limitations(manifest), arts + [""]]
     return "\n".join(line for part in parts for line in part)
 

@@ -44,7 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from dsedge.bundle import Bundle, load_bundle
+from dsedge.bundle import Bundle, load_bundle, onnx_file
 from dsedge.engines.cuda_utils import gpu_slug
 from dsedge.engines.trt_versions import version_mismatch
 from dsedge.errors import BundleError, DsedgeError
@@ -61,7 +61,7 @@ class TritonWarning(UserWarning):
 
 
 PLATFORMS = {"tensorrt": "tensorrt_plan", "onnx": "onnxruntime_onnx"}
-FILES = {"tensorrt": "model.plan", "onnx": "model.onnx"}
+FILES = {"tensorrt": "model.plan", "onnx": "model.onnx"}  # Triton's own names inside a model folder
 # ONNX TensorProto element type -> Triton DataType name
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 6: "TYPE_INT32", 7: "TYPE_INT64",
                   3: "TYPE_INT8", 2: "TYPE_UINT8", 9: "TYPE_BOOL", 16: "TYPE_BF16"}
@@ -255,11 +255,8 @@ def _artifact(
     """(file to serve, ONNX that describes its I/O, manifest entry) for one backend."""
     if backend == "tensorrt":
         name, entry = _pick_engine(b, precision, gpu, tensorrt_version)
-        return b.path(name), b.path(entry.get("onnx", "model.onnx")), entry
-    path = b.require("onnx", precision or "fp32")
-    canonical = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}[precision or "fp32"]
-    if canonical in b.artifacts:
-        path = b.path(canonical)
+        return b.path(name), b.path(entry.get("onnx", onnx_file("fp32"))), entry
+    path = b.onnx(precision or "fp32")
     return path, path, b.artifacts[path.name]
 
 

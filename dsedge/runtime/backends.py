@@ -1,23 +1,19 @@
-"""Which engine runs a bundle on this machine, and how to get every output of one engine call.
+"""Which engine runs a bundle on this machine, chosen through the engine registry, and every output of a call.
 
-Backends of the torch-free runtime:
+The backends of the torch-free runtime are the registry's `runtime=True`
+entries (`dsedge.engines.registry`): TensorRT (engines built on this GPU),
+ONNX Runtime and OpenVINO today, and any backend registered later. `auto`
+tries, in `auto_rank` order, the runtime backends that run the asked
+precision: TensorRT first, then ONNX Runtime (why TensorRT was passed over is
+kept in `fallback_reason`). OpenVINO has no rank: it is the fastest CPU path
+(DESIGN §6) but an optional package, so it is chosen by name. With no
+precision asked, each backend tries its `preference` over the precisions the
+bundle holds for it (TensorRT fp16 first; ONNX Runtime fp32 first, since a CPU
+computes FP16 in FP32 anyway).
 
-| backend     | artifacts                                   | precisions        |
-|-------------|---------------------------------------------|-------------------|
-| tensorrt    | model.<prec>.<gpu>.plan built here           | fp16, int8, fp32  |
-| onnxruntime | model.onnx / model.fp16.onnx / model.int8.onnx | fp32, fp16, int8 |
-| openvino    | model.onnx (fp32, bf16), model.int8.onnx (int8) | fp32, bf16, int8 |
-
-"auto" tries TensorRT and falls back to ONNX Runtime (why is kept in `fallback_reason`);
-OpenVINO is chosen explicitly: it is the fastest CPU path (INT8 5.4 ms vs ORT FP32 15.6 ms on
-a 2-core AVX-512 VNNI CPU, DESIGN §6) but an optional package. OpenVINO runs through the engine
-registry's `openvino` entry, `dsedge.engines.openvino_runner.OpenVinoRunner` (torch-free; it
-inlines the `dsedge::SimAM` functions with `onnx.inliner.inline_local_functions`, which
-OpenVINO's ONNX frontend needs). Its INT8 is the bundle's Q/DQ `model.int8.onnx`: OpenVINO executes
-the quantized convolutions as INT8 kernels and the rest in FP32.
-
-`all_outputs` returns every graph output of one engine call by name, so a bundle exported with
-`--cam` gives logits and class-activation maps from the same run on every backend.
+`all_outputs` returns every graph output of one engine call by name
+(`Runner.infer_all`), so a bundle exported with `--cam` gives logits and
+class-activation maps from the same run on every backend.
 """
 
 from __future__ import annotations
@@ -27,16 +23,19 @@ from typing import Any
 import numpy as np
 
 from dsedge.bundle import Bundle
+from dsedge.bundle.artifacts import SOURCE_PRECISION
+from dsedge.engines import registry
 from dsedge.engines.base import Runner, check_batch
+from dsedge.engines.registry import Backend
 from dsedge.errors import BundleError, DsedgeError, EngineError
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
+#: Every precision name a dsedge artifact or backend knows (validated before the registry is asked).
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Preference when no precision is asked for: TensorRT engines are built for speed (fp16 first);
-# ONNX Runtime on a CPU computes FP16 in FP32 anyway, so the FP32 model is its best choice.
-TRT_ORDER = ("fp16", "int8", "fp32")
-ORT_ORDER = ("fp32", "fp16", "int8")
-ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+def backend_choices() -> tuple[str, ...]:
+    """`auto` and the registry's runtime backends: what `dsedge predict --backend` accepts."""
+    return ("auto", *(b.name for b in registry.runtime_backends()))
 
 
 def check_choice(value: str | None, allowed: tuple[str, ...], what: str) -> None:
@@ -44,54 +43,45 @@ def check_choice(value: str | None, allowed: tuple[str, ...], what: str) -> None
         raise DsedgeError(f"unknown {what} {value!r}", f"use one of: {', '.join(allowed)}")
 
 
-def onnx_path(bundle: Bundle, precision: str):  # noqa: ANN201 - a Path
-    """The bundle's ONNX artifact of `precision` (the canonical file name when there are several)."""
-    names = bundle.find("onnx", precision)
-    if not names:
-        bundle.require("onnx", precision)  # raises a BundleError that lists what the bundle has
-    canonical = ONNX_FILES.get(precision)
-    return bundle.path(canonical if canonical in names else names[0])
+def _has_artifact(bundle: Bundle, spec: Backend, precision: str) -> bool:
+    if spec.artifact == "tensorrt":
+        return bool(bundle.find("tensorrt", precision))
+    if spec.artifact == "onnx":
+        return bool(bundle.find("onnx", SOURCE_PRECISION.get(precision, precision)))
+    return True  # a checkpoint backend finds its weights itself
 
 
-def select_runner(bundle: Bundle, backend: str, precision: str | None, *, device: int = 0,
-                  providers: Any = "auto", threads: int | None = None, cuda_graph: bool = False,
-                  output: str | None = None) -> tuple[Runner, str | None]:
-    """(runner, fallback_reason): the engine for `backend`/`precision` on this machine."""
-    check_choice(backend, BACKENDS, "backend")
-    check_choice(precision, PRECISIONS, "precision")
-    if backend == "openvino":
-        from dsedge.engines import registry  # lazy factories: importing it never imports torch
-
-        return registry.get("openvino").from_bundle(bundle, precision or "fp32", threads=threads, device="cpu"), None
-    if precision == "bf16":
-        raise DsedgeError("bf16 runs on the OpenVINO backend only", "pass --backend openvino")
-    reason = None
-    if backend in ("auto", "tensorrt"):
-        try:
-            return _tensorrt(bundle, precision, device, cuda_graph, output), None
-        except DsedgeError as e:
-            if backend == "tensorrt":
-                raise
-            reason = e.message
-    from dsedge.engines.ort_runner import OrtRunner
-
-    if precision is None:
-        precision = next((p for p in ORT_ORDER if bundle.find("onnx", p)), "fp32")
-    path = onnx_path(bundle, precision)
-    return OrtRunner(path, precision, providers=providers, threads=threads, output=output), reason
+def _missing_artifact(bundle: Bundle, spec: Backend, precision: str | None) -> DsedgeError:
+    if spec.artifact == "tensorrt":
+        return BundleError(f"bundle {bundle.root} has no TensorRT engine" + (f" for {precision}" if precision else ""),
+                           "run `dsedge build BUNDLE --precision ...` on this device")
+    try:
+        bundle.require(spec.artifact, SOURCE_PRECISION.get(precision or "fp32", precision or "fp32"))
+    except BundleError as e:
+        return e
+    return BundleError(f"bundle {bundle.root} has nothing {spec.name} runs")
 
 
-def _tensorrt(bundle: Bundle, precision: str | None, device: int, graph: bool, output: str | None) -> Runner:
-    if not bundle.find("tensorrt", precision):
-        raise BundleError(f"bundle {bundle.root} has no TensorRT engine" + (f" for {precision}" if precision else ""),
-                          "run `dsedge build BUNDLE --precision ...` on this device")
-    from dsedge.engines.trt_runner import TrtRunner  # imports tensorrt lazily, raises if missing
+def _options(spec: Backend, device: int, providers: Any, threads: int | None, cuda_graph: bool,
+             output: str | None) -> dict[str, Any]:
+    dev = {"cuda": f"cuda:{device}", "cpu": "cpu"}.get(spec.device, "auto")
+    return {"device": dev, "providers": providers, "threads": threads, "cuda_graph": cuda_graph,
+            "output": output, "split": True}
 
-    order = [precision] if precision else [p for p in TRT_ORDER if bundle.find("tensorrt", p)]
-    errors = []
+
+def _build(spec: Backend, bundle: Bundle, precision: str | None, options: dict[str, Any]) -> Runner:
+    """A runner of `spec` for `precision`, or for the first precision of its preference the bundle holds."""
+    if precision is not None:
+        if not _has_artifact(bundle, spec, precision):
+            raise _missing_artifact(bundle, spec, precision)
+        return spec.from_bundle(bundle, precision, **options)
+    order = [p for p in spec.preference if _has_artifact(bundle, spec, p)]
+    if not order:
+        raise _missing_artifact(bundle, spec, None)
+    errors: list[EngineError] = []
     for p in order:
         try:
-            return TrtRunner.from_bundle(bundle, p, device=device, cuda_graph=graph, output=output)
+            return spec.from_bundle(bundle, p, **options)
         except EngineError as e:
             errors.append(e)
     if len(errors) == 1:
@@ -99,32 +89,46 @@ def _tensorrt(bundle: Bundle, precision: str | None, device: int, graph: bool, o
     raise EngineError("; ".join(e.message for e in errors), errors[0].hint)
 
 
+def _candidates(backend: str, precision: str | None) -> list[Backend]:
+    if backend != "auto":
+        spec = registry.get(backend)
+        if precision is not None and precision not in spec.runs:
+            runs = [b.name for b in registry.runtime_backends() if precision in b.runs]
+            names = ", ".join(runs) or "no runtime backend"
+            raise DsedgeError(f"{precision} runs on the {names} backend only" if runs else f"{precision}: {names}",
+                              f"pass --backend {runs[0]}" if runs else None)
+        return [spec]
+    order = registry.auto_order(precision)
+    if not order:
+        runs = [b.name for b in registry.runtime_backends() if precision in b.runs]
+        raise DsedgeError(f"{precision} runs on the {', '.join(runs) or 'no runtime'} backend only",
+                          f"pass --backend {runs[0]}" if runs else None)
+    return order
+
+
+def select_runner(bundle: Bundle, backend: str, precision: str | None, *, device: int = 0,
+                  providers: Any = "auto", threads: int | None = None, cuda_graph: bool = False,
+                  output: str | None = None) -> tuple[Runner, str | None]:
+    """(runner, fallback_reason): the engine for `backend`/`precision` on this machine, through the registry."""
+    check_choice(backend, backend_choices(), "backend")
+    check_choice(precision, PRECISIONS, "precision")
+    candidates = _candidates(backend, precision)
+    reasons: list[str] = []
+    for i, spec in enumerate(candidates):
+        try:
+            runner = _build(spec, bundle, precision, _options(spec, device, providers, threads, cuda_graph, output))
+        except DsedgeError as e:
+            if i == len(candidates) - 1:
+                raise
+            reasons.append(e.message)
+            continue
+        return runner, "; ".join(reasons) or None
+    raise AssertionError("unreachable: _candidates never returns an empty list")
+
+
 def all_outputs(runner: Runner, batch: np.ndarray, logits_name: str | None) -> dict[str, np.ndarray]:
-    """Every output of one engine call, by name; the logits are also under "logits"."""
-    x = check_batch(batch)
-    outs: dict[str, np.ndarray]
-    if callable(getattr(runner, "infer_all", None)):  # OpenVINO
-        outs = runner.infer_all(x)
-    elif getattr(runner, "session", None) is not None and hasattr(runner.session, "get_outputs"):  # ONNX Runtime
-        names = [o.name for o in runner.session.get_outputs()]
-        values = runner.session.run(names, {runner.input_name: x})
-        outs = {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, values, strict=True)}
-    else:
-        outs = {logits_name or "": runner.infer(x)}
-        outs.update(_tensorrt_extra_outputs(runner, len(x), logits_name))
+    """Every output of one engine call, by name (`Runner.infer_all`); the logits are also under "logits"."""
+    outs = dict(runner.infer_all(check_batch(batch)))
     key = logits_name if logits_name in outs else next(iter(outs))
     outs["logits"] = outs[key]
     return outs
-
-
-def _tensorrt_extra_outputs(runner: Runner, n: int, logits_name: str | None) -> dict[str, np.ndarray]:
-    """The TensorRT runner copies every output to host memory on each run: read the others back."""
-    host, context = getattr(runner, "host", None), getattr(runner, "context", None)
-    out: dict[str, np.ndarray] = {}
-    for name in getattr(runner, "output_names", []):
-        if name == logits_name or host is None or context is None:
-            continue
-        shape = tuple(int(d) for d in context.get_tensor_shape(name))
-        count = int(np.prod(shape))
-        out[name] = np.array(host[name].array.reshape(-1)[:count].reshape(shape)[:n], dtype=np.float32)
-    return out

@@ -3,7 +3,7 @@
 A device that is not Python (firmware, a C++ app) must produce the same input tensor as the
 runtime, or its decisions drift: a plain bilinear resize instead of Pillow's antialiased one moved
 P(MEL) from 0.554 to 0.652 on a 3,872 px image (issue 23). The manifest's `preprocessing` block
-names the parameters; this block (`manifest["preprocessing_contract"]`, written at export) names
+names the parameters; this block (the manifest's `preprocessing_contract`, written at export) names
 the algorithm, step by step, with every rounding rule, so another implementation can be written
 from it and checked against the bundle's golden vectors (`vectors/`, `dsedge predict
 --check-vectors`). docs/PREPROCESSING.md explains each step; `examples/cpp/` implements it.

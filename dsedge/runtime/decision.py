@@ -1,6 +1,6 @@
 """From logits to what a device UI shows: calibrated probabilities, melanoma risk, a decision.
 
-The policy lives in the bundle (`manifest["clinical"]`, written by `dsedge risk`) so every runtime
+The policy lives in the bundle (its `clinical` section, written by `dsedge risk`) so every runtime
 applies the same numbers:
 
 - probabilities = softmax(logits / temperature)   (temperature fitted on the val split)
@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from dsedge import MELANOMA_CLASS
+from dsedge.bundle import ManifestReader, read_manifest
 from dsedge.engines.base import softmax
 
 REFER = "refer"
 CANNOT_ASSESS = "cannot assess"
-MELANOMA = "MEL"
+MELANOMA = MELANOMA_CLASS
 DEFAULT_UNCERTAIN_MARGIN = 0.15
 
 
@@ -57,15 +59,16 @@ class DecisionPolicy:
         return self.threshold is not None
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> DecisionPolicy:
-        block = manifest.get("clinical") or {}
-        point = block.get("operating_point") or {}
+    def from_manifest(cls, manifest: dict[str, Any] | ManifestReader) -> DecisionPolicy:
+        """The policy of a bundle (or a manifest dict); unfitted defaults where `dsedge risk` has not run."""
+        m = read_manifest(manifest)
+        block, point = m.clinical, m.operating_point
         return cls(
-            classes=tuple(manifest["classes"]),
+            classes=tuple(m.classes),
             temperature=float(block.get("temperature", 1.0)),
             threshold=None if point.get("threshold") is None else float(point["threshold"]),
             uncertain_margin=float(block.get("uncertain_margin", DEFAULT_UNCERTAIN_MARGIN)),
-            melanoma_class=str(point.get("class", MELANOMA)),
+            melanoma_class=m.melanoma_class,
         )
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
@@ -129,17 +132,18 @@ def _claim(name: str, entry: Any) -> str | None:
     return text + (f" ({', '.join(detail)})" if detail else "")
 
 
-def clinical_claim_line(manifest: dict[str, Any]) -> str | None:
+def clinical_claim_line(manifest: dict[str, Any] | ManifestReader) -> str | None:
     """The operating point a "refer" stands on, in one line, or None when the bundle claims none.
 
-    Read defensively from `manifest["clinical"]["operating_point"]` (`threshold`, and optional
+    Read defensively from the bundle's operating point (`threshold`, and optional
     `sensitivity` / `specificity` dicts with `value`, `ci`, `split`, `method`, `n`): a reader of a
     "refer" must see which threshold made it and what sensitivity was measured on which data, and
     a claim that is absent or malformed is left out rather than invented.
     """
-    block = manifest.get("clinical") if isinstance(manifest, dict) else None
-    point = block.get("operating_point") if isinstance(block, dict) else None
-    if not isinstance(point, dict):
+    if not isinstance(manifest, (dict, ManifestReader)):
+        return None
+    point = read_manifest(manifest).operating_point
+    if not point:
         return None
     try:
         threshold = float(point["threshold"])

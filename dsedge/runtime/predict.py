@@ -1,7 +1,8 @@
 """Classify images with a bundle: the one entry point a device application needs (torch-free).
 
 `Predictor` loads and verifies a bundle (every artifact's sha256), picks the engine
-(`dsedge.runtime.backends`: TensorRT built for this GPU, else ONNX Runtime; OpenVINO on request)
+(`dsedge.runtime.backends`, through the engine registry: TensorRT built for this GPU, else ONNX Runtime;
+OpenVINO or any other registered runtime backend on request)
 and turns each image into one result a device UI can act on:
 
 1. input quality first (`dsedge.runtime.quality`): size and aspect ratio from the file header
@@ -33,14 +34,14 @@ from PIL import Image
 
 from dsedge.bundle import Bundle, load_bundle
 from dsedge.errors import BundleError, DataError
-from dsedge.runtime.backends import BACKENDS, PRECISIONS, all_outputs, select_runner
+from dsedge.runtime.backends import PRECISIONS, all_outputs, backend_choices, select_runner
 from dsedge.runtime.decision import REFER, DecisionPolicy, cannot_assess
 from dsedge.runtime.heatmap import CAM_OUTPUT, cam_report, write_overlay
 from dsedge.runtime.preprocess import preprocess_image
 from dsedge.runtime.quality import QualityReport, QualityThresholds, assess, assess_size
 from dsedge.utils.images import LoadedImage, load_image
 
-__all__ = ["BACKENDS", "PRECISIONS", "Predictor", "check_output_folder", "predict"]
+__all__ = ["PRECISIONS", "Predictor", "backend_choices", "check_output_folder", "predict"]
 
 
 def check_output_folder(folder: Path) -> None:
@@ -85,11 +86,10 @@ class Predictor:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=True)
         self.classes = self.bundle.classes
         self.preprocessing = self.bundle.preprocessing
-        self.policy = DecisionPolicy.from_manifest(self.bundle.manifest)
-        clinical = self.bundle.manifest.get("clinical") or {}
-        self.thresholds = QualityThresholds.from_dict(clinical.get("quality"))
+        self.policy = DecisionPolicy.from_manifest(self.bundle)
+        self.thresholds = QualityThresholds.from_dict(self.bundle.clinical.get("quality"))
         self.quality_checks = quality_checks
-        outputs = self.bundle.manifest.get("outputs") or [{}]
+        outputs = self.bundle.outputs or [{}]
         self.output_name: str | None = outputs[0].get("name")
         self.has_cam = any(o.get("name") == CAM_OUTPUT for o in outputs)
         self.runner, self.fallback_reason = select_runner(
@@ -99,7 +99,7 @@ class Predictor:
         self._drawing = False
 
     def _identity(self) -> dict[str, Any]:
-        model = self.bundle.manifest.get("model", {})
+        model = self.bundle.model
         version = model.get("version") or (
             f"sha256:{model['checkpoint_sha256'][:12]}" if model.get("checkpoint_sha256") else "random-init")
         return {"model": model.get("name"), "model_version": version, "bundle_sha256": self.bundle.sha256}

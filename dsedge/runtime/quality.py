@@ -31,7 +31,7 @@ uniform grey, 20x10 px and 4:1 inputs are; blur of radius >= 3 px at model scale
 image measures 3.33): blur detection is a safety net for grossly defocused frames, not a
 focus meter. Real dermoscopy is 1:1 to 16:9 (ISIC originals up to 1.5:1); beyond 2:1 the centre
 crop drops half the image, so the lesion may not be in view. A bundle can override any threshold
-in `manifest["clinical"]["quality"]`; `dsedge.runtime.quality.check_files` runs the same checks
+in the manifest's `clinical.quality`; `dsedge.runtime.quality.check_files` runs the same checks
 over training data.
 
 "Not a dermoscopy image" (issue 26: pixel noise was classified NV, a stripe pattern "refer"):
@@ -55,7 +55,7 @@ stripes and checkerboards 8.9-17.7, flat blocks and a drawn lesion 0.98 flat, a 
 foreign colour, its grey version saturation 0) are all flagged. The saturation margin is thin on
 purpose: it only catches images with no colour at all. This is a guard against the wrong kind of
 picture, not a detector of every out-of-distribution input (it is not meant to tell a clinical,
-non-dermoscopic photograph of skin from a dermoscopy image). `dermoscopy_check: false` in `manifest["clinical"]["quality"]` turns it off.
+non-dermoscopic photograph of skin from a dermoscopy image). `dermoscopy_check: false` in the manifest's `clinical.quality` turns it off.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def model_answers(runner: Any, batch: np.ndarray, policy: DecisionPolicy, logits
 
 
 def logits_name(bundle: Bundle) -> str | None:
-    outputs = bundle.manifest.get("outputs") or [{}]
+    outputs = bundle.outputs or [{}]
     return outputs[0].get("name")
 
 
@@ -256,7 +256,7 @@ def check_vectors(bundle: str | Path | Bundle, backend: str = "onnxruntime", pre
         raise BundleError(f"the vectors of {b.root} follow a newer preprocessing contract than this dsedge implements",
                           "upgrade dsedge")
     folder = Path(b.root) / VECTORS_DIR
-    policy = DecisionPolicy.from_manifest(b.manifest)
+    policy = DecisionPolicy.from_manifest(b)
     notes: list[str] = []
     if index.get("policy") != policy.to_dict():
         notes.append("the bundle's decision policy changed since the vectors were written: "
