@@ -65,6 +65,8 @@ def test_risk_claims_are_cross_fitted_and_eval_bundle_checks_them(data: Path, tm
     sens = rows["melanoma_sensitivity"]
     assert sens["n"] == 30 and isinstance(sens["holds"], bool) and sens["independent"] is True
     assert sens["holds"] == (sens["claimed_ci"][0] <= sens["measured"] <= sens["claimed_ci"][1])
+    assert all(rows[k]["measured"] is not None for k in ("mean_auc", "mel_auc", "sk_auc"))
+    assert rows["mel_auc"]["claimed"] is None  # AUCs are claimed only from a reporting split
     assert rows["fp16_top1_agreement_onnxruntime"]["measured"] == pytest.approx(1.0)
     assert rows["fp16_top1_agreement_onnxruntime"]["claimed"] is None  # nothing claimed: reported only
     md = claims_markdown(res)

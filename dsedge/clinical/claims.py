@@ -118,9 +118,9 @@ def check_bundle_claims(bundle_path: str | Path, data: str | Path, split: str, *
     probs = softmax(logits)
     values = metric_values(labels, probs, bundle.classes)
     ci = bootstrap_intervals(labels, probs, bundle.classes)
-    measured: dict[str, dict[str, Any]] = {
-        k: {"value": values.get(k), "ci": ci.get(k)} for k in ("mean_auc", "mel_auc", "auc_SK", "accuracy",
-                                                                "balanced_accuracy")}
+    names = {"mean_auc": "mean_auc", "mel_auc": "auc_MEL", "sk_auc": "auc_SK", "accuracy": "accuracy",
+             "balanced_accuracy": "balanced_accuracy"}
+    measured: dict[str, dict[str, Any]] = {k: {"value": values.get(v), "ci": ci.get(v)} for k, v in names.items()}
     measured.update(_measure_point(claims, bundle.manifest, logits, labels))
     skipped = []
     for precision in artifacts:

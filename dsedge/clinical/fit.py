@@ -170,7 +170,8 @@ def _aucs(logits: np.ndarray, labels: np.ndarray, classes: list[str], resamples:
 
     probs = softmax(logits)
     values, ci = metric_values(labels, probs, classes), bootstrap_intervals(labels, probs, classes, resamples)
-    return {"measured_on": measured_on, **{k: {"value": values.get(k), "ci": ci.get(k)} for k in ("mean_auc", "mel_auc")}}
+    keys = {"mean_auc": "mean_auc", "mel_auc": "auc_MEL"}
+    return {"measured_on": measured_on, **{k: {"value": values.get(v), "ci": ci.get(v)} for k, v in keys.items()}}
 
 
 def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val", *,
