@@ -81,7 +81,8 @@ def registry_info() -> list[dict[str, Any]]:
     for b in registry.backends():
         ok, why = b.availability()
         rows.append({"name": b.name, "precisions": list(b.precisions), "artifact": b.artifact, "device": b.device,
-                     "runtime": b.runtime, "available": ok, "reason": why, "description": b.description})
+                     "runtime": b.runtime, "auto_rank": b.auto_rank, "available": ok, "reason": why,
+                     "description": b.description})
     return rows
 
 
@@ -108,18 +109,29 @@ def _summary(r: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
         "CPU": row(True, f"{cpu['model']} x{cpu['logical_cores']}; {' '.join(isa) or 'no AVX2'}", ""),
         "torch": row(bool(r["versions"].get("torch")), f"{r['versions'].get('torch')} (training/export only)", "not installed (not needed on a device)"),
     }
-    backends = []
-    if trt["available"] and cuda["available"]:
-        backends.append("tensorrt")
-    if ort["available"]:
-        backends += [f"onnxruntime:{p.replace('ExecutionProvider', '')}" for p in ort["providers"]
-                     if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")]
-    if ov["available"]:
-        backends.append("openvino")
     summary["backends (registry)"] = _registry_row(r["registry"])
-    builtin = {b.split(":")[0] for b in backends} | {"tensorrt", "onnxruntime", "openvino"}
-    backends += [b["name"] for b in r["registry"] if b["available"] and b["name"] not in builtin]
-    return summary, backends
+    return summary, usable_backends(r)
+
+
+def usable_backends(r: dict[str, Any]) -> list[str]:
+    """The registry's backends that can run here, in `auto`'s order first (ONNX Runtime per execution provider).
+
+    Generated from the registry, so a backend registered in one line is listed
+    too; a CUDA backend also needs the CUDA runtime, a probe's failure hides it.
+    """
+    probes = {"tensorrt": r["tensorrt"], "onnxruntime": r["onnxruntime"], "openvino": r["openvino"]}
+    rows = sorted(r["registry"], key=lambda b: (not b["runtime"], b.get("auto_rank") is None, b.get("auto_rank") or 0))
+    out: list[str] = []
+    for b in rows:
+        usable = b["available"] and probes.get(b["name"], {"available": True})["available"]
+        if not usable or (b["device"] == "cuda" and not r["cuda"]["available"]):
+            continue
+        if b["name"] == "onnxruntime":
+            out += [f"onnxruntime:{p.replace('ExecutionProvider', '')}" for p in r["onnxruntime"]["providers"]
+                    if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")]
+        else:
+            out.append(b["name"])
+    return out
 
 
 def doctor() -> dict[str, Any]:
