@@ -91,3 +91,28 @@ def test_cli_eval_bundle_writes_claims_outside_the_bundle(data: Path, tmp_path: 
     written = tmp_path / "runs" / "eval-bundle-test" / "claims.json"
     assert json.loads(written.read_text())["split"] == "test"
     assert not (bundle / "claims.json").exists()
+
+
+def test_a_held_out_tuning_slice_tunes_and_val_reports(tmp_path: Path) -> None:
+    """With a slice of training data held out at training time, risk fits on it and claims on val:
+    the claim's images and the fit's images differ, and the method says held out."""
+    from dsedge.data import load_split
+    from dsedge.data.splits import hold_out
+    from dsedge.runtime.bundle import load_bundle
+
+    root = make_folder_split(tmp_path / "data", {"MEL": 20, "NV": 30, "SK": 20}, seed=1)
+    train = make_folder_split(tmp_path / "t", {"MEL": 40, "NV": 60, "SK": 40}, seed=2)
+    (train / "val").rename(root / "train")
+    _, _, record = hold_out(load_split(root, "train", classes=["MEL", "NV", "SK"]), 0.5, 0)
+    bundle_dir = make_tiny_bundle(tmp_path / "bundle")
+    b = load_bundle(bundle_dir)
+    b.manifest["training"] = {"tuning_split": record}
+    b.save()
+    block = fit_bundle_risk(bundle_dir, root, "val", resamples=50)
+    assert block["fitted_on"]["split"] == "tuning" and block["fitted_on"]["source"] == "holdout"
+    assert block["fitted_on"]["images"] == record["n"]
+    on = block["operating_point"]["measured_on"]
+    assert on["split"] == "val" and on["role"] == "reporting" and on["method"] == "held out (reporting split)"
+    assert on["fingerprint"] != block["fitted_on"]["fingerprint"]
+    claims = load_bundle(bundle_dir).manifest["claims"]
+    assert claims["melanoma_sensitivity"]["n"] == 20 and "mel_auc" in claims  # AUC claimed on the reporting split
