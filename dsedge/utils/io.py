@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(target: str | os.PathLike) -> list[Path]:
-    """Remove `.NAME.p<pid>-*.tmp` leftovers of `target` whose writer process no longer runs."""
-    target = Path(target)
+def _remove_dead_writers(candidates: list[Path], pid_of: Callable[[Path], str]) -> list[Path]:
+    """Remove each temp whose writer pid (`pid_of(path)`) is not this process and no longer runs."""
     removed: list[Path] = []
-    if not target.parent.is_dir():
-        return removed
-    for p in target.parent.glob(f".{glob_escape(target.name)}.p*-*.tmp"):
-        pid_text = p.name[len(target.name) + 3:].split("-", 1)[0]
+    for p in candidates:
+        pid_text = pid_of(p)
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
             continue
         if p.is_dir() and not p.is_symlink():
@@ -93,24 +90,24 @@ def clean_stale_temps(target: str | os.PathLike) -> list[Path]:
             p.unlink(missing_ok=True)
         removed.append(p)
     return removed
+
+
+def clean_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Remove `.NAME.p<pid>-*.tmp` leftovers of `target` whose writer process no longer runs."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    return _remove_dead_writers(list(target.parent.glob(f".{glob_escape(target.name)}.p*-*.tmp")),
+                                lambda p: p.name[len(target.name) + 3:].split("-", 1)[0])
 
 
 def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove every `.*.p<pid>-*.tmp` in `folder` whose writer process no longer runs (a kill's leftovers)."""
     folder = Path(folder)
-    removed: list[Path] = []
     if not folder.is_dir():
-        return removed
-    for p in folder.glob(".*.p*-*.tmp"):
-        pid_text = p.name[:-len(".tmp")].rsplit(".p", 1)[-1].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
+        return []
+    return _remove_dead_writers(list(folder.glob(".*.p*-*.tmp")),
+                                lambda p: p.name[:-len(".tmp")].rsplit(".p", 1)[-1].split("-", 1)[0])
 
 
 def glob_escape(name: str) -> str:
