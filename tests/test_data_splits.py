@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import make_isic_tree
 
 from dsedge.data import load_split
 from dsedge.data.splits import hold_out, tuning_split_from_record
 from dsedge.errors import DsedgeError
-
-from conftest import make_isic_tree
 
 
 @pytest.fixture

@@ -93,3 +93,22 @@ def test_checkpoint_without_model_kwargs_in_meta_loads(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "c", model, {"model": "mobilenet_v2", "classes": ["MEL", "NV", "SK"]})
     loaded, meta = load_checkpoint(tmp_path / "c")
     assert meta["model_kwargs"] == {} and meta["num_classes"] == 3
+
+
+def test_tuning_split_is_recorded_and_sealed(tmp_path: Path) -> None:
+    """The held-out tuning slice is a claim ("never trained on"): readable, and not editable by hand."""
+    from dsedge.models.checkpoint import tuning_split_record
+
+    record = {"kind": "holdout", "source_split": "train", "fraction": 0.2, "seed": 0, "n": 1,
+              "class_counts": {"MEL": 1, "NV": 0, "SK": 0}, "ids": ["ISIC_0000001"], "fingerprint": "ab" * 32}
+    model = torch.nn.Linear(2, 3)
+    save_checkpoint(tmp_path / "t", model, {"model": "x", "classes": ["MEL", "NV", "SK"], "tuning_split": record})
+    assert tuning_split_record(tmp_path / "t.json") == record
+    meta_path = tmp_path / "t.json"
+    meta = json.loads(meta_path.read_text())
+    meta["tuning_split"]["ids"] = ["ISIC_0000002"]  # claim other images were held out
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="edited: tuning_split"):
+        tuning_split_record(meta_path)
+    save_checkpoint(tmp_path / "none", model, {"model": "x", "classes": ["MEL", "NV", "SK"]})
+    assert tuning_split_record(tmp_path / "none.json") is None

@@ -61,9 +61,14 @@ def test_cli_train_writes_run_folder_and_learns(tiny_isic: Path, tmp_path: Path)
     assert meta["model_kwargs"] == {"simam_lambda": 1e-4} and meta["simam_lambda"] == 1e-4
     assert meta["preprocessing"]["crop"] == 32 and meta["preprocessing"]["resize"] == 37
     assert len(meta["data_fingerprint"]) == 64 and meta["epoch"] >= 1
-    assert {"val_loss", "accuracy", "mean_auc", "per_class"} <= set(meta["metrics"])
-    best_epoch = min(rows, key=lambda r: float(r["val_loss"]))["epoch"]
-    assert str(meta["epoch"]) == best_epoch  # best = lowest validation loss
+    assert {"loss", "accuracy", "mean_auc", "per_class"} <= set(meta["metrics"]) and meta["metrics"]["split"] == "val"
+    assert {"loss", "accuracy", "mean_auc"} <= set(meta["tuning_metrics"]) and meta["selected_on"] == "tuning"
+    record = meta["tuning_split"]  # 20 % of each class of ISIC train (6/8/5) held out, never trained on
+    assert record["class_counts"] == {"MEL": 1, "NV": 2, "SK": 1} and record["source_split"] == "train"
+    assert cfg["class_counts"]["train"] == {"MEL": 5, "NV": 6, "SK": 4} and cfg["tuning_split"] == record
+    assert {r["selected_on"] for r in rows} == {"tuning"} and all(r["reporting_loss"] for r in rows)
+    best_epoch = min(rows, key=lambda r: float(r["tuning_loss"]))["epoch"]
+    assert str(meta["epoch"]) == best_epoch  # best = lowest tuning-slice loss, not val
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
 
@@ -82,7 +87,8 @@ def test_resume_reaches_the_same_weights(tiny_isic: Path, tmp_path: Path):
     ha = list(csv.DictReader((full / "history.csv").open()))
     hb = list(csv.DictReader((part / "history.csv").open()))
     assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
-    assert [r["val_loss"] for r in ha] == [r["val_loss"] for r in hb]
+    assert [r["tuning_loss"] for r in ha] == [r["tuning_loss"] for r in hb]
+    assert [r["reporting_loss"] for r in ha] == [r["reporting_loss"] for r in hb]
 
 
 def test_resume_refuses_changed_recipe(tiny_isic: Path, tmp_path: Path, capsys):
@@ -106,9 +112,9 @@ def test_offline_balancing_and_sampler(tiny_isic: Path, tmp_path: Path):
     run = train(tiny_cfg(epochs=1, max_train_batches=1, balance="offline", model="mobilenet_v2"),
                 tiny_isic, tmp_path, run_name="off", show_progress=False)
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["class_counts"]["train"] == {"MEL": 8, "NV": 8, "SK": 8}
+    assert cfg["class_counts"]["train"] == {"MEL": 6, "NV": 6, "SK": 6}  # 5/6/4 after the tuning slice
     assert cfg["focal_alpha"] == pytest.approx([1 / 3] * 3)
-    assert len(list((run / "balanced/train/SK").glob("*.jpg"))) == 8
+    assert len(list((run / "balanced/train/SK").glob("*.jpg"))) == 6
     run = train(tiny_cfg(epochs=1, max_train_batches=1, balance="sampler", model="mobilenet_v2"),
                 tiny_isic, tmp_path, run_name="smp", show_progress=False)
     assert json.loads((run / "config.json").read_text())["focal_alpha"] == pytest.approx([1 / 3] * 3)
@@ -134,7 +140,7 @@ def test_data_without_validation_split(tiny_isic: Path, tmp_path: Path, capsys):
         (["--model", "nope"], "unknown model"),
         (["--focal-alpha", "0.5,0.5"], "one alpha per class"),
         (["--amp", "fp16", "--device", "cpu"], "fp16 autocast is for GPUs"),
-        (["--compile", "--compile-scope", "everything"], "unknown compile scope"),
+        (["--compile", "--compile-scope", "everything"], "compile-scope = 'everything'"),
         (["--pretrained", "/nonexistent/resnet50.pth"], "pretrained weights file not found"),
     ],
 )

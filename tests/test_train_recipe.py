@@ -49,7 +49,8 @@ def test_extra_training_data_is_added_to_train_only(tiny_isic: Path, tmp_path: P
     run = train(tiny_cfg(epochs=1, max_train_batches=1, extra_train=[str(extra)]), tiny_isic, tmp_path,
                 run_name="x", show_progress=False)
     counts = json.loads((run / "config.json").read_text())["class_counts"]
-    assert counts["train"] == {"MEL": 7, "NV": 10, "SK": 6}  # 6/8/5 ISIC + 1/2/1 HAM (bkl -> SK)
+    assert counts["train"] == {"MEL": 6, "NV": 8, "SK": 5}  # 5/6/4 ISIC (after the tuning slice) + 1/2/1 HAM
+    assert counts["tuning"] == {"MEL": 1, "NV": 2, "SK": 1}  # held out of ISIC train only, never of HAM
     assert counts["val"] == {"MEL": 3, "NV": 4, "SK": 3}  # validation stays ISIC's
 
 
@@ -120,3 +121,65 @@ def test_divergence_stops_with_a_clear_error(tiny_isic: Path, tmp_path: Path, mo
         train(tiny_cfg(epochs=1, max_train_batches=2, model="mobilenet_v2"), tiny_isic, tmp_path,
               run_name="nan", show_progress=False)
     assert not (tmp_path / "nan" / "last.safetensors").exists()  # nothing broken was saved
+
+
+def _relative_spread(logits: torch.Tensor) -> float:
+    """Spread of the logits across images relative to their size: ~0 when the model answers a constant."""
+    return float(logits.std(dim=0).mean() / logits.abs().mean().clamp_min(1e-12))
+
+
+def test_ema_with_recomputed_batchnorm_is_not_constant():
+    """MobileNetV2 (Table 3) collapsed to one answer under an EMA whose BatchNorm statistics were averaged.
+
+    Early in a run a 0.998 average holds mostly the initial statistics (mean 0, variance 1) of
+    weights that are gone: ReLU6 saturates and every image gets the same logits. Re-estimating
+    the statistics for the averaged weights (`recompute_bn`) gives an answer per image.
+    """
+    from torchvision.models import mobilenet_v2
+
+    from dsedge.train.schedule import build_ema, recompute_bn
+
+    torch.manual_seed(0)
+    model = mobilenet_v2(num_classes=3, width_mult=0.25)
+    x = torch.randn(32, 3, 32, 32) + (torch.arange(32) % 3).view(32, 1, 1, 1) * 0.5
+    y = torch.arange(32) % 3
+    ema = build_ema(model, 0.998)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    for step in range(6):
+        batch = slice(8 * (step % 4), 8 * (step % 4) + 8)
+        loss = torch.nn.functional.cross_entropy(model.train()(x[batch]), y[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ema.update_parameters(model)
+    with torch.no_grad():
+        stale = _relative_spread(ema.module.eval()(x))
+        assert recompute_bn(ema.module, (x[i:i + 8] for i in range(0, 32, 8))) == 4
+        fresh = _relative_spread(ema.module.eval()(x))
+    assert stale < 1e-3  # the collapse, as measured in Table 3
+    assert fresh > 0.05
+    assert not ema.module.training  # recompute_bn leaves the mode as it was
+
+
+def test_recompute_bn_without_batches_leaves_statistics():
+    from dsedge.train.schedule import recompute_bn
+
+    bn = torch.nn.BatchNorm2d(4)
+    bn.running_mean.fill_(3.0)
+    assert recompute_bn(bn, iter([])) == 0
+    assert torch.all(bn.running_mean == 3.0)
+
+
+def test_training_with_ema_evaluates_and_ships_recomputed_statistics(tiny_isic: Path, tmp_path: Path):
+    """Through train(): the EMA checkpoint answers per image (before: one answer for every image)."""
+    from dsedge.config import PreprocessConfig
+    from dsedge.data.transforms import eval_transform
+
+    run = train(tiny_cfg(epochs=1, max_train_batches=3, ema_decay=0.998, model="mobilenet_v2", lr=1e-3,
+                         ema_bn_batches=3), tiny_isic, tmp_path, run_name="ema", show_progress=False)
+    model, meta = load_checkpoint(run / "last")
+    split = load_split(tiny_isic, "val")
+    t = eval_transform(PreprocessConfig.from_dict(meta["preprocessing"]))
+    x = torch.stack([t(Image.open(s.path).convert("RGB")) for s in split.samples])
+    with torch.no_grad():
+        assert _relative_spread(model.eval()(x)) > 0.05

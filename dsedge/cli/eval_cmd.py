@@ -27,6 +27,7 @@ def eval_command(
     target_sensitivity: float = typer.Option(0.90, "--target-sensitivity", min=0.01, max=1.0,
                                              help="Without --bundle: choose the threshold on this split for it."),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples for the 95 % intervals."),
+    tta: bool = typer.Option(False, "--tta", help="Average each image's probabilities over its 8 dihedral views."),
 ) -> None:
     """Evaluate a checkpoint: per-class P/R/F1, ACC, balanced ACC, MEL/SK AUC with bootstrap 95 % CIs, melanoma
     sensitivity/specificity at the operating point; writes JSON, Markdown, confusion and ROC PNGs."""
@@ -51,7 +52,7 @@ def eval_command(
             checkpoint, data, split, out, batch_size=batch_size, device=device, num_workers=workers,
             expect_model=model, progress=lambda n: bar.advance(task, n),
             on_total=lambda n: bar.update(task, total=n), bundle=bundle,
-            target_sensitivity=target_sensitivity, resamples=resamples,
+            target_sensitivity=target_sensitivity, resamples=resamples, tta=tta,
         )
     if json_out:
         console.print_json(json.dumps(res))

@@ -59,6 +59,8 @@ def train_command(
     scheduler: str | None = typer.Option(None, "--scheduler", help="plateau (the paper's ReduceLROnPlateau) | cosine (per step, after --warmup-epochs) (default: plateau)."),
     warmup_epochs: float | None = typer.Option(None, "--warmup-epochs", help="Linear LR warmup for --scheduler cosine (default: 0)."),
     ema_decay: float | None = typer.Option(None, "--ema", help="Evaluate and checkpoint an exponential moving average of the weights with this decay, e.g. 0.998 (default: off)."),
+    ema_bn_batches: int | None = typer.Option(None, "--ema-bn-batches", help="Training batches that re-estimate the EMA's BatchNorm statistics before each evaluation (default: 50)."),
+    tuning_fraction: float | None = typer.Option(None, "--tuning-fraction", help="Stratified share of the --data train split held out to select epochs; val then only reports (default: 0.2; 0: off, val selects)."),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Clip the global gradient norm (default: off)."),
     image_size: int | None = typer.Option(None, "--image-size", help="Crop size (default: 224); resize = size*256/224."),
     simam_lambda: float | None = typer.Option(None, "--simam-lambda", help=f"SimAM lambda (default: {SIMAM_LAMBDA:g})."),
@@ -86,7 +88,8 @@ def train_command(
         "early_stop_patience": early_stop_patience, "focal_gamma": focal_gamma, "focal_alpha": _alpha(focal_alpha),
         "balance": balance, "extra_train": [str(p) for p in extra_train] if extra_train else None,
         "init_from": str(init_from) if init_from else None, "scheduler": scheduler,
-        "warmup_epochs": warmup_epochs, "ema_decay": ema_decay, "grad_clip": grad_clip, "image_size": image_size, "simam_lambda": simam_lambda, "pretrained": pretrained,
+        "warmup_epochs": warmup_epochs, "ema_decay": ema_decay, "ema_bn_batches": ema_bn_batches,
+        "tuning_fraction": tuning_fraction, "grad_clip": grad_clip, "image_size": image_size, "simam_lambda": simam_lambda, "pretrained": pretrained,
         "seed": seed, "num_workers": workers, "device": device, "amp": amp, "channels_last": channels_last,
         "compile": compile_, "max_train_batches": max_train_batches, "max_val_batches": max_val_batches,
     }

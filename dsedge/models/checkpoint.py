@@ -12,6 +12,11 @@ size, preprocessing) are also written into the safetensors header, which the
 JSON's `weights_sha256` covers. `load_checkpoint` compares the two and refuses
 a JSON edited by hand. Checkpoints written before this have no such header
 entry and load as before.
+
+`tuning_split` (`dsedge.data.splits.hold_out`'s record: the training images held out and
+never trained on, with their fingerprint) is sealed the same way: it is a claim every tuned
+fact downstream relies on (best epoch, temperature, operating point, INT8 search), so it
+cannot be edited into the JSON afterwards. `tuning_split_record` reads it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from dsedge.utils.io import atomic_path, atomic_write_json, sha256_file
 FORMAT = "dsedge-checkpoint"
 FACTS_KEY = "dsedge_facts"
 #: Metadata keys that change what a checkpoint computes; sealed into the weights file.
-FACT_KEYS = ("model", "classes", "model_kwargs", "simam_lambda", "input_size", "preprocessing")
+FACT_KEYS = ("model", "classes", "model_kwargs", "simam_lambda", "input_size", "preprocessing", "tuning_split")
 
 
 def result_facts(meta: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +118,18 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path} is not a dsedge checkpoint")
     return meta
+
+
+def tuning_split_record(path: str | Path) -> dict[str, Any] | None:
+    """The checkpoint's held-out tuning slice record (None: trained without one), checked against the weights.
+
+    Reload its images with `dsedge.data.splits.tuning_split_from_record(data, record)`.
+    """
+    meta = read_checkpoint_meta(path)
+    weights, _ = checkpoint_paths(path)
+    if weights.is_file():
+        _check_facts(weights, meta)
+    return meta.get("tuning_split")
 
 
 def load_checkpoint(

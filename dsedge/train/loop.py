@@ -1,9 +1,17 @@
 """`train()`: the paper's recipe (DESIGN §2) as one entry function, single process or under torchrun.
 
-Adam 5e-4, batch 8, <= 100 epochs, ReduceLROnPlateau(0.5, 7) on the validation
-loss, early stopping after 15 epochs without improvement, focal loss (gamma 2,
-alpha from training frequencies), best-validation-loss weights kept. Every
-value comes from `TrainConfig`.
+Adam 5e-4, batch 8, <= 100 epochs, ReduceLROnPlateau(0.5, 7), early stopping after 15
+epochs without improvement, focal loss (gamma 2), the weights of the lowest selection loss
+kept as best.*. Every value comes from `TrainConfig`.
+
+Data roles (DESIGN §3a): a stratified `tuning_fraction` (default 0.2) of the --data train split
+is held out (`dsedge.data.splits.hold_out`, recorded in every checkpoint as `tuning_split`) and
+never trained on; its loss selects the best epoch and drives the plateau schedule and early
+stopping. The val split is evaluated every epoch as the *reporting* split and only logged.
+With `tuning_fraction = 0` val selects, and history.csv / the checkpoint say so.
+
+bf16 on CPU: the grouped dilated convolutions run in float32 (`dsedge.train.bf16`: oneDNN's
+bf16 weight gradient for them is wrong from ~31 px feature maps up).
 
 Speed: DS-ResNet50's SimAM is a chain of small memory-bound ops, so by default
 the training forward is compiled (`compile_scope`: the whole model on CUDA, the
@@ -63,15 +71,18 @@ from dsedge.utils.console import make_console
 from dsedge.utils.io import atomic_write_json, atomic_write_text, is_disk_full
 
 HISTORY_FIELDS = (
-    "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
-    "val_mean_auc", "lr", "seconds", "train_img_per_s",
+    "epoch", "train_loss", "tuning_loss", "tuning_accuracy", "tuning_balanced_accuracy", "tuning_mean_auc",
+    "reporting_loss", "reporting_accuracy", "reporting_balanced_accuracy", "reporting_mean_auc",
+    "selected_on", "lr", "seconds", "train_img_per_s",
 )
 #: Config fields that define *what* is trained: a resumed run may not change them.
 RESUME_LOCKED = (
     "model", "batch_size", "lr", "weight_decay", "optimizer", "plateau_factor", "plateau_patience",
     "focal_gamma", "focal_alpha", "balance", "image_size", "simam_lambda", "seed",
-    "extra_train", "scheduler", "warmup_epochs", "ema_decay", "grad_clip",
+    "extra_train", "scheduler", "warmup_epochs", "ema_decay", "grad_clip", "tuning_fraction",
 )
+#: Values of config fields that runs written before the field existed were trained with.
+LEGACY_DEFAULTS = {"tuning_fraction": 0.0}
 CONFIG_FILE = "config.json"
 
 
@@ -92,6 +103,13 @@ class Setup:
     channels_last: bool
     created: tuple[Path, ...] = ()  # folders this start created (removed again if it fails)
     float32_convs: int = 0  # grouped dilated convs kept in float32 under CPU bf16 (`dsedge.train.bf16`)
+    tuning_split: DatasetSplit | None = None  # held out of train: selects epochs (None: val does, in-sample)
+    tuning_record: dict[str, Any] | None = None  # `dsedge.data.splits.hold_out`'s record, in every checkpoint
+
+    @property
+    def selection_split(self) -> DatasetSplit:
+        """The split that picks the best epoch and drives the plateau schedule and early stopping."""
+        return self.tuning_split if self.tuning_split is not None else self.val_split
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -149,6 +167,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt: {e}", hint="restore config.json of the run; "
                               "dsedge writes it atomically, so it was edited by hand") from e
+    stored = {**LEGACY_DEFAULTS, **stored}
     cfg = TrainConfig(**{k: v for k, v in stored.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
     overrides = dict(overrides or {})
     clash = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != getattr(cfg, k)]
@@ -217,9 +236,16 @@ def _check_splits(data: Path) -> None:
         )
 
 
-def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext) -> tuple[DatasetSplit, DatasetSplit]:
+def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path,
+                 ctx: D.DistContext) -> tuple[DatasetSplit, DatasetSplit, DatasetSplit | None, dict[str, Any] | None]:
+    """(train, val, tuning slice or None, its record or None); the slice comes from `data`'s train split only."""
     _check_splits(data)
     train_split = load_split(data, "train")
+    tuning = record = None
+    if cfg.tuning_fraction > 0:
+        from dsedge.data.splits import hold_out
+
+        train_split, tuning, record = hold_out(train_split, cfg.tuning_fraction, cfg.seed)
     if cfg.extra_train:
         from dsedge.data.samples import concat_splits
 
@@ -232,7 +258,7 @@ def _load_splits(cfg: TrainConfig, data: Path, run_dir: Path, ctx: D.DistContext
     _check_images(val_split)
     if cfg.balance == "offline":
         train_split = _offline_balanced(train_split, run_dir / "balanced", cfg.seed, ctx)
-    return train_split, val_split
+    return train_split, val_split, tuning, record
 
 
 def _offline_balanced(split: DatasetSplit, out: Path, seed: int, ctx: D.DistContext) -> DatasetSplit:
@@ -367,7 +393,7 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
             raise CheckpointError(f"{run_dir} is not a dsedge run folder (no {CONFIG_FILE})",
                                   hint="--resume takes a run folder written by `dsedge train` (e.g. runs/<name>)")
         for k in RESUME_LOCKED:
-            if stored["train"].get(k) != getattr(cfg, k):
+            if stored["train"].get(k, LEGACY_DEFAULTS.get(k)) != getattr(cfg, k):
                 raise DsedgeError(f"cannot resume {run_dir}: its {k} is {stored['train'].get(k)!r}, "
                                   f"this config has {getattr(cfg, k)!r}", hint="use resume_config() / --resume RUN alone")
         data = Path(data) if data is not None else Path(stored["data"])
@@ -391,7 +417,7 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
         D.barrier(ctx)
     data = Path(data)
     try:
-        train_split, val_split = _load_splits(cfg, data, run_dir, ctx)
+        train_split, val_split, tuning_split, tuning_record = _load_splits(cfg, data, run_dir, ctx)
         n_cls = len(train_split.classes)
         # Default alpha is uniform: class balance is the sampler's job. Inverse raw frequencies
         # on top of gamma 2 (the old default, NV 0.099) made the model never predict NV.
@@ -403,7 +429,8 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
         raise
     model_kwargs = {"simam_lambda": cfg.simam_lambda} if cfg.model == "ds_resnet50" else {}
     return Setup(cfg, ctx, run_dir, data, train_split, val_split, PreprocessConfig.for_size(cfg.image_size),
-                 model_kwargs, alpha, amp_dtype, cfg.channels_last, created if resume is None else ())
+                 model_kwargs, alpha, amp_dtype, cfg.channels_last, created if resume is None else (),
+                 tuning_split=tuning_split, tuning_record=tuning_record)
 
 
 def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Module:
@@ -443,7 +470,14 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
-def _checkpoint_meta(s: Setup, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+def _checkpoint_meta(s: Setup, epoch: int, results: dict[str, tuple[float, dict[str, Any]]]) -> dict[str, Any]:
+    """What a checkpoint records: how to rebuild the model, the data (fingerprints, the tuning slice) and metrics.
+
+    `metrics` are the val (reporting) split's, `tuning_metrics` the tuning slice's (None without
+    one); `selected_on` names the split that picked this epoch ("val" means in-sample).
+    """
+    reporting = results["reporting"][1]
+    tuning = results["tuning"][1] if "tuning" in results else None
     return {
         "model": s.cfg.model,
         "classes": list(s.train_split.classes),
@@ -456,7 +490,10 @@ def _checkpoint_meta(s: Setup, epoch: int, metrics: dict[str, Any]) -> dict[str,
         "val_fingerprint": s.val_split.fingerprint(),
         "focal_alpha": s.alpha,
         "epoch": epoch,
-        "metrics": metrics,
+        "metrics": {"split": s.val_split.name, "role": "reporting", **reporting},
+        "tuning_metrics": None if tuning is None else {"split": "tuning", "role": "tuning", **tuning},
+        "selected_on": "tuning" if tuning is not None else s.val_split.name,
+        "tuning_split": s.tuning_record,
     }
 
 
@@ -570,7 +607,9 @@ def _write_config(s: Setup) -> None:
         "train": s.cfg.to_dict(),
         "data": str(s.data.resolve()),
         "classes": list(s.train_split.classes),
-        "class_counts": {"train": s.train_split.class_counts(), "val": s.val_split.class_counts()},
+        "class_counts": {"train": s.train_split.class_counts(), "val": s.val_split.class_counts(),
+                         **({"tuning": s.tuning_split.class_counts()} if s.tuning_split is not None else {})},
+        "tuning_split": s.tuning_record,
         "focal_alpha": s.alpha,
         "preprocessing": s.preprocess.to_dict(),
         "resolved": {
@@ -638,18 +677,19 @@ class _Loop:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
-    def end_epoch(self, val_loss: float) -> bool:
-        """Per epoch: the plateau schedule and early-stopping bookkeeping; True when val loss improved."""
+    def end_epoch(self, selection_loss: float) -> bool:
+        """Per epoch: the plateau schedule and early stopping on the selection split's loss; True when it improved."""
         if not self.per_step:
-            self.scheduler.step(val_loss)
-        improved = val_loss < self.best_loss
-        self.best_loss, self.bad_epochs = (val_loss, 0) if improved else (self.best_loss, self.bad_epochs + 1)
+            self.scheduler.step(selection_loss)
+        improved = selection_loss < self.best_loss
+        self.best_loss, self.bad_epochs = ((selection_loss, 0) if improved
+                                           else (self.best_loss, self.bad_epochs + 1))
         return improved
 
     def trainer_state(self, epoch: int) -> dict[str, Any]:
         """The resume state saved with each epoch (`state/trainer.json`)."""
         return {
-            "epoch": epoch, "best_val_loss": self.best_loss, "bad_epochs": self.bad_epochs,
+            "epoch": epoch, "best_loss": self.best_loss, "bad_epochs": self.bad_epochs,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None, "history": self.history,
         }
@@ -701,7 +741,8 @@ def _restore(s: Setup, loop: _Loop, console: Console) -> None:
     loop.scheduler.load_state_dict(trainer["scheduler"])
     if loop.scaler is not None and trainer.get("scaler"):
         loop.scaler.load_state_dict(trainer["scaler"])
-    loop.history, loop.best_loss, loop.bad_epochs = trainer["history"], trainer["best_val_loss"], trainer["bad_epochs"]
+    loop.history, loop.bad_epochs = trainer["history"], trainer["bad_epochs"]
+    loop.best_loss = trainer.get("best_loss", trainer.get("best_val_loss"))  # the key's name before tuning slices
     loop.start_epoch = trainer["epoch"] + 1
     if ctx.is_main:  # a kill after the epoch commit, before these two: trainer.json holds the epoch (issue 26)
         from dsedge.train.plots import plot_history
@@ -744,13 +785,18 @@ def _announce(s: Setup, console: Console, scope: str) -> None:
     """One summary of what is about to train, and the data warnings, before hours of training."""
     cfg, ctx = s.cfg, s.ctx
     counts = ", ".join(f"{k} {v}" for k, v in s.train_split.class_counts().items())
+    tuning = (f"tuning {len(s.tuning_split)} held out of train, selects epochs; val {len(s.val_split)} reports"
+              if s.tuning_split is not None else f"val {len(s.val_split)}")
     console.print(
-        f"[bold]{cfg.model}[/] on {s.data} ({counts}; val {len(s.val_split)}) -> {s.run_dir}\n"
+        f"[bold]{cfg.model}[/] on {s.data} ({counts}; {tuning}) -> {s.run_dir}\n"
         f"device {ctx.device} x{ctx.world_size}, amp {s.amp_dtype or 'off'}, channels_last "
         f"{s.channels_last}, compile {scope}"
         f"{f', {s.float32_convs} dilated convs in fp32' if s.float32_convs else ''}, alpha {[round(a, 3) for a in s.alpha]}", highlight=False)
-    for warning in data_warnings(s.train_split, s.val_split):
+    for warning in data_warnings(s.train_split, s.val_split, s.tuning_split):
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if s.tuning_split is None:
+        console.print("[yellow]warning:[/] no tuning slice (--tuning-fraction 0): epochs are selected on val, "
+                      "so val numbers are in-sample", highlight=False)
 
 
 def _train_pass(s: Setup, loop: _Loop, step_model: nn.Module, transform: Any, progress: Any,
@@ -769,43 +815,96 @@ def _train_pass(s: Setup, loop: _Loop, step_model: nn.Module, transform: Any, pr
     return loss_sum, seen, t_epoch
 
 
-def _validate(s: Setup, loop: _Loop, eval_model: nn.Module, val_loader: DataLoader,
-              epoch: int) -> tuple[float, dict[str, Any]]:
-    """(validation loss, metrics); non-finite outputs stop training before they reach a checkpoint."""
-    val_loss, labels, probs = predict(s, eval_model, loop.criterion, val_loader, s.cfg.max_val_batches)
+#: History / console name of each evaluated split's role.
+ROLES = (("tuning", "tuning"), ("reporting", "val"))
+
+
+def _evaluate(s: Setup, loop: _Loop, eval_model: nn.Module, split: DatasetSplit, transform: Any,
+              epoch: int, gen_seed: int) -> tuple[float, dict[str, Any]]:
+    """(loss, metrics) of `eval_model` on `split`; non-finite outputs stop training before they reach a checkpoint."""
+    cfg, ctx = s.cfg, s.ctx
+    sampler = D.ShardedSampler(split.labels, ctx.rank, ctx.world_size, shuffle=False, pad=False)
+    loader = _loader(split, transform, sampler, cfg, ctx.device, gen_seed, cfg.batch_size * 2)
+    loss, labels, probs = predict(s, eval_model, loop.criterion, loader, cfg.max_val_batches)
     if not np.isfinite(probs).all():
-        raise DsedgeError(f"training diverged at epoch {epoch}: validation outputs are not finite",
+        raise DsedgeError(f"training diverged at epoch {epoch}: {split.name} outputs are not finite",
                           hint="lower --lr, set --grad-clip, or try --amp off; --resume continues "
                           "from the last good epoch")
-    return val_loss, _val_metrics(labels, probs, s.train_split.classes)
+    return loss, {"loss": loss, **_val_metrics(labels, probs, s.train_split.classes)}
+
+
+def _refresh_ema_bn(s: Setup, loop: _Loop, transform: Any, epoch: int, gen_seed: int) -> None:
+    """Re-estimate the EMA's BatchNorm statistics on `ema_bn_batches` training batches (DESIGN §4).
+
+    Every rank draws the same batches (an unsharded sampler with the run's seed and epoch), so
+    every rank evaluates the same model; the forwards run under the training autocast.
+    """
+    if loop.ema is None:
+        return
+    from itertools import islice
+
+    from dsedge.train.schedule import recompute_bn
+
+    cfg = s.cfg
+    sampler = D.ShardedSampler(s.train_split.labels, 0, 1, cfg.seed, balanced=cfg.balance in ("sampler", "sqrt"),
+                               balance_power=0.5 if cfg.balance == "sqrt" else 1.0)
+    sampler.set_epoch(epoch)
+    loader = _loader(s.train_split, transform, sampler, cfg, s.ctx.device, gen_seed, cfg.batch_size, True)
+    batches = (_to_device(s, x, y)[0] for x, y in islice(_batches(loader), cfg.ema_bn_batches))
+    with _autocast(s):
+        recompute_bn(loop.ema.module, batches)
+
+
+def _epoch_row(s: Setup, epoch: int, train_loss: float, results: dict[str, tuple[float, dict[str, Any]]],
+               lr: float) -> dict[str, Any]:
+    """One history row: every role's loss, ACC, balanced ACC and mean AUC (empty for a role not evaluated)."""
+    row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr,
+                           "selected_on": "tuning" if s.tuning_split is not None else "reporting"}
+    for role, _ in ROLES:
+        loss, m = results.get(role, (None, {}))
+        row.update({f"{role}_loss": loss, f"{role}_accuracy": m.get("accuracy"),
+                    f"{role}_balanced_accuracy": m.get("balanced_accuracy"), f"{role}_mean_auc": m.get("mean_auc")})
+    return row
 
 
 def _record_epoch(s: Setup, loop: _Loop, console: Console, eval_model: nn.Module, row: dict[str, Any],
-                  metrics: dict[str, Any], improved: bool) -> None:
+                  results: dict[str, tuple[float, dict[str, Any]]], improved: bool) -> None:
     """Rank 0 after each epoch: commit its checkpoints and state, history.csv, loss.png, one console line."""
     from dsedge.train.plots import plot_history
 
-    epoch, val_loss, lr = row["epoch"], row["val_loss"], row["lr"]
-    meta = _checkpoint_meta(s, epoch, {"val_loss": val_loss, **metrics})
+    epoch = row["epoch"]
+    meta = _checkpoint_meta(s, epoch, results)
     _commit_epoch(s, epoch, meta, loop.model if loop.ema is not None else None, eval_model, improved,
                   loop.optimizer, loop.trainer_state(epoch))
     _write_history(s.run_dir, loop.history)
     plot_history(loop.history, s.run_dir / "loss.png", title=s.cfg.model)
-    auc = "-" if row["val_mean_auc"] is None else f"{row['val_mean_auc']:.3f}"
-    console.print(
-        f"epoch {epoch:3d}  train {row['train_loss']:.4f}  val {val_loss:.4f}"
-        f"{' *' if improved else '  '}  acc {row['val_accuracy']:.3f}  mean AUC {auc}  "
-        f"lr {lr:.2g}  {row['train_img_per_s']:.1f} img/s  {row['seconds']:.0f}s", highlight=False)
+
+    def auc(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    parts = [f"epoch {epoch:3d}  train {row['train_loss']:.4f}"]
+    for role, label in ROLES:
+        if row[f"{role}_loss"] is not None:
+            star = " *" if improved and row["selected_on"] == role else "  "
+            parts.append(f"{label} {row[f'{role}_loss']:.4f}{star} acc {row[f'{role}_accuracy']:.3f} "
+                         f"AUC {auc(row[f'{role}_mean_auc'])}")
+    console.print("  ".join(parts) + f"  lr {row['lr']:.2g}  {row['train_img_per_s']:.1f} img/s  "
+                  f"{row['seconds']:.0f}s", highlight=False)
 
 
 def _run_epochs(s: Setup, loop: _Loop, console: Console, show_progress: bool,
                 step_model: nn.Module, eval_model: nn.Module) -> None:
-    """Epochs from `loop.start_epoch` to `cfg.epochs`, until early stopping; each one seeded and committed."""
+    """Epochs from `loop.start_epoch` to `cfg.epochs`, until early stopping; each one seeded and committed.
+
+    The tuning slice (when there is one) selects: best epoch, plateau schedule, early stopping.
+    The val split is evaluated as the *reporting* split and only logged; without a tuning
+    slice (`tuning_fraction = 0`) it selects too, and the history says so (`selected_on`).
+    """
     from dsedge.data.transforms import eval_transform, train_transform
 
     cfg, ctx = s.cfg, s.ctx
-    val_sampler = D.ShardedSampler(s.val_split.labels, ctx.rank, ctx.world_size, shuffle=False, pad=False)
     t_train, t_eval = train_transform(s.preprocess), eval_transform(s.preprocess)
+    splits = {"tuning": s.tuning_split, "reporting": s.val_split}
     with _progress(s, console, show_progress) as progress:
         for epoch in range(loop.start_epoch, cfg.epochs + 1):
             if loop.bad_epochs >= cfg.early_stop_patience:
@@ -813,19 +912,16 @@ def _run_epochs(s: Setup, loop: _Loop, console: Console, show_progress: bool,
             t0 = time.perf_counter()
             gen_seed = _seed_epoch(cfg.seed, epoch, ctx.rank)
             loss_sum, seen, t_epoch = _train_pass(s, loop, step_model, t_train, progress, epoch, gen_seed, t0)
-            val_loader = _loader(s.val_split, t_eval, val_sampler, cfg, ctx.device, gen_seed, cfg.batch_size * 2)
-            val_loss, metrics = _validate(s, loop, eval_model, val_loader, epoch)
+            _refresh_ema_bn(s, loop, t_train, epoch, gen_seed)
+            results = {role: _evaluate(s, loop, eval_model, split, t_eval, epoch, gen_seed)
+                       for role, split in splits.items() if split is not None}
             lr = loop.optimizer.param_groups[0]["lr"]
-            improved = loop.end_epoch(val_loss)
-            row = {
-                "epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss,
-                "val_accuracy": metrics["accuracy"], "val_balanced_accuracy": metrics["balanced_accuracy"],
-                "val_mean_auc": metrics["mean_auc"], "lr": lr, "seconds": time.perf_counter() - t0,
-                "train_img_per_s": seen / max(t_epoch, 1e-9),
-            }
+            row = _epoch_row(s, epoch, loss_sum / max(seen, 1), results, lr)
+            improved = loop.end_epoch(results[row["selected_on"]][0])
+            row.update(seconds=time.perf_counter() - t0, train_img_per_s=seen / max(t_epoch, 1e-9))
             loop.history.append(row)
             if ctx.is_main:
-                _record_epoch(s, loop, console, eval_model, row, metrics, improved)
+                _record_epoch(s, loop, console, eval_model, row, results, improved)
             D.barrier(ctx)
 
 
@@ -845,10 +941,12 @@ def _run(s: Setup, console: Console, show_progress: bool, resuming: bool) -> Pat
     return s.run_dir
 
 
-def data_warnings(train_split: DatasetSplit, val_split: DatasetSplit) -> list[str]:
+def data_warnings(train_split: DatasetSplit, val_split: DatasetSplit,
+                  tuning_split: DatasetSplit | None = None) -> list[str]:
     """What a user should know before hours of training: the loaders' warnings and empty classes."""
     out = list(dict.fromkeys([*train_split.warnings, *val_split.warnings]))
-    for what, split in (("training", train_split), ("validation", val_split)):
+    named = (("training", train_split), ("validation", val_split), ("tuning", tuning_split))
+    for what, split in ((w, sp) for w, sp in named if sp is not None):
         empty = [c for c, n in split.class_counts().items() if n == 0]
         if empty:
             effect = ("the model can never learn to predict it" if what == "training"
@@ -895,10 +993,14 @@ def _commit_epoch(s: Setup, epoch: int, meta: dict[str, Any], raw_model: nn.Modu
 
 def _check_same_data(s: Setup, last_meta: dict[str, Any]) -> None:
     """Refuse to resume on other data than the run was trained on (the checkpoint records its fingerprint)."""
-    for what, split, key in (("training", s.train_split, "data_fingerprint"),
-                             ("validation", s.val_split, "val_fingerprint")):
-        recorded = last_meta.get(key)
-        if recorded and split.fingerprint() != recorded:
+    tuning = (last_meta.get("tuning_split") or {}).get("fingerprint")
+    if bool(tuning) != (s.tuning_split is not None):
+        raise DsedgeError(f"cannot resume {s.run_dir}: it was trained {'with' if tuning else 'without'} a tuning "
+                          "slice", hint="resume with the run's own config (`dsedge train --resume RUN`)")
+    for what, split, recorded in (("training", s.train_split, last_meta.get("data_fingerprint")),
+                                  ("validation", s.val_split, last_meta.get("val_fingerprint")),
+                                  ("tuning", s.tuning_split, tuning)):
+        if recorded and split is not None and split.fingerprint() != recorded:
             raise DsedgeError(
                 f"cannot resume {s.run_dir}: the {what} data in {s.data} is not what the run was trained on "
                 f"(its fingerprint differs)",

@@ -29,28 +29,41 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Training and validation loss per epoch (left) and validation ACC / mean AUC (right)."""
+    """Loss per epoch (left) and ACC / mean AUC (right): train, the tuning slice (selects) and val (reports).
+
+    Rows of runs written before tuning slices (`val_*` keys) plot as the reporting split.
+    """
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
-    ax1.plot(epochs, [r["val_loss"] for r in history], "s-", label="validation loss")
+    for role, label, marker in (("tuning", "tuning", "^"), ("reporting", "val (reporting)", "s")):
+        losses = [_get(r, role, "loss") for r in history]
+        if any(v is not None for v in losses):
+            ax1.plot(epochs, _nan(losses), f"{marker}-", label=f"{label} loss")
+            ax2.plot(epochs, _nan([_get(r, role, "accuracy") for r in history]), f"{marker}--", label=f"{label} ACC")
+            ax2.plot(epochs, _nan([_get(r, role, "mean_auc") for r in history]), f"{marker}-",
+                     label=f"{label} mean AUC (MEL, SK)")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("focal loss")
     ax1.legend()
     ax1.grid(alpha=0.3)
-    ax2.plot(epochs, [r["val_accuracy"] for r in history], "o-", label="val ACC")
-    aucs = [r.get("val_mean_auc") for r in history]
-    if any(a is not None for a in aucs):
-        ax2.plot(epochs, [np.nan if a is None else a for a in aucs], "s-", label="val mean AUC (MEL, SK)")
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1)
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2.legend()
+    ax2.legend(fontsize="small")
     ax2.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     return _save(fig, Path(path))
+
+
+def _get(row: dict[str, Any], role: str, key: str) -> Any:
+    return row.get(f"{role}_{key}", row.get(f"val_{key}") if role == "reporting" else None)
+
+
+def _nan(values: Sequence[Any]) -> list[float]:
+    return [np.nan if v is None or v == "" else float(v) for v in values]
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
