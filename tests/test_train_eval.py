@@ -142,9 +142,9 @@ def test_eval_tta_averages_probabilities_over_the_8_views(checkpoint: Path, tiny
     from dsedge.models.checkpoint import load_checkpoint
     from dsedge.runtime.preprocess import dihedral_views
 
+    out = tmp_path / "tta"
     assert run_cli(["eval", str(checkpoint), "--data", str(tiny_isic_session), "--split", "val", "--tta",
-                    "--workers", "0", "--batch-size", "4", "--resamples", "10", "--json"]) == 0
-    out = checkpoint.parent / "eval-val-tta"  # beside the single-view eval-val, not over it
+                    "--workers", "0", "--batch-size", "4", "--resamples", "10", "--json", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tta"] is True
     rows = list(csv.DictReader((out / "predictions.csv").open()))
@@ -162,3 +162,5 @@ def test_eval_tta_averages_probabilities_over_the_8_views(checkpoint: Path, tiny
     assert np.abs(got - single).max() > 1e-4  # TTA changed the answers
     no_tta = evaluate_checkpoint(checkpoint, tiny_isic_session, "val", tmp_path / "plain", num_workers=0, resamples=10)
     assert no_tta["tta"] is False
+    again = evaluate_checkpoint(checkpoint, tiny_isic_session, "val", num_workers=0, resamples=10, tta=True)
+    assert Path(again["outputs"]["json"]).parent.name == "eval-val-tta"  # beside eval-val, not over it

@@ -8,6 +8,9 @@ Outputs (in `out_dir`): metrics.json, metrics.md (Table 2), confusion_matrix.png
 (`dsedge.clinical.evaluation`): bootstrap 95 % intervals of every metric, sensitivity and
 specificity at the melanoma operating point (a bundle's, or chosen on this split for the target
 sensitivity) and roc.png with that point marked.
+
+`tta=True` averages each image's probabilities over its 8 dihedral views
+(`dsedge.runtime.tta.dihedral_average`, the runtime's own function, one forward of 8x the batch).
 """
 
 from __future__ import annotations
@@ -33,12 +36,19 @@ from dsedge.utils.io import atomic_write_json, atomic_write_text, sha256_file
 
 @torch.no_grad()
 def predict_split(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Softmax probabilities (N x C, float64) of `model` over `loader`, in loader order."""
+                  progress: Callable[[int], None] | None = None, tta: bool = False) -> np.ndarray:
+    """Softmax probabilities (N x C, float64) of `model` over `loader`, in loader order (`tta`: 8-view mean)."""
+    from dsedge.runtime.tta import dihedral_average
+
     model.eval().to(device)
+
+    def logits_of(x: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
     out = []
     for x, _ in loader:
-        out.append(torch.softmax(model(x.to(device)).float(), dim=1).double().cpu())
+        logits = torch.from_numpy(dihedral_average(logits_of, x.numpy())) if tta else model(x.to(device))
+        out.append(torch.softmax(logits.float(), dim=1).double().cpu())
         if progress:
             progress(len(x))
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
@@ -58,12 +68,13 @@ def evaluate_checkpoint(
     bundle: str | Path | None = None,
     target_sensitivity: float = 0.90,
     resamples: int = 1000,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Evaluate `checkpoint` on `split` of `data`; write the outputs; return the metrics dict.
 
-    `out_dir` defaults to `<checkpoint folder>/eval-<split>`. The returned dict is
+    `out_dir` defaults to `<checkpoint folder>/eval-<split>` (`eval-<split>-tta` with `tta`). The returned dict is
     `classification_metrics(...)` plus `intervals`, `operating_point`, `ece`, `checkpoint`,
-    `split`, `data` and `outputs`. `bundle` supplies the stored temperature and melanoma threshold
+    `split`, `data`, `tta` and `outputs`. `bundle` supplies the stored temperature and melanoma threshold
     (else the threshold is chosen on this split for `target_sensitivity`).
     """
     model, meta = load_checkpoint(checkpoint, expect_model=expect_model)
@@ -72,12 +83,12 @@ def evaluate_checkpoint(
     pre = PreprocessConfig.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else PreprocessConfig()
     if on_total:
         on_total(len(ds))
-    probs = _predict(model, ds, pre, batch_size, num_workers, resolve_device(device), progress)
+    probs = _predict(model, ds, pre, batch_size, num_workers, resolve_device(device), progress, tta)
     labels = np.asarray(ds.labels, dtype=np.int64)
     metrics = _metrics(labels, probs, classes, _bundle_clinical(bundle, classes), target_sensitivity, resamples)
 
     weights, _ = checkpoint_paths(checkpoint)
-    out = Path(out_dir) if out_dir else weights.parent / f"eval-{split}"
+    out = Path(out_dir) if out_dir else weights.parent / f"eval-{split}{'-tta' if tta else ''}"
     out.mkdir(parents=True, exist_ok=True)
     outputs = {
         "json": out / "metrics.json",
@@ -93,12 +104,13 @@ def evaluate_checkpoint(
         "model": meta["model"],
         "epoch": meta.get("epoch"),
         "split": split,
+        "tta": tta,
         "data": str(data),
         "data_fingerprint": ds.fingerprint(),
         "preprocessing": pre.to_dict(),
         "outputs": {k: str(v) for k, v in outputs.items()},
     }
-    title = f"{meta['model']} ({weights.name}) on {split}, {len(ds)} images"
+    title = f"{meta['model']} ({weights.name}) on {split}, {len(ds)} images{', 8-view TTA' if tta else ''}"
     _write_outputs(outputs, result, metrics, title, ds.samples, labels, probs, classes)
     return result
 
@@ -115,14 +127,14 @@ def _eval_split(data: str | Path, split: str, classes: list[str]) -> DatasetSpli
 
 
 def _predict(model: torch.nn.Module, ds: DatasetSplit, pre: PreprocessConfig, batch_size: int, num_workers: int,
-             device: torch.device, progress: Callable[[int], None] | None) -> np.ndarray:
+             device: torch.device, progress: Callable[[int], None] | None, tta: bool = False) -> np.ndarray:
     """FP32 probabilities over `ds` with training's own eval transform (what validation saw)."""
     from dsedge.data.dataset import ImageDataset
     from dsedge.data.transforms import eval_transform
 
     loader = DataLoader(ImageDataset(ds, eval_transform(pre)), batch_size=batch_size, shuffle=False,
                         num_workers=max(0, num_workers))
-    return predict_split(model, loader, device, progress)
+    return predict_split(model, loader, device, progress, tta)
 
 
 def _metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str], clinical: dict[str, Any] | None,
