@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dsedge.engines.base import softmax
+from dsedge.stats import softmax
 
 #: The metrics whose deltas (other minus reference) a comparison with labels reports.
 DELTA_METRICS = ("accuracy", "balanced_accuracy", "mel_auc", "sk_auc", "mean_auc")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 CONFIDENCE = 0.95
 
 
@@ -62,3 +64,19 @@ def clustered_ci(hits_per_cluster: list[int] | Any, sizes: list[int] | Any,
     n_eff = max(1, round(n / deff))
     k_eff = min(n_eff, max(0, round(p * n_eff)))
     return exact_ci(k_eff, n_eff, confidence)
+
+
+def softmax(
+    logits: np.ndarray, axis: int = -1, *, temperature: float = 1.0, dtype: type[np.floating] = np.float32
+) -> np.ndarray:
+    """Numerically stable softmax of `logits / temperature`, computed in float64.
+
+    The result is cast to `dtype`: float32 by default (runners, bench, comparator);
+    float64 where the probabilities feed further arithmetic (temperature fitting,
+    ECE, the clinical decision layer). Dividing by the default temperature 1.0 is
+    exact, so a plain softmax is unchanged by it.
+    """
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(dtype, copy=False)

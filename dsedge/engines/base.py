@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from dsedge.stats import softmax  # noqa: F401 - re-exported: runners, bench and calibration import it here
+
 #: Key of the logits in `Runner.infer_all` when a runner has no graph output names.
 LOGITS = "logits"
 
@@ -116,22 +118,6 @@ def check_batch(batch: np.ndarray, channels: int = 3) -> np.ndarray:
     if arr.ndim != 4 or arr.shape[1] != channels:
         raise ValueError(f"expected a batch N x {channels} x H x W, got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def softmax(
-    logits: np.ndarray, axis: int = -1, *, temperature: float = 1.0, dtype: type[np.floating] = np.float32
-) -> np.ndarray:
-    """Numerically stable softmax of `logits / temperature`, computed in float64.
-
-    The result is cast to `dtype`: float32 by default (runners, bench, comparator);
-    float64 where the probabilities feed further arithmetic (temperature fitting,
-    ECE, the clinical decision layer). Dividing by the default temperature 1.0 is
-    exact, so a plain softmax is unchanged by it.
-    """
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(dtype, copy=False)
 
 
 def predict_probs(

@@ -49,7 +49,7 @@ def _canonical(obj: Any) -> str:
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """(weights, metadata) paths for `X`, `X.safetensors`, `X.json`, or a shipped name (`isic2017`)."""
-    from dsedge.models.weights import resolve_checkpoint
+    from dsedge.models.shipped import resolve_checkpoint
 
     p = resolve_checkpoint(path)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
@@ -139,7 +139,7 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from dsedge.models.zoo import create_model
+    from dsedge.models.specs import build_model as create_model
 
     meta = read_checkpoint_meta(path)
     weights, _ = checkpoint_paths(path)

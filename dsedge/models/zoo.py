@@ -7,62 +7,12 @@ input size (Inception v3 wants 299).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import torchvision.models as tvm
 from torch import nn
 
 from dsedge.errors import ModelError
-from dsedge.models.dsresnet import ds_resnet50
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    build: Callable[..., nn.Module]
-    input_size: int = 224
-    description: str = ""
-    imagenet_init: bool = False  # can map torchvision ResNet50 ImageNet weights
-
-
-def _torchvision(factory: Callable[..., nn.Module], **fixed: object) -> Callable[..., nn.Module]:
-    """Builder of a torchvision model with a `num_classes` head (plus the options it is always built with)."""
-
-    def build(num_classes: int) -> nn.Module:
-        return factory(num_classes=num_classes, **fixed)
-
-    return build
-
-
-_NO_AUX = {"aux_logits": False, "init_weights": True}  # GoogLeNet and Inception v3: one head, initialised
-
-
-MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in (
-        ModelSpec("ds_resnet50", ds_resnet50, 224, "ResNet50 + SimAM + dual-scale dilated DW", True),
-        ModelSpec("resnet50", _torchvision(tvm.resnet50), 224, "torchvision ResNet50 (baseline)", True),
-        ModelSpec("vgg16", _torchvision(tvm.vgg16), 224, "torchvision VGG16 (baseline)"),
-        ModelSpec("googlenet", _torchvision(tvm.googlenet, **_NO_AUX), 224,
-                  "torchvision GoogLeNet, no aux heads (baseline)"),
-        ModelSpec("mobilenet_v2", _torchvision(tvm.mobilenet_v2), 224, "torchvision MobileNetV2 (baseline)"),
-        ModelSpec("shufflenet_v2_x1_0", _torchvision(tvm.shufflenet_v2_x1_0), 224,
-                  "torchvision ShuffleNetV2 1.0x (baseline)"),
-        ModelSpec("inception_v3", _torchvision(tvm.inception_v3, **_NO_AUX), 299,
-                  "torchvision InceptionV3, no aux (baseline)"),
-    )
-}
-
-
-def get_spec(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelError(
-            f"unknown model '{name}'", hint=f"choose one of: {', '.join(MODELS)}"
-        ) from None
+from dsedge.models.specs import MODELS, ModelSpec, build_model, get_spec  # noqa: F401 - ModelSpec re-exported
 
 
 def create_model(
@@ -80,12 +30,7 @@ def create_model(
     trained reference model (`dsedge.models.weights`) in eval mode.
     """
     spec = get_spec(name)
-    if kwargs and name != "ds_resnet50":
-        raise ModelError(f"model '{name}' takes no options, got {sorted(kwargs)}")
-    try:
-        model = spec.build(num_classes=num_classes, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise ModelError(f"cannot build '{name}': {e}") from e
+    model = build_model(name, num_classes, **kwargs)
     if pretrained is not None and str(pretrained) in shipped_names():
         return _load_shipped(name, num_classes, str(pretrained), kwargs)
     if pretrained is not None:
@@ -100,14 +45,14 @@ def create_model(
 
 
 def shipped_names() -> set[str]:
-    from dsedge.models.weights import SHIPPED
+    from dsedge.models.shipped import SHIPPED
 
     return set(SHIPPED)
 
 
 def _load_shipped(name: str, num_classes: int, weights: str, kwargs: dict[str, object]) -> nn.Module:
     from dsedge.models.checkpoint import load_checkpoint
-    from dsedge.models.weights import SHIPPED
+    from dsedge.models.shipped import SHIPPED
 
     model_name = SHIPPED[weights][0]
     if name != model_name or kwargs:
@@ -155,7 +100,7 @@ def list_models(with_flops: bool = True) -> list[dict[str, object]]:
 
 def list_shipped(with_flops: bool = True) -> list[dict[str, object]]:
     """One row per shipped weights (`pretrained=NAME`), at the input size they were trained and run at."""
-    from dsedge.models.weights import SHIPPED, shipped_meta
+    from dsedge.models.shipped import SHIPPED, shipped_meta
 
     rows = []
     for name, (model_name, _) in SHIPPED.items():

@@ -28,7 +28,7 @@ import numpy as np
 
 from dsedge import MELANOMA_CLASS
 from dsedge.bundle import ManifestReader, read_manifest
-from dsedge.engines.base import softmax
+from dsedge.stats import softmax
 
 REFER = "refer"
 CANNOT_ASSESS = "cannot assess"
