@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dsedge.stats import softmax
+from dsedge.stats import percentile_interval, resample_indices, softmax
 
 #: The metrics whose deltas (other minus reference) a comparison with labels reports.
 DELTA_METRICS = ("accuracy", "balanced_accuracy", "mel_auc", "sk_auc", "mean_auc")
@@ -145,9 +145,6 @@ def agreement_interval(reference: np.ndarray, other: np.ndarray, groups: np.ndar
     uniq, inverse = np.unique(ids, return_inverse=True)
     hits = np.bincount(inverse, weights=same.astype(np.float64), minlength=len(uniq))
     sizes = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(uniq), size=(resamples, len(uniq)))
-    boot = hits[pick].sum(axis=1) / sizes[pick].sum(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(boot, [tail, 100.0 - tail])
+    boot = [hits[idx].sum() / sizes[idx].sum() for idx in resample_indices(len(uniq), resamples, seed)]
+    low, high = percentile_interval(boot, level) or (float("nan"), float("nan"))
     return float(same.mean()), float(low), float(high)

@@ -41,3 +41,30 @@ def test_exact_ci_covers_at_least_95_percent() -> None:
     ks = rng.binomial(30, 0.8, 2000)
     cover = np.mean([lo <= 0.8 <= hi for lo, hi in (exact_ci(int(k), 30) for k in ks)])
     assert cover >= 0.95
+
+
+def test_one_bootstrap_serves_the_operating_point_the_clinical_intervals_and_agreement() -> None:
+    """Issue 24: the four bootstraps draw through `resample_indices`; same seed, same resamples everywhere."""
+    import numpy as np
+
+    from dsedge.clinical.operating_point import bootstrap_ci
+    from dsedge.comparator import agreement_interval
+    from dsedge.stats import percentile_interval, resample_indices
+
+    labels = np.array([0] * 5 + [1] * 20)
+    first = next(resample_indices(25, 1, seed=3, stratify=labels))
+    assert sorted(np.bincount(labels[first])) == [5, 20]  # stratified: class sizes kept
+    plain = np.random.default_rng(3)
+    expected = [plain.choice(np.arange(10), size=10, replace=True) for _ in range(4)]
+    assert all((a == b).all() for a, b in zip(resample_indices(10, 4, seed=3), expected, strict=True))
+    assert percentile_interval([None, float("nan"), 1.0, 3.0]) == [1.05, 2.95]
+    assert percentile_interval([None]) is None
+    values = np.arange(25.0)
+    assert bootstrap_ci(lambda idx: float(values[idx].mean()), 25, resamples=50, seed=0) == \
+        percentile_interval(values[idx].mean() for idx in resample_indices(25, 50, seed=0))
+    ref = np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1]]
+    out = np.eye(3)[[0, 1, 2, 0, 1, 2, 1, 0]]
+    agree, low, high = agreement_interval(ref, out, resamples=200, seed=0)
+    rows = (ref.argmax(1) == out.argmax(1)).astype(float)
+    assert agree == 0.75 and [low, high] == percentile_interval(
+        rows[idx].mean() for idx in resample_indices(8, 200, seed=0))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from dsedge.clinical.calibration import expected_calibration_error, softmax
 from dsedge.clinical.operating_point import (
@@ -23,32 +22,25 @@ from dsedge.clinical.operating_point import (
     choose_threshold,
     operating_point_report,
 )
+from dsedge.metrics import classification_metrics
 from dsedge.runtime.decision import MELANOMA
+from dsedge.stats import percentile_interval, resample_indices
 
 
 def metric_values(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float | None]:
-    """Flat metrics of one (re)sample: accuracy, balanced accuracy, macro F1, per-class P/R/F1/AUC, mean AUC."""
-    pred = probs.argmax(axis=1)
-    out: dict[str, float | None] = {"accuracy": float((pred == labels).mean())}
-    recalls, f1s, aucs = [], [], {}
-    for i, c in enumerate(classes):
-        tp = float(((pred == i) & (labels == i)).sum())
-        support, called = float((labels == i).sum()), float((pred == i).sum())
-        p = tp / called if called else 0.0
-        r = tp / support if support else None
-        f1 = 2 * p * (r or 0.0) / (p + (r or 0.0)) if p + (r or 0.0) else 0.0
-        out.update({f"precision_{c}": p, f"recall_{c}": r, f"f1_{c}": f1})
-        if r is not None:
-            recalls.append(r)
-        f1s.append(f1)
-        pos = labels == i
-        aucs[c] = float(roc_auc_score(pos, probs[:, i])) if 0 < pos.sum() < len(pos) else None
-        out[f"auc_{c}"] = aucs[c]
-    out["balanced_accuracy"] = float(np.mean(recalls)) if recalls else None
-    out["macro_f1"] = float(np.mean(f1s))
-    mel, sk = aucs.get("MEL"), aucs.get("SK")
-    defined = [mel, sk] if mel is not None and sk is not None else [v for v in aucs.values() if v is not None]
-    out["mean_auc"] = float(np.mean(defined)) if defined else None  # as `classification_metrics` defines it
+    """Flat metrics of one (re)sample: accuracy, balanced accuracy, macro F1, per-class P/R/F1/AUC, mean AUC.
+
+    A flat view of `dsedge.metrics.classification_metrics` (the one definition of every metric);
+    a class without images in the sample has an undefined recall (None), not sklearn's 0.
+    """
+    m = classification_metrics(labels, probs, classes)
+    out: dict[str, float | None] = {"accuracy": m["accuracy"]}
+    for c, pc in m["per_class"].items():
+        out.update({f"precision_{c}": pc["precision"], f"recall_{c}": pc["recall"] if pc["support"] else None,
+                    f"f1_{c}": pc["f1"], f"auc_{c}": m["auc"][c]})
+    out["balanced_accuracy"] = m["balanced_accuracy"] if m["n"] else None
+    out["macro_f1"] = m["macro_f1"]
+    out["mean_auc"] = m["mean_auc"]
     return out
 
 
@@ -57,16 +49,12 @@ def bootstrap_intervals(labels: np.ndarray, probs: np.ndarray, classes: list[str
     """Percentile 95 % interval of every `metric_values` key over class-stratified resamples."""
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(labels == g) for g in np.unique(labels)]
-    samples: dict[str, list[float]] = {}
-    for _ in range(resamples):
-        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+    samples: dict[str, list[float | None]] = {}
+    for idx in resample_indices(len(labels), resamples, seed, stratify=labels):  # dsedge's one bootstrap
         for k, v in metric_values(labels[idx], probs[idx], classes).items():
-            if v is not None:
-                samples.setdefault(k, []).append(v)
+            samples.setdefault(k, []).append(v)
     keys = metric_values(labels, probs, classes).keys()
-    return {k: ([float(x) for x in np.percentile(samples[k], [2.5, 97.5])] if samples.get(k) else None) for k in keys}
+    return {k: percentile_interval(samples.get(k, [])) for k in keys}
 
 
 def clinical_evaluation(labels: np.ndarray, probs: np.ndarray, classes: list[str], *,

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from dsedge import stats
+
 DEFAULT_TARGET_SENSITIVITY = 0.90
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -60,22 +62,10 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float | None], n: int, resamp
     """Percentile 95 % interval of `statistic(indices)` over resamples of range(n) with replacement.
 
     `stratify` (labels) resamples within each label so rare classes (30 melanomas) never vanish
-    from a resample. Resamples where the statistic is undefined (None) are skipped.
+    from a resample. Resamples where the statistic is undefined (None) are skipped. The one
+    bootstrap of dsedge (`dsedge.stats.bootstrap_ci`) with this module's defaults.
     """
-    if n == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(stratify == g) for g in np.unique(stratify)] if stratify is not None else [np.arange(n)]
-    values = []
-    for _ in range(resamples):
-        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-        v = statistic(idx)
-        if v is not None and np.isfinite(v):
-            values.append(v)
-    if not values:
-        return None
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    return stats.bootstrap_ci(statistic, n, resamples, seed, stratify)
 
 
 def with_ci(value: float | None, statistic: Callable[[np.ndarray], float | None], n: int,
