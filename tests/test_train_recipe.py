@@ -106,6 +106,22 @@ def test_init_from_keeps_trunk_and_reinitialises_other_head(tiny_isic: Path, tmp
     run = train(tiny_cfg(epochs=1, max_train_batches=1, model="mobilenet_v2", init_from=str(src / "last")),
                 tiny_isic, tmp_path, run_name="ft", show_progress=False)
     assert (run / "last.safetensors").is_file()
+    # src held the same tuning slice out (same fraction and seed): the fine-tune's slice is still unseen
+    assert json.loads((run / "last.json").read_text())["init_excludes_tuning"] is True
+
+
+def test_init_from_a_model_that_saw_the_tuning_slice_is_flagged(tiny_isic: Path, tmp_path: Path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    src = train(tiny_cfg(epochs=1, max_train_batches=1, model="mobilenet_v2", tuning_fraction=0.0), tiny_isic,
+                tmp_path, run_name="all", show_progress=False)
+    out = StringIO()
+    run = train(tiny_cfg(epochs=1, max_train_batches=1, model="mobilenet_v2", init_from=str(src / "last")),
+                tiny_isic, tmp_path, run_name="ft", show_progress=False, console=Console(file=out, width=400))
+    assert json.loads((run / "last.json").read_text())["init_excludes_tuning"] is False
+    assert "tuning numbers are in-sample" in out.getvalue()
 
 
 def test_divergence_stops_with_a_clear_error(tiny_isic: Path, tmp_path: Path, monkeypatch):

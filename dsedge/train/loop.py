@@ -105,6 +105,7 @@ class Setup:
     float32_convs: int = 0  # grouped dilated convs kept in float32 under CPU bf16 (`dsedge.train.bf16`)
     tuning_split: DatasetSplit | None = None  # held out of train: selects epochs (None: val does, in-sample)
     tuning_record: dict[str, Any] | None = None  # `dsedge.data.splits.hold_out`'s record, in every checkpoint
+    init_excludes_tuning: bool | None = None  # `init_excludes_tuning()`: did --init-from never see the slice?
 
     @property
     def selection_split(self) -> DatasetSplit:
@@ -423,6 +424,7 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
         # on top of gamma 2 (the old default, NV 0.099) made the model never predict NV.
         alpha = check_alpha(cfg.focal_alpha, n_cls) if cfg.focal_alpha is not None else [1.0 / n_cls] * n_cls
         amp_dtype = resolve_amp(cfg.amp, ctx.device)
+        excludes = init_excludes_tuning(cfg.init_from, tuning_record)
     except BaseException:
         if resume is None and ctx.is_main:
             _discard_unstarted(run_dir, created)
@@ -430,7 +432,24 @@ def _prepare(cfg: TrainConfig, data: Path | None, out_dir: Path | None, resume: 
     model_kwargs = {"simam_lambda": cfg.simam_lambda} if cfg.model == "ds_resnet50" else {}
     return Setup(cfg, ctx, run_dir, data, train_split, val_split, PreprocessConfig.for_size(cfg.image_size),
                  model_kwargs, alpha, amp_dtype, cfg.channels_last, created if resume is None else (),
-                 tuning_split=tuning_split, tuning_record=tuning_record)
+                 tuning_split=tuning_split, tuning_record=tuning_record,
+                 init_excludes_tuning=excludes)
+
+
+def init_excludes_tuning(init_from: str | None, record: dict[str, Any] | None) -> bool | None:
+    """Whether the `--init-from` checkpoint provably never trained on this run's tuning slice.
+
+    None: no `init_from` or no slice. True: its own recorded tuning slice holds every one of
+    this run's tuning images out (e.g. the 112 px stage of a FixRes fine-tune, trained with the
+    same fraction and seed on the same data). False: that cannot be shown, e.g. the shipped
+    `isic2017` weights, trained on all of ISIC 2017 train: the slice's numbers may be in-sample.
+    """
+    if not init_from or not record:
+        return None
+    from dsedge.models.checkpoint import read_checkpoint_meta
+
+    theirs = read_checkpoint_meta(init_from).get("tuning_split") or {}
+    return set(record["ids"]) <= set(theirs.get("ids") or [])
 
 
 def _build_model(s: Setup, console: Console, resuming: bool = False) -> nn.Module:
@@ -494,6 +513,7 @@ def _checkpoint_meta(s: Setup, epoch: int, results: dict[str, tuple[float, dict[
         "tuning_metrics": None if tuning is None else {"split": "tuning", "role": "tuning", **tuning},
         "selected_on": "tuning" if tuning is not None else s.val_split.name,
         "tuning_split": s.tuning_record,
+        "init_excludes_tuning": s.init_excludes_tuning,
     }
 
 
@@ -797,6 +817,11 @@ def _announce(s: Setup, console: Console, scope: str) -> None:
     if s.tuning_split is None:
         console.print("[yellow]warning:[/] no tuning slice (--tuning-fraction 0): epochs are selected on val, "
                       "so val numbers are in-sample", highlight=False)
+    if s.init_excludes_tuning is False:
+        console.print(f"[yellow]warning:[/] --init-from {escape(str(cfg.init_from))} records no tuning slice that "
+                      f"holds this run's {len(s.tuning_split or [])} tuning images out: if it was trained on them "
+                      "(the shipped isic2017 model was), tuning numbers are in-sample; start from a run trained "
+                      "with the same --tuning-fraction and --seed", highlight=False)
 
 
 def _train_pass(s: Setup, loop: _Loop, step_model: nn.Module, transform: Any, progress: Any,
