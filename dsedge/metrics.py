@@ -19,6 +19,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from dsedge import MELANOMA_CLASS
+
 
 def _auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     """One-vs-rest ROC AUC, or None when the split lacks positives or negatives."""
@@ -46,7 +48,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[
         "confusion_matrix": confusion_matrix(labels, pred, labels=idx).tolist(),
         "auc": {c: _auc((labels == i).astype(int), probs[:, i]) for i, c in enumerate(classes)},
     }
-    mel = out["auc"].get("MEL")
+    mel = out["auc"].get(MELANOMA_CLASS)
     sk = out["auc"].get("SK")
     out["mel_auc"] = mel
     out["sk_auc"] = sk

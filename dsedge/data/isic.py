@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dsedge import ISIC2017_CLASSES
+from dsedge import ISIC2017_CLASSES, MELANOMA_CLASS
 from dsedge.data.samples import DatasetSplit, Sample
 from dsedge.errors import DataError
 from dsedge.utils.images import is_image_file
@@ -135,7 +135,7 @@ def scan_isic_split(root: Path, split: str) -> tuple[DatasetSplit, list[str]]:
         if path is None:
             missing.append(image_id)
             continue
-        label = ISIC2017_CLASSES.index("MEL" if mel else "SK" if sk else "NV")
+        label = ISIC2017_CLASSES.index(MELANOMA_CLASS if mel else "SK" if sk else "NV")
         split_obj.samples.append(Sample(path, label))
     if bad_rows:
         errors.append(f"{csv_path}: {len(bad_rows)} malformed row(s): {_listing(bad_rows)}")

@@ -7,12 +7,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsedge import ISIC2017_CLASSES
+from dsedge import ISIC2017_CLASSES, MELANOMA_CLASS
 
 #: Label spellings accepted in folder names and `path,label` CSVs, mapped to the ISIC class codes.
 LABEL_ALIASES = {
-    "mel": "MEL",
-    "melanoma": "MEL",
+    "mel": MELANOMA_CLASS,
+    "melanoma": MELANOMA_CLASS,
     "nv": "NV",
     "nevus": "NV",
     "naevus": "NV",
