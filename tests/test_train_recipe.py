@@ -199,3 +199,16 @@ def test_training_with_ema_evaluates_and_ships_recomputed_statistics(tiny_isic: 
     x = torch.stack([t(Image.open(s.path).convert("RGB")) for s in split.samples])
     with torch.no_grad():
         assert _relative_spread(model.eval()(x)) > 0.05
+
+
+@pytest.mark.parametrize("toml", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_committed_recipes_are_valid_configs(toml: Path):
+    """Every configs/*.toml loads into a TrainConfig that passes the schema, and says whether it holds a tuning slice."""
+    from dsedge.config import load_toml, merge_into
+    from dsedge.train.loop import check_config
+
+    raw = load_toml(toml)
+    values = raw["train"] if isinstance(raw.get("train"), dict) else raw
+    assert "tuning_fraction" in values  # explicit: a recipe states how epochs are selected
+    check_config(merge_into(TrainConfig(), values, source=str(toml)))
