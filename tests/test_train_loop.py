@@ -186,3 +186,14 @@ def test_fused_simam_only_changes_training_forward():
     m.eval()
     with torch.no_grad():
         assert torch.equal(m(x), simam(x, 1e-4))  # eval: bit-identical to the exported math
+
+
+def test_loss_plot_takes_tuning_and_reporting_rows_and_old_val_rows(tmp_path: Path):
+    from dsedge.train.plots import plot_history
+
+    new = [{"epoch": 1, "train_loss": 0.3, "tuning_loss": 0.2, "tuning_accuracy": 0.5, "tuning_mean_auc": 0.6,
+            "reporting_loss": 0.25, "reporting_accuracy": 0.4, "reporting_mean_auc": None}]
+    old = [{"epoch": 1, "train_loss": 0.3, "val_loss": 0.2, "val_accuracy": 0.5, "val_mean_auc": 0.6}]
+    no_tuning = [{**new[0], "tuning_loss": None, "tuning_accuracy": None, "tuning_mean_auc": None}]
+    for name, rows in (("new", new), ("old", old), ("none", no_tuning)):
+        assert plot_history(rows, tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -36,12 +36,14 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | Path, title: str
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
-    for role, label, marker in (("tuning", "tuning", "^"), ("reporting", "val (reporting)", "s")):
+    for role, label, marker, color in (("tuning", "tuning", "^", "tab:orange"),
+                                       ("reporting", "val (reporting)", "s", "tab:green")):
         losses = [_get(r, role, "loss") for r in history]
-        if any(v is not None for v in losses):
-            ax1.plot(epochs, _nan(losses), f"{marker}-", label=f"{label} loss")
-            ax2.plot(epochs, _nan([_get(r, role, "accuracy") for r in history]), f"{marker}--", label=f"{label} ACC")
-            ax2.plot(epochs, _nan([_get(r, role, "mean_auc") for r in history]), f"{marker}-",
+        if any(v is not None and v != "" for v in losses):
+            ax1.plot(epochs, _nan(losses), f"{marker}-", color=color, label=f"{label} loss")
+            ax2.plot(epochs, _nan([_get(r, role, "accuracy") for r in history]), f"{marker}--", color=color,
+                     label=f"{label} ACC")
+            ax2.plot(epochs, _nan([_get(r, role, "mean_auc") for r in history]), f"{marker}-", color=color,
                      label=f"{label} mean AUC (MEL, SK)")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("focal loss")
