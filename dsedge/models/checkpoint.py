@@ -34,7 +34,7 @@ from dsedge.utils.io import atomic_path, atomic_write_json, sha256_file
 
 FORMAT = "dsedge-checkpoint"
 FACTS_KEY = "dsedge_facts"
-#: Metadata keys that change what a checkpoint computes; sealed into the weights file.
+#: Metadata keys that change what a checkpoint computes or claims (its tuning slice); sealed into the weights file.
 FACT_KEYS = ("model", "classes", "model_kwargs", "simam_lambda", "input_size", "preprocessing", "tuning_split")
 
 
