@@ -107,11 +107,6 @@ class Setup:
     tuning_record: dict[str, Any] | None = None  # `dsedge.data.splits.hold_out`'s record, in every checkpoint
     init_excludes_tuning: bool | None = None  # `init_excludes_tuning()`: did --init-from never see the slice?
 
-    @property
-    def selection_split(self) -> DatasetSplit:
-        """The split that picks the best epoch and drives the plateau schedule and early stopping."""
-        return self.tuning_split if self.tuning_split is not None else self.val_split
-
 
 # ----------------------------------------------------------------------------- configuration
 
