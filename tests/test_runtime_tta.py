@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from dsedge.engines.base import softmax
 from dsedge.runtime.tta import dihedral_average
+from dsedge.stats import softmax
 
 
 def corner_logits(batch: np.ndarray) -> np.ndarray:

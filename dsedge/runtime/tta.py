@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dsedge.engines.base import softmax
 from dsedge.runtime.preprocess import DIHEDRAL_VIEWS, dihedral_views
+from dsedge.stats import softmax
 
 #: The smallest probability kept before the log: a view-averaged probability of exactly 0 gives
 #: a finite logit (-87.3) rather than -inf, which code that checks for finite logits accepts.
