@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsedge.bundle import ManifestReader
+from dsedge.bundle import read_manifest
 from dsedge.engines.base import Runner, RunnerInfo, check_batch
 from dsedge.errors import EngineError
 
@@ -185,9 +185,11 @@ class TorchRunner(Runner):
         """Registry entry point: the checkpoint the bundle was exported from, else the bundle's model
         with random weights (seeded); options of other backends (`interleaved`) are ignored."""
         model_name, num_classes = "ds_resnet50", 3
-        if checkpoint is None and isinstance(bundle, ManifestReader):
-            model_name = str(bundle.model.get("name", model_name))
-            num_classes = len(bundle.classes) or num_classes
+        manifest = getattr(bundle, "manifest", None)
+        if checkpoint is None and isinstance(manifest, dict) and manifest:
+            m = read_manifest(manifest)
+            model_name = str(m.model.get("name", model_name))
+            num_classes = (len(m.classes) if "classes" in manifest else 0) or num_classes
         return cls(checkpoint=checkpoint, model_name=model_name, num_classes=num_classes, precision=precision,
                    compile=compile, compile_mode=mode, device=device, channels_last=channels_last,
                    threads=threads, seed=seed, freezing=freezing, autocast=autocast)
