@@ -69,6 +69,10 @@ def test_cli_train_writes_run_folder_and_learns(tiny_isic: Path, tmp_path: Path)
     assert {r["selected_on"] for r in rows} == {"tuning"} and all(r["reporting_loss"] for r in rows)
     best_epoch = min(rows, key=lambda r: float(r["tuning_loss"]))["epoch"]
     assert str(meta["epoch"]) == best_epoch  # best = lowest tuning-slice loss, not val
+    from dsedge.export.model_card import training_summary
+
+    summary = training_summary(meta)  # what export writes as the manifest's `training` block
+    assert summary["tuning_split"] == record and summary["selected_on"] == "tuning"
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
 

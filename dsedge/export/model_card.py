@@ -84,6 +84,10 @@ def training_summary(meta: dict[str, Any]) -> dict[str, Any]:
         "data_fingerprint": meta.get("data_fingerprint"),
         "val_fingerprint": meta.get("val_fingerprint"),
         "focal_alpha": meta.get("focal_alpha"),
+        "tuning_split": meta.get("tuning_split"),  # held-out slice record (dsedge.data.splits); roles read it
+        "tuning_metrics": meta.get("tuning_metrics"),
+        "selected_on": meta.get("selected_on"),
+        "init_excludes_tuning": meta.get("init_excludes_tuning"),
         "dsedge_version": meta.get("dsedge_version"),
         "torch_version": meta.get("torch_version"),
     }
