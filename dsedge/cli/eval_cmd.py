@@ -38,7 +38,7 @@ def eval_command(
 
     from dsedge.utils.io import check_output_dir
 
-    out = out or default_out(checkpoint, split)
+    out = out or default_out(checkpoint, split + ("-tta" if tta else ""))
     check_output_dir(out, "eval output")  # before the evaluation, not after it
     if (checkpoint / "dsedge.json").is_file():
         _eval_bundle(checkpoint, data, split, out, json_out)
