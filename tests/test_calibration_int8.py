@@ -54,7 +54,8 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
         return {**row, "top1_agreement": 0.0} if len(seen) == 2 else row  # call 1 is FP32 itself
 
     monkeypatch.setattr(int8_mod, "compare", full_model_disagrees)
-    result = calibrate_bundle(bundle, tiny_isic_session, num_images=12, budget=Budget(0.5, None, None, None, False))
+    result = calibrate_bundle(bundle, tiny_isic_session, num_images=12, budget=Budget(0.5, None, None, None, False),
+                              search="greedy", min_int8_fraction=None)  # the greedy mechanics, no MAC floor
     b = load_bundle(bundle)  # verifies every sha256, the new artifact's included
     assert b.require("onnx", "int8") == bundle / INT8_NAME
     entry = b.artifacts[INT8_NAME]
@@ -72,13 +73,14 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     assert sum(cal["class_counts"].values()) == 12
     assert set(cal["versions"]) >= {"onnxruntime", "onnx", "dsedge"}
     acc = cal["accuracy"]
-    assert acc["split"] == "val" and acc["met_budget"] is True
-    assert acc["images"] == 10 and acc["views"] == 8 and acc["n"] == 80  # judged on all 8 orientations
+    assert acc["split"] == "val-A" and acc["met_budget"] is True  # a seeded half of val tunes, val-B reports
+    assert acc["images"] == 6 and acc["views"] == 8 and acc["n"] == 48  # judged on all 8 orientations
     assert cal["calibrator"] == {"percentile": int8_mod.CALIBRATOR_OPTIONS["percentile"]}
     for key in ("acc_drop_points", "auc_drop", "top1_agreement", "mel_auc_delta", "sk_auc_delta", "mean_auc_delta"):
         assert key in acc["int8"]
     assert [t["term"] for t in acc["budget_terms"] if t["judged"]] == ["top1_agreement"]
     assert cal["sensitivity_search_ran"] is True and cal["budget"]["min_agreement"] == 0.5
+    assert cal["search"] == "greedy"
     sens = json.loads((bundle / "int8_sensitivity.json").read_text())
     assert {g["group"] for g in sens["groups"]} == {"stem", "layer1", "layer2", "layer3", "layer4", "head",
                                                    "depthwise"}
@@ -380,3 +382,54 @@ def test_cli_default_method_is_the_library_default() -> None:
     from dsedge.cli.calibrate_cmd import calibrate_command
 
     assert inspect.signature(calibrate_command).parameters["method"].default.default == int8_mod.DEFAULT_METHOD
+
+
+def test_default_grow_search_quantizes_per_block_and_leaves_the_head_float(bundle: Path, tiny_isic_session: Path,
+                                                                          monkeypatch) -> None:
+    """The default search grows INT8 block by block; the head (avgpool + fc, ~0 MACs) is never quantized.
+
+    `layer2.1` is made to disagree on every input when quantized: it must be the one block left float.
+    """
+    real_compare = int8_mod.compare
+    sessions: list[str] = []
+    real_until = int8_mod._probs_until
+
+    def counting_until(path, *args, **kwargs):
+        sessions.append(Path(path).name)
+        return real_until(path, *args, **kwargs)
+
+    def bad_block(ref, probs, labels, classes, ref_probs, *args, **kwargs):
+        row = real_compare(ref, probs, labels, classes, ref_probs, *args, **kwargs)
+        return {**row, "top1_agreement": 0.0} if bad_block.flag else row
+
+    bad_block.flag = False
+    real_build = int8_mod._builder
+
+    def builder(job, *args, **kwargs):
+        build = real_build(job, *args, **kwargs)
+
+        def flagged(nodes_q, exclude):
+            by_name = {n.name: n for n in job.model.graph.node}
+            from dsedge.calibration.sensitivity import node_block
+
+            bad_block.flag = any(node_block(by_name[n]) == "layer2.1" for n in (nodes_q or []))
+            return build(nodes_q, exclude)
+
+        return flagged
+
+    monkeypatch.setattr(int8_mod, "compare", bad_block)
+    monkeypatch.setattr(int8_mod, "_builder", builder)
+    monkeypatch.setattr(int8_mod, "_probs_until", counting_until)
+    result = calibrate_bundle(bundle, tiny_isic_session, num_images=12, budget=Budget(0.5, None, None, None, False),
+                              mixed_fp16=False)
+    cal = load_bundle(bundle).manifest["calibration"]
+    assert cal["search"] == "grow" and cal["kept_float_groups"] == ["layer2.1", "head"]
+    sens = result["sensitivity"]
+    assert len(sens["groups"]) == 17  # stem + 16 bottleneck blocks, each measured alone once
+    verdicts = {t["group"]: t["kept"] for t in sens["trace"]}
+    assert verdicts["layer2.1"] is False and verdicts["head"] is False and sum(verdicts.values()) == 16
+    assert len(sessions) == len(set(sessions))  # no candidate file is run twice
+    assert len(sessions) == 17 + 15  # the first step reuses a single run; the bad block is not retried
+    assert 0.8 <= cal["int8_mac_fraction"]["fraction"] < 1.0
+    assert check_qdq_rules(bundle / INT8_NAME) == []
+    assert "## Grow search trace" in (bundle / "int8_sensitivity.md").read_text()

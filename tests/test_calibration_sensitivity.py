@@ -248,3 +248,138 @@ def test_always_measures_every_group_even_when_the_budget_holds() -> None:
                                               Budget(), 100, analyse="always")
     assert report.met_budget and [g["group"] for g in report.groups] == ["g1", "g2"]
     assert report.kept_float == [] and excluded == [] and len(calls) == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# the grow search
+
+
+def _grow_pipeline(units: dict[str, tuple[int, float]], interaction: float = 0.0):
+    """Units of one node each: (MACs, disagreement when quantized); disagreements add up.
+
+    `interaction` is extra disagreement per pair of quantized units (harms that do not add).
+    Records every build and every `evaluate` call's `max_flips`.
+    """
+    groups = {g: [f"{g}_n"] for g in units}
+    owner = {f"{g}_n": g for g in units}
+    macs = {f"{g}_n": m for g, (m, _d) in units.items()}
+    total = sum(macs.values())
+    built: dict[str, list[str]] = {}
+    log: dict[str, list] = {"builds": [], "max_flips": []}
+
+    def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
+        q = [owner[n] for n in (nodes_q or list(owner)) if n not in exclude]
+        p = Path(f"cand{len(built)}")
+        built[str(p)] = q
+        log["builds"].append(sorted(q))
+        return p
+
+    def evaluate(path: Path, max_flips: int | None = None) -> dict[str, Any]:
+        q = built[str(path)]
+        log["max_flips"].append(max_flips)
+        dis = sum(units[g][1] for g in q) + interaction * len(q) * (len(q) - 1) / 2
+        return {"accuracy": 0.9, "mean_auc": 0.8, "acc_drop_points": 0.0, "auc_drop": 0.0,
+                "top1_agreement": 1.0 - dis, "int8_mac_fraction": sum(units[g][0] for g in q) / total}
+
+    return groups, macs, build, evaluate, log
+
+
+def test_grow_adds_int8_where_it_costs_least_per_mac_and_keeps_only_what_holds_the_budget() -> None:
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    # per GMAC of budget: a 0.5, b 0.1 (big and cheap: first), c 1.0 (fails on top of a + b), d 0 (free)
+    units = {"a": (10, 0.002), "b": (50, 0.002), "c": (10, 0.004), "d": (20, 0.0), "head": (0, 0.0)}
+    groups, macs, build, evaluate, log = _grow_pipeline({**units, "head": (0, 0.0)})
+    macs["head_n"] = 0
+    budget = Budget.legacy(None, 0.995)
+    chosen, excluded, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9, "mean_auc": 0.8},
+                                                budget, 1000, macs)
+    assert report.search == "grow" and [r["group"] for r in report.groups] == ["a", "b", "c", "d"]
+    tried = [(t["group"], t["kept"]) for t in report.trace]
+    assert tried == [("d", True), ("b", True), ("a", True), ("c", False), ("head", False)]
+    assert report.trace[-1]["note"].startswith("kept float: saves <")  # the head is never quantized
+    assert report.trace[3]["failed_terms"] == ["top1_agreement"]
+    assert report.kept_float == ["c", "head"] and excluded == ["c_n", "head_n"]
+    assert report.final["top1_agreement"] == pytest.approx(0.996) and report.met_budget
+    assert report.final["int8_mac_fraction"] == pytest.approx(80 / 90)
+    # four single runs; the first step reuses d's single run; then b+d, a+b+d, a+b+c+d
+    assert len(log["builds"]) == 4 + 3 and log["builds"][4] == ["b", "d"]
+    assert set(log["max_flips"]) == {5}  # 0.5 % of 1,000 inputs: a 6th disagreement settles a rejection
+    assert log["builds"][-1] == ["a", "b", "c", "d"] and chosen == Path("cand5")
+
+
+def test_grow_rejects_a_unit_that_misses_the_budget_alone_without_another_run() -> None:
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, log = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
+    _, excluded, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
+                                           100, macs)
+    bad = next(t for t in report.trace if t["group"] == "bad")
+    assert not bad["kept"] and bad["note"] == "misses the budget alone"
+    assert ["bad"] in log["builds"] and ["a", "b", "bad"] not in log["builds"] and len(log["builds"]) == 3 + 1
+    assert excluded == ["bad_n"] and report.met_budget
+
+
+def test_grow_below_the_mac_floor_is_not_met_and_says_why() -> None:
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
+    _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
+                                    100, macs, min_int8_fraction=0.8)
+    assert not report.met_budget and "20.0 % of its MACs in INT8, below the floor of 80 %" in report.blocked_by
+
+
+def test_grow_with_harms_that_do_not_add_rejects_the_step_that_breaks_the_budget() -> None:
+    """Each unit alone keeps 99.8 %, but every pair costs 0.3 % more: only one unit can be INT8."""
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (30, 0.002), "b": (20, 0.002), "c": (50, 0.002)},
+                                                      interaction=0.003)
+    _, excluded, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9},
+                                           Budget.legacy(None, 0.995), 1000, macs)
+    assert [(t["group"], t["kept"]) for t in report.trace] == [("c", True), ("a", False), ("b", False)]
+    assert excluded == ["a_n", "b_n"]
+
+
+def test_grow_respects_keep_fp_and_a_stricter_acceptance_agreement() -> None:
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, log = _grow_pipeline({"a": (50, 0.003), "b": (50, 0.001)})
+    groups["b"].append("kept_by_user")
+    _, excluded, report = grow_int8_groups(groups, ["kept_by_user"], build, evaluate, {"accuracy": 0.9},
+                                           Budget.legacy(None, 0.99), 1000, macs, accept=Budget.legacy(None, 0.998))
+    assert "kept_by_user" in excluded and all("kept_by_user" not in b for b in log["builds"])
+    assert report.kept_float == ["a"] and report.met_budget  # a alone keeps 99.7 %: below the 99.8 % margin
+    assert set(log["max_flips"]) == {2}
+
+
+def test_budget_usage_sums_each_judged_term_against_its_limit() -> None:
+    from dsedge.calibration.sensitivity import budget_usage
+
+    ref = {"accuracy": 0.9, "mel_auc": 0.8}
+    row = {"accuracy": 0.9, "acc_drop_points": 0.25, "top1_agreement": 0.995, "mel_auc": 0.799,
+           "mel_referrals_changed": 1}
+    usage = budget_usage(row, ref, Budget())  # 0.5 + 0.2 + 0.5 + 0.5
+    assert usage == pytest.approx(0.5 + 0.001 / 0.005 + 0.25 / 0.5 + 0.5)
+    assert budget_usage(row, ref, Budget.off()) == pytest.approx(0.005)
+
+
+def test_block_groups_split_stages_into_bottleneck_blocks() -> None:
+    from dsedge.calibration.sensitivity import block_groups
+
+    groups = block_groups(exported_like_model())
+    assert list(groups) == ["stem", "layer1.0", "layer2.0", "head", "layer3"]
+    assert groups["layer1.0"] == ["/layer1.0.simam1/SimAM", "node_Conv_2", "node_Conv_3", "node_add"]
+
+
+def test_grow_report_markdown_has_the_trace(tmp_path: Path) -> None:
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05)})
+    _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9, "mean_auc": 0.8},
+                                    Budget.legacy(None, 0.99), 100, macs)
+    jpath, mpath = save_report(report, tmp_path)
+    data = json.loads(jpath.read_text())
+    assert data["search"] == "grow" and [t["group"] for t in data["trace"]] == ["a", "bad"]
+    md = mpath.read_text()
+    assert "## Grow search trace" in md and "| `bad` |" in md and "misses the budget alone" in md

@@ -63,6 +63,9 @@ from dsedge.calibration.rules import check_qdq_rules, format_violations
 from dsedge.calibration.sensitivity import (
     SensitivityReport,
     compare,
+    SEARCHES,
+    block_groups,
+    grow_int8_groups,
     node_groups,
     resolve_keep_fp,
     select_float_groups,
@@ -393,13 +396,37 @@ def _eval_inputs(evalset: Any, preprocessing: dict[str, Any], views: int) -> tup
     return x, labels
 
 
-def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool | str,
-            say: Callable[[str], None], views: int, min_int8_fraction: float | None,
-            ) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
-    """Step 4: compare with FP32 on the tuning images; keep groups float until the budget holds, else raise.
+def _probs_until(model_path: Path, x: np.ndarray, ref_top1: np.ndarray, max_flips: int | None,
+                 batch: int = EVAL_BATCH) -> tuple[np.ndarray, int]:
+    """(probabilities, disagreements) on `x`, stopping once more than `max_flips` top-1 answers differ.
 
-    The search never keeps so much float that fewer than `min_int8_fraction` of the MACs stay
-    INT8 (None: no floor): a mostly-float model is not an INT8 artifact.
+    A candidate the search will reject anyway stops after a few chunks instead of all inputs.
+    """
+    from dsedge.engines.ort_runner import OrtRunner
+
+    out, flips = [], 0
+    with OrtRunner(model_path, providers="CPUExecutionProvider") as runner:
+        for i in range(0, len(x), batch):
+            p = runner_probs(runner, x[i : i + batch], batch, pad=False)
+            out.append(p)
+            flips += int((p.argmax(1) != ref_top1[i : i + batch]).sum())
+            if max_flips is not None and flips > max_flips:
+                break
+    return np.concatenate(out), flips
+
+
+def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eval_split: str, sensitivity: bool | str,
+            say: Callable[[str], None], views: int, min_int8_fraction: float | None, search: str = "grow",
+            search_min_agreement: float | None = None,
+            ) -> tuple[Path, list[str], SensitivityReport, dict[str, Any]]:
+    """Step 4: compare with FP32 on the tuning images; choose what stays float, else raise.
+
+    `search="grow"` adds INT8 units to the float model where they cost least per MAC
+    (`grow_int8_groups`); "greedy" quantizes everything and keeps the most harmful groups float
+    (`select_float_groups`). The search never keeps so much float that fewer than
+    `min_int8_fraction` of the MACs stay INT8 (None: no floor): a mostly-float model is not an
+    INT8 artifact. `search_min_agreement` is a stricter agreement the grow search accepts an
+    addition at (a margin for images it never saw); the budget itself is judged as given.
     """
     from dsedge.calibration.macs import int8_mac_fraction
     from dsedge.metrics import classification_metrics
@@ -414,14 +441,34 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
     ref_row["mel_recall"] = compare(ref, ref_probs, labels, b.classes, ref_probs, point).get("mel_recall")
     ref_row["operating_point"] = None if point is None else asdict(point)
 
-    def evaluate(path: Path) -> dict[str, Any]:
-        row = compare(ref, predict_probs(path, x_val), labels, b.classes, ref_probs, point, views)
-        return {**row, "int8_mac_fraction": int8_mac_fraction(path)["fraction"]}
+    ref_top1 = ref_probs.argmax(1)
 
-    chosen, excluded, report = select_float_groups(
-        node_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(labels),
-        analyse=sensitivity, on_step=say, min_int8_fraction=min_int8_fraction,
-    )
+    def evaluate(path: Path, max_flips: int | None = None) -> dict[str, Any]:
+        fraction = int8_mac_fraction(path)["fraction"]
+        probs, flips = _probs_until(path, x_val, ref_top1, max_flips)
+        if len(probs) < len(x_val):  # certainly misses the agreement term: an upper bound is enough
+            return {"stopped_early": True, "evaluated": len(probs), "top1_agreement": 1.0 - flips / len(x_val),
+                    "int8_mac_fraction": fraction}
+        row = compare(ref, probs, labels, b.classes, ref_probs, point, views)
+        return {**row, "int8_mac_fraction": fraction}
+
+    if search == "grow" and sensitivity:
+        from dataclasses import replace
+
+        from dsedge.calibration.macs import node_macs
+
+        accept = budget if search_min_agreement is None else replace(budget, min_agreement=search_min_agreement)
+        chosen, excluded, report = grow_int8_groups(
+            block_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(labels),
+            node_macs(job.model), on_step=say, min_int8_fraction=min_int8_fraction, accept=accept)
+        if chosen is None:
+            raise CalibrationError("no part of the model can be quantized within the accuracy budget; nothing was "
+                                   "written", "loosen a budget term (--min-agreement, ...) or try --method auto")
+    else:
+        chosen, excluded, report = select_float_groups(
+            node_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(labels),
+            analyse=sensitivity, on_step=say, min_int8_fraction=min_int8_fraction,
+        )
     fraction = report.final.get("int8_mac_fraction")
     if report.met_budget and min_int8_fraction is not None and fraction is not None and fraction < min_int8_fraction:
         report.met_budget = False  # met only through --keep-fp: still mostly float
@@ -553,6 +600,8 @@ def calibrate_bundle(
     select_images: int = per_tensor.DEFAULT_SELECT_IMAGES,
     eval_views: int = DIHEDRAL_VIEWS,
     min_int8_fraction: float | None = MIN_INT8_MAC_FRACTION,
+    search: str = "grow",
+    search_min_agreement: float | None = None,
     chunk_images: int = rd.DEFAULT_CHUNK_IMAGES,
     on_images: Callable[[int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
@@ -563,10 +612,13 @@ def calibrate_bundle(
     `budget` (default `Budget()`: agreement >= 99 %, |delta MEL AUC| <= 0.005,
     |delta ACC| <= 0.5 points, MEL recall not lower at the bundle's operating
     point), judged on every eval image in its first `eval_views` of 8 orientations
-    (default all 8; 1 = the images as they are). Only when the fully quantized model misses it, and `sensitivity` is
-    on, groups are measured one by one and kept in float (most harmful first)
-    until it holds (`sensitivity="always"` measures the groups anyway); else a
-    `CalibrationError` is raised and nothing is written. The older keywords
+    (default all 8; 1 = the images as they are). With `sensitivity` on, `search="grow"`
+    (the default) measures each bottleneck block alone in INT8 and adds blocks to the float model
+    in order of budget usage per MAC saved, each kept only if the candidate meets the budget (or
+    the stricter `search_min_agreement`); `search="greedy"` quantizes everything and, only if that
+    misses the budget, keeps the most harmful stages float until it holds
+    (`sensitivity="always"` measures the groups anyway). A missed budget or a model below the MAC
+    floor raises `CalibrationError` and nothing is written. The older keywords
     `max_acc_drop` / `min_agreement` alone mean `Budget.legacy(...)` (only those
     two terms). `method="auto"` chooses entropy/percentile/minmax per tensor on
     `select_images` further training images. With `mixed_fp16`, also writes
@@ -581,6 +633,10 @@ def calibrate_bundle(
         budget = Budget.legacy(max_acc_drop, min_agreement) if legacy else Budget()
     if max_acc_drop is not None and max_acc_drop < 0:
         raise CalibrationError(f"--max-acc-drop must be >= 0 points, got {max_acc_drop}")
+    if search not in SEARCHES:
+        raise CalibrationError(f"unknown search '{search}'", f"choose one of: {', '.join(SEARCHES)}")
+    if search_min_agreement is not None and not 0.0 <= search_min_agreement <= 1.0:
+        raise CalibrationError(f"--search-min-agreement must be a fraction in [0, 1], got {search_min_agreement}")
     job = _resolve(bundle, data, method, num_images, seed, keep_fp, split, eval_split, synthetic, budget,
                    select_images)
     qmethod = "minmax" if method == "auto" else method
@@ -591,7 +647,7 @@ def calibrate_bundle(
         report, accuracy, claims = None, None, {}
         if job.evalset is not None:
             chosen, excluded, report, accuracy = _search(job, build, eval_split, sensitivity, say, eval_views,
-                                                         min_int8_fraction)
+                                                         min_int8_fraction, search, search_min_agreement)
             tuning = {k: accuracy[k] for k in ("split", "role", "fingerprint", "images")}
             claims = _report_claims(job, chosen, eval_views, tuning, say)
         else:
@@ -642,6 +698,7 @@ def _record(job: _Job, method: str, seed: int, split: str, chunk_images: int, ex
         "mixed_fp16": MIXED_NAME if mixed is not None else None,
         "budget": job.budget.to_dict(),
         "sensitivity_search_ran": bool(report and report.groups),
+        "search": report.search if report and report.groups else None,
         "accuracy": accuracy,
         "versions": _versions(),
     }

@@ -219,6 +219,10 @@ class SensitivityReport:
     met_budget: bool = False
     #: why the search stopped short of the budget (e.g. the INT8 MAC floor), None when it did not
     blocked_by: str | None = None
+    #: "greedy" (keep the most harmful groups float) or "grow" (add INT8 where it costs least per MAC)
+    search: str = "greedy"
+    #: the grow search's steps: unit, MACs, agreement, failed terms, kept or rejected
+    trace: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -233,6 +237,8 @@ class SensitivityReport:
             "budget_terms": self.terms,
             "met_budget": self.met_budget,
             "blocked_by": self.blocked_by,
+            "search": self.search,
+            "trace": self.trace,
         }
 
 
@@ -274,24 +280,55 @@ def to_markdown(report: SensitivityReport) -> str:
 
     def row(label: str, r: dict[str, Any]) -> str:
         failed = ", ".join(failed_terms(judge(r, ref, report.budget))) or "none"
+        if r.get("stopped_early"):
+            failed += f" (stopped after {r.get('evaluated')} inputs)"
+        drop = "–" if r.get("acc_drop_points") is None else f"{r['acc_drop_points']:+.2f}"
         return (
-            f"| {label} | {_fmt(r['accuracy'], True)} | {r['acc_drop_points']:+.2f} | {_fmt(r.get('mean_auc'))} "
+            f"| {label} | {_fmt(r.get('accuracy'), True)} | {drop} | {_fmt(r.get('mean_auc'))} "
             f"| {_fmt(r.get('mel_auc_delta'), signed=True)} "
             f"| {_fmt(r.get('sk_auc_delta'), signed=True)} | {_fmt(r['top1_agreement'], True)} "
             f"| {_fmt(r.get('mel_referrals_changed'))} | {_fmt(r.get('int8_mac_fraction'), True)} | {failed} |"
         )
 
-    lines.append(row("INT8, all groups", report.initial))
+    if report.initial:
+        lines.append(row("INT8, all groups", report.initial))
     for g in report.groups:
         lines.append(row(f"INT8, only `{g['group']}` ({g['nodes']} nodes)", g))
+    if report.trace:
+        lines.append(row("**final INT8**", report.final))
+        lines += ["", *_trace_markdown(report)]
+        return _tail(lines, report)
     for s in report.steps:
         lines.append(row(f"INT8, float: {', '.join(s['kept_float'])}", s))
     if report.final:
         lines.append(row("**final INT8**", report.final))
+    return _tail(lines, report)
+
+
+def _tail(lines: list[str], report: SensitivityReport) -> str:
     lines += ["", f"Groups kept in float: {', '.join(report.kept_float) or 'none'}."]
     if report.blocked_by:
         lines.append(f"The search stopped: {report.blocked_by}.")
     return "\n".join(lines) + "\n"
+
+
+def _trace_markdown(report: SensitivityReport) -> list[str]:
+    """The grow search step by step: units in the order tried, each kept only if the budget held."""
+    lines = ["## Grow search trace", "",
+             "Units are tried in order of budget usage per MAC saved (measured alone in INT8); each step "
+             "quantizes the kept units plus the new one.", "",
+             "| step | unit | MACs % | INT8 MACs % after | top-1 agreement % | MEL images re-referred "
+             "| failed terms | verdict |", "|---:|---|---:|---:|---:|---:|---|---|"]
+    for t in report.trace:
+        verdict = "kept" if t["kept"] else "rejected"
+        if t["note"]:
+            verdict += f" ({t['note']})"
+        failed = ", ".join(t["failed_terms"]) or "none"
+        if t["stopped_early"]:
+            failed += " (stopped early)"
+        lines.append(f"| {t['step']} | `{t['group']}` | {100 * t['mac_share']:.2f} | {_fmt(t['int8_mac_fraction'], True)} "
+                     f"| {_fmt(t['top1_agreement'], True)} | {_fmt(t['mel_referrals_changed'])} | {failed} | {verdict} |")
+    return lines
 
 
 def _limits(budget: Budget) -> str:
@@ -394,4 +431,170 @@ def select_float_groups(
         if met(report.terms):
             report.met_budget = True
             break
+    return best, exclude, report
+
+
+# --------------------------------------------------------------------------------------------------
+# the grow search: INT8 added to the float model where it is cheapest per MAC saved
+
+#: Units that save less than this share of the MACs stay float in the grow search (the head:
+#: avgpool + fc, and a CAM conv): quantizing them buys no speed and can only cost decisions.
+MIN_UNIT_MAC_SHARE = 0.001
+SEARCHES = ("grow", "greedy")
+
+
+def node_block(node: onnx.NodeProto) -> str:
+    """The grow search's unit: 'stem', a bottleneck block 'layer3.2', 'head', or the stage otherwise."""
+    module = node_module(node)
+    stage = node_stage(node)
+    if module and stage.startswith("layer"):
+        parts = module.split(".")
+        if len(parts) >= 2 and parts[1].isdigit():
+            return f"{parts[0]}.{parts[1]}"
+    return stage
+
+
+def block_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Disjoint units in graph order, one per bottleneck block (plus stem, head, others).
+
+    Stages are too coarse for the grow search: a stage of six blocks is ~26 % of the MACs,
+    so one harmful block would keep five harmless ones float with it.
+    """
+    groups: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.name and node.op_type not in ("Constant", "Shape"):
+            groups.setdefault(node_block(node), []).append(node.name)
+    return groups
+
+
+def budget_usage(row: dict[str, Any], reference: dict[str, Any], budget: Budget) -> float:
+    """How much of the budget one candidate uses: the sum over judged terms of value / limit.
+
+    A scalar harm that every term contributes to on the same scale (1.0 = one term at its limit);
+    with no judged term, the disagreement. Agreement counts as (1 - agreement) / (1 - limit).
+    """
+    total, judged = 0.0, False
+    for t in judge(row, reference, budget):
+        if not t["judged"]:
+            continue
+        judged = True
+        if t["term"] == "top1_agreement":
+            room = 1.0 - t["limit"]
+            total += (1.0 - t["value"]) / room if room > 0 else (0.0 if t["value"] >= 1.0 else float("inf"))
+        elif t["term"] == "mel_referrals_changed":
+            total += t["value"] / (t["limit"] + 1)  # a tolerance of 1 image: 1 change uses half
+        elif t["limit"] > 0:
+            total += abs(t["value"]) / t["limit"]
+        elif t["value"]:
+            total += float("inf")
+    if not judged:
+        return 1.0 - float(row.get("top1_agreement") or 0.0)
+    return total
+
+
+def _step_row(step: int, group: str, unit_macs: int, total_macs: int, row: dict[str, Any],
+              terms: list[dict[str, Any]], kept: bool, note: str = "") -> dict[str, Any]:
+    """One line of the grow trace: what was added, what it measured, what failed, and the verdict."""
+    return {"step": step, "group": group, "macs": unit_macs, "mac_share": unit_macs / total_macs if total_macs else 0.0,
+            "int8_mac_fraction": row.get("int8_mac_fraction"), "top1_agreement": row.get("top1_agreement"),
+            "mel_auc_delta": row.get("mel_auc_delta"), "acc_drop_points": row.get("acc_drop_points"),
+            "mel_referrals_changed": row.get("mel_referrals_changed"), "stopped_early": bool(row.get("stopped_early")),
+            "failed_terms": failed_terms(terms), "kept": kept, "note": note}
+
+
+def _max_flips(budget: Budget, n_images: int) -> int | None:
+    """Disagreements beyond which a candidate certainly misses the agreement term (None: not judged)."""
+    if budget.min_agreement is None:
+        return None
+    return int(np.floor((1.0 - budget.min_agreement) * n_images + 1e-9))
+
+
+def grow_int8_groups(
+    groups: dict[str, list[str]],
+    base_exclude: Sequence[str],
+    build: Callable[[list[str] | None, list[str]], Path],
+    evaluate: Callable[..., dict[str, Any]],
+    reference: dict[str, Any],
+    budget: Budget,
+    n_images: int,
+    macs: dict[str, int],
+    on_step: Callable[[str], None] | None = None,
+    min_int8_fraction: float | None = None,
+    accept: Budget | None = None,
+) -> tuple[Path | None, list[str], SensitivityReport]:
+    """Forward selection: start from the float model and add INT8 units where they cost least per MAC.
+
+    Why not the greedy search: keeping float the groups most harmful *alone* is not monotone
+    (harms do not add), and at a strict budget it ends with nearly everything float. Here every
+    unit is measured alone in INT8 (everything else float, `--keep-fp` nodes never quantized),
+    units are ordered by budget usage per MAC saved (least first, larger units first on ties),
+    then added one by one; an addition stays only if the candidate still meets `accept`
+    (default `budget`). A unit that misses it alone is rejected without another run; units
+    saving < `MIN_UNIT_MAC_SHARE` of the MACs stay float. `evaluate(path, max_flips=k)` may stop
+    early once more than k inputs disagree (the agreement term is then certainly missed).
+
+    Returns (path of the chosen model or None when nothing could be quantized, excluded node
+    names, report with `trace`). `report.met_budget` is False (and `blocked_by` says why) when the
+    grown model has fewer than `min_int8_fraction` of its MACs in INT8.
+    """
+    say = on_step or (lambda _msg: None)
+    accept = accept or budget
+    base = set(base_exclude)
+    units = {g: [n for n in names if n not in base] for g, names in groups.items()}
+    total = sum(macs.values()) or 1
+    unit_macs = {g: sum(macs.get(n, 0) for n in names) for g, names in units.items()}
+    report = SensitivityReport(budget, n_images, reference, initial={}, search="grow")
+    flips = _max_flips(accept, n_images)
+    cache: dict[frozenset[str], tuple[Path, dict[str, Any]]] = {}
+
+    def measure(chosen: list[str]) -> tuple[Path, dict[str, Any]]:
+        key = frozenset(chosen)
+        if key not in cache:  # a unit's single run is also the first step's candidate: measured once
+            path = build([n for g in chosen for n in units[g]], sorted(base))
+            cache[key] = (path, evaluate(path, max_flips=flips))
+        return cache[key]
+
+    small = [g for g in units if units[g] and unit_macs[g] < MIN_UNIT_MAC_SHARE * total]
+    tried = [g for g in units if units[g] and g not in small]
+    for i, g in enumerate(tried, 1):
+        say(f"grow search: measuring {g} alone in INT8 ({i}/{len(tried)})")
+        _path, row = measure([g])
+        usage = budget_usage(row, reference, accept)
+        report.groups.append({"group": g, "nodes": len(units[g]), "macs": unit_macs[g],
+                              "mac_share": unit_macs[g] / total, "budget_usage": usage,
+                              "usage_per_gmac": usage / max(unit_macs[g], 1) * 1e9, **row})
+    order = sorted(report.groups, key=lambda r: (r["usage_per_gmac"], -r["macs"]))
+    chosen: list[str] = []
+    best: Path | None = None
+    for step, single in enumerate(order, 1):
+        g = single["group"]
+        if not met(judge(single, reference, accept)):
+            report.trace.append(_step_row(step, g, unit_macs[g], total, single, judge(single, reference, accept),
+                                          False, "misses the budget alone"))
+            continue
+        say(f"grow search: adding {g} ({step}/{len(order)})")
+        path, row = measure([*chosen, g])
+        terms = judge(row, reference, accept)
+        ok = met(terms)
+        report.trace.append(_step_row(step, g, unit_macs[g], total, row, terms, ok))
+        if ok:
+            chosen.append(g)
+            best, report.final = path, row
+    for g in small:
+        report.trace.append(_step_row(len(report.trace) + 1, g, unit_macs[g], total, {}, [], False,
+                                      f"kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % of the MACs"))
+    report.kept_float = [g for g in units if units[g] and g not in chosen]
+    exclude = sorted(base | {n for g in report.kept_float for n in units[g]})
+    if best is None:
+        report.final = {"int8_mac_fraction": 0.0, "top1_agreement": 1.0}
+        report.blocked_by = "no unit could be quantized within the budget"
+        report.terms = judge(report.final, reference, budget)
+        return None, exclude, report
+    report.terms = judge(report.final, reference, budget)
+    report.met_budget = met(report.terms)
+    frac = report.final.get("int8_mac_fraction")
+    if min_int8_fraction is not None and frac is not None and frac < min_int8_fraction:
+        report.met_budget = False
+        report.blocked_by = (f"the grown model has {100 * frac:.1f} % of its MACs in INT8, below the floor of "
+                             f"{100 * min_int8_fraction:.0f} %")
     return best, exclude, report

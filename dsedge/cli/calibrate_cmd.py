@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dsedge.cli.app import app, make_console
@@ -50,13 +49,21 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
                           _num(r.get("auc_drop"), True), _num(r.get("mel_auc_delta"), True),
                           _pct(r["top1_agreement"]))
 
-        add("INT8, all groups", sens["int8_all_groups"])
+        if sens["int8_all_groups"]:
+            add("INT8, all groups", sens["int8_all_groups"])
         for g in sens["groups"]:
+            if g.get("stopped_early"):
+                table.add_row(f"only {g['group']} ({g['nodes']} nodes)", "–", "–", "–", "–", "–",
+                              f"<{_pct(g['top1_agreement'])}")
+                continue
             add(f"only {g['group']} ({g['nodes']} nodes)", g)
         for s in sens["steps"]:
             add(f"float: {', '.join(s['kept_float'])}", s)
-        add("[bold]final INT8[/]", sens["final"])
+        if sens["final"].get("accuracy") is not None:
+            add("[bold]final INT8[/]", sens["final"])
         console.print(table)
+        if sens.get("trace"):
+            _print_trace(console, sens["trace"])
     if result.get("accuracy"):
         from dsedge.calibration.budget import describe
 
@@ -75,6 +82,18 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
                       f"{100 * lo:.2f} %) on '{on['split']}' ({on['images']} images the search never saw)",
                       highlight=False)
     console.print(f"[green]wrote[/] {result['output']}")
+
+
+def _print_trace(console: Console, trace: list[dict[str, Any]]) -> None:
+    """The grow search step by step: unit, its MAC share, the candidate's agreement, kept or not."""
+    table = Table(title="grow search (units in order of budget usage per MAC saved)")
+    for col in ("step", "unit", "MACs %", "INT8 MACs %", "agree %", "failed terms", "verdict"):
+        table.add_column(col, justify="left" if col in ("unit", "failed terms", "verdict") else "right")
+    for t in trace:
+        table.add_row(str(t["step"]), t["group"], f"{100 * t['mac_share']:.2f}", _pct(t["int8_mac_fraction"]),
+                      _pct(t["top1_agreement"]), ", ".join(t["failed_terms"]) or "none",
+                      ("kept" if t["kept"] else "rejected") + (f" ({t['note']})" if t["note"] else ""))
+    console.print(table)
 
 
 def _count(text: str, flag: str) -> int | None:
@@ -135,6 +154,14 @@ def calibrate_command(
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Also write calibration.cache (TensorRT 10 table)."),
     sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity",
                                      help="Per-group analysis; keep harmful groups float to meet the budget."),
+    search: str = typer.Option(
+        "grow", "--search",
+        help="grow: add INT8 per bottleneck block to the float model, least budget used per MAC first, each kept "
+        "only if the budget holds | greedy: quantize all, keep the most harmful stages float until it holds."),
+    search_min_agreement: str = typer.Option(
+        "off", "--search-min-agreement",
+        help="grow: accept an addition only at this tuning agreement (a margin above --min-agreement for unseen "
+        "images); 'off' = the budget's."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Calibrate on random images (smoke test, no data)."),
     mixed_fp16: bool = typer.Option(True, "--mixed-fp16/--no-mixed-fp16",
                                     help="Also write model.int8-fp16.onnx (float layers FP16 for TensorRT)."),
@@ -143,6 +170,7 @@ def calibrate_command(
     from dsedge.calibration.budget import Budget
     from dsedge.calibration.int8 import calibrate_bundle
     from dsedge.utils.io import ensure_writable
+    from dsedge.utils.progress import progress
 
     ensure_writable(bundle, with_temp_dir=True)  # read-only bundle / full disk: exit 2 now, not after the run
     budget = Budget(min_agreement=_limit(min_agreement, "--min-agreement"),
@@ -153,18 +181,14 @@ def calibrate_command(
                     max_mel_referrals_changed=_count(max_mel_referrals, "--max-mel-referrals-changed"))
 
     console = make_console(file=sys.stdout)  # explicit file: ORT's prints are redirected while it calibrates
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    ) as bar:
-        passes = 3 if method == "auto" else 1  # auto calibrates with each of the three methods
-        task = bar.add_task("calibration images", total=num_images * passes)
+    passes = 3 if method == "auto" else 1  # auto calibrates with each of the three methods
+    with progress("calibrate", total=num_images * passes, console=console) as shown:  # plain lines when piped
         result = calibrate_bundle(
             bundle, data, method=method, num_images=num_images, seed=seed, keep_fp=keep_fp, budget=budget,
             split=split, eval_split=eval_split, eval_views=eval_views, write_cache=cache, sensitivity=sensitivity,
             synthetic=synthetic, min_int8_fraction=None if allow_mostly_float else min_int8_macs,
-            mixed_fp16=mixed_fp16,
-            on_images=lambda n: bar.advance(task, n),
-            on_step=lambda msg: bar.update(task, description=msg),
+            mixed_fp16=mixed_fp16, search=search,
+            search_min_agreement=_limit(search_min_agreement, "--search-min-agreement"),
+            on_images=shown.advance, on_step=shown.note,
         )
     _print_summary(console, result)
