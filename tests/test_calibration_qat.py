@@ -1,4 +1,5 @@
-"""QAT: ModelOpt fake quantization in TensorRT's form on CPU, PTQ-initialised scales, a float checkpoint out."""
+"""QAT: fake quantization in TensorRT's form on CPU (ModelOpt when installed, plain PyTorch always),
+PTQ-initialised scales, a float checkpoint out."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("modelopt.torch.quantization", reason="the `qat` extra (nvidia-modelopt) is not installed")
+from dsedge.calibration.qat import (
+    QatConfig,
+    insert_fake_quant,
+    insert_fake_quant_torch,
+    module_input_amax,
+    qat_checkpoint,
+)
 
-from dsedge.calibration.qat import QatConfig, insert_fake_quant, module_input_amax, qat_checkpoint  # noqa: E402
+
+def _modelopt() -> None:
+    pytest.importorskip("modelopt.torch.quantization", reason="the `qat` extra (nvidia-modelopt) is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +31,7 @@ def float_model() -> torch.nn.Module:
 
 
 def test_fake_quant_is_tensorrt_form_and_leaves_the_model_alone(float_model: torch.nn.Module) -> None:
+    _modelopt()
     x = torch.randn(2, 3, 32, 32)
     before = {k: v.clone() for k, v in float_model.state_dict().items()}
     qmodel, counts = insert_fake_quant(float_model, [x], {"layer1.0.conv1": 2.5, "no.such.module": 1.0})
@@ -40,6 +50,7 @@ def test_fake_quant_is_tensorrt_form_and_leaves_the_model_alone(float_model: tor
 
 
 def test_qat_checkpoint_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> None:
+    _modelopt()
     from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
     from dsedge.calibration.rules import check_qdq_rules
     from dsedge.config import PreprocessConfig
@@ -85,3 +96,77 @@ def test_module_input_amax_maps_onnx_inputs_to_modules(tmp_path: Path, float_mod
     assert len(amax) == 69  # every conv, the downsample convs included (they share their input tensor)
     first_block = {k: v for k, v in amax.items() if k.startswith("layer1.0.")}
     assert set(first_block) >= {"layer1.0.conv1", "layer1.0.conv3"}
+
+
+def test_torch_fake_quant_is_tensorrt_form_and_leaves_the_model_alone(float_model: torch.nn.Module) -> None:
+    """Without ModelOpt: per-channel symmetric weights, per-tensor symmetric inputs, SimAM float, names kept."""
+    x = torch.randn(2, 3, 32, 32)
+    before = {k: v.clone() for k, v in float_model.state_dict().items()}
+    qmodel, counts = insert_fake_quant_torch(float_model, [x], {"layer1.0.conv1": 2.5, "no.such.module": 1.0})
+    assert counts == {"quantizers": 70 * 2, "activation_scales_from_ptq": 1}  # 69 convs + fc: input and weight
+    assert qmodel.get_submodule("layer1.0.conv1").dsedge_input_amax == pytest.approx(2.5)
+    assert set(qmodel.state_dict()) == set(float_model.state_dict())
+    conv = qmodel.get_submodule("layer2.0.conv1")
+    from dsedge.calibration.qat import _fq_weight
+
+    wq = _fq_weight(conv.weight.detach())
+    scale = conv.weight.detach().abs().flatten(1).amax(1) / 127.0  # one scale per output channel
+    codes = wq.flatten(1) / scale[:, None]
+    assert torch.allclose(codes, codes.round(), atol=1e-3) and codes.abs().max() <= 127.0 + 1e-3
+    assert not torch.equal(wq, conv.weight.detach())
+    with torch.no_grad():
+        ref, out = float_model(x), qmodel(x)
+    assert not torch.equal(ref, out) and torch.isfinite(out).all()
+    assert all(torch.equal(v, float_model.state_dict()[k]) for k, v in before.items())
+    simam = [m for n, m in qmodel.named_modules() if "simam" in n.lower()]
+    assert simam and all(not hasattr(m, "dsedge_input_amax") for m in simam)
+
+
+def test_torch_fake_quant_passes_gradients_straight_through(float_model: torch.nn.Module) -> None:
+    qmodel, _ = insert_fake_quant_torch(float_model, [torch.randn(2, 3, 32, 32)])
+    qmodel.train()
+    qmodel(torch.randn(2, 3, 32, 32)).sum().backward()
+    grad = qmodel.get_submodule("layer3.1.conv1").weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_isic_session: Path) -> None:
+    """The documented command (`python -m dsedge.calibration.qat`) with plain PyTorch fake quantization:
+    a few steps on the synthetic ISIC tree, then export + calibrate to a rule-checked Q/DQ model."""
+    from dsedge.bundle import load_bundle
+    from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
+    from dsedge.calibration.qat import main
+    from dsedge.calibration.rules import check_qdq_rules
+    from dsedge.config import PreprocessConfig
+    from dsedge.export.bundle import export_bundle
+    from dsedge.models import create_model
+    from dsedge.models.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "ckpt", create_model("ds_resnet50").eval(),
+                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
+                            "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
+    bundle = export_bundle(ckpt, tmp_path / "bundle", parity_images=2)
+    main([str(ckpt), "--data", str(tiny_isic_session), "--out", str(tmp_path / "qat"), "--bundle", str(bundle),
+          "--fake-quant", "torch", "--epochs", "1", "--max-batches", "2", "--batch-size", "4",
+          "--calib-images", "8", "--lr", "1e-4"])
+    tuned, meta = load_checkpoint(tmp_path / "qat")
+    original, _ = load_checkpoint(ckpt)
+    rec = meta["qat"]
+    assert rec["fake_quant"].startswith("torch") and rec["quantizers"] == 140
+    assert rec["activation_scales_from_ptq"] >= 60  # dsedge's PTQ ranges reached the conv inputs
+    assert len(rec["epoch_losses"]) == 1 and np.isfinite(rec["epoch_losses"][0])
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
+    assert changed and all("running" not in k for k in changed)  # weights moved, BatchNorm statistics frozen
+    qb = export_bundle(tmp_path / "qat", tmp_path / "qat-bundle", parity_images=2)
+    calibrate_bundle(qb, tiny_isic_session, num_images=8, sensitivity=False, max_acc_drop=100.0, mixed_fp16=False,
+                     min_int8_fraction=None)
+    assert check_qdq_rules(qb / INT8_NAME) == [] and load_bundle(qb).find("onnx", "int8")
+
+
+def test_unknown_fake_quant_backend_is_refused() -> None:
+    from dsedge.calibration.qat import _backend
+
+    with pytest.raises(ValueError, match="auto, modelopt or torch"):
+        _backend("tensorflow")
+    assert _backend("torch") == "torch" and _backend("auto") in ("modelopt", "torch")

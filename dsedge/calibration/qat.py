@@ -21,6 +21,14 @@ The recipe:
    normal dsedge checkpoint. `dsedge export` + `dsedge calibrate` then produce
    the same TensorRT Q/DQ ONNX as for any model, checked by the rule checker.
 
+Without ModelOpt (it is an optional extra; CI and this project's 2-core CPU machine run
+without it), `fake_quant="torch"` (what `"auto"` falls back to) inserts the same form with
+plain PyTorch ops: `torch.fake_quantize_per_channel_affine` on every Conv / Linear weight
+(symmetric, axis 0, scale = max |w| / 127 per output channel, recomputed each step) and
+`torch.fake_quantize_per_tensor_affine` on its input (symmetric, the calibrated amax / 127);
+both pass gradients straight through. SimAM has no Conv/Linear and stays float; the state
+dict keeps its names, so the fine-tuned weights copy back unchanged.
+
 Known gap: ONNX Runtime also puts Q/DQ on the residual Add inputs, which the
 fake-quantized PyTorch model does not simulate. Public entry: `qat_checkpoint`.
 """
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import random
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +65,8 @@ class QatConfig:
     method: str = DEFAULT_METHOD
     seed: int = 0
     workers: int = 0
+    #: "auto" (ModelOpt when installed, else "torch"), "modelopt" or "torch" (plain PyTorch fake quantization)
+    fake_quant: str = "auto"
 
 
 def _mtq() -> Any:
@@ -95,6 +106,71 @@ def insert_fake_quant(model: nn.Module, batches: Iterable[torch.Tensor],
             applied += 1
     enabled = sum(1 for _n, m in qmodel.named_modules() if type(m).__name__ == "TensorQuantizer" and m.is_enabled)
     return qmodel, {"quantizers": enabled, "activation_scales_from_ptq": applied}
+
+
+def _fq_weight(w: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel INT8 fake quantization (TensorRT's weight form), straight-through gradient."""
+    amax = w.detach().abs().flatten(1).amax(1).clamp_min(1e-8)
+    zero = torch.zeros_like(amax, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(w, (amax / 127.0).float(), zero, 0, -127, 127)
+
+
+def _fq_input(x: torch.Tensor, amax: float) -> torch.Tensor:
+    """Symmetric per-tensor INT8 fake quantization of an activation with a fixed, calibrated range."""
+    return torch.fake_quantize_per_tensor_affine(x, max(amax, 1e-8) / 127.0, 0, -127, 127)
+
+
+def _conv_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return self._conv_forward(_fq_input(x, self.dsedge_input_amax), _fq_weight(self.weight), self.bias)
+
+
+def _linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.linear(_fq_input(x, self.dsedge_input_amax), _fq_weight(self.weight), self.bias)
+
+
+def insert_fake_quant_torch(model: nn.Module, batches: Iterable[torch.Tensor],
+                            input_amax: dict[str, float] | None = None) -> tuple[nn.Module, dict[str, int]]:
+    """`insert_fake_quant` without ModelOpt: plain PyTorch fake quantization of every Conv2d / Linear.
+
+    Input ranges are the max |x| seen on `batches` (max calibration), overridden per module by
+    `input_amax` (dsedge's PTQ ranges). The copy's forward methods change, its parameters and
+    their names do not.
+    """
+    qmodel = copy.deepcopy(model).eval()
+    layers = {n: m for n, m in qmodel.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    seen: dict[str, float] = {n: 0.0 for n in layers}
+    hooks = [m.register_forward_pre_hook(
+        lambda _m, inp, n=n: seen.__setitem__(n, max(seen[n], float(inp[0].detach().abs().max()))))
+        for n, m in layers.items()]
+    try:
+        with torch.no_grad():
+            for x in batches:
+                qmodel(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    applied = 0
+    for name, module in layers.items():
+        amax = seen[name]
+        if input_amax and input_amax.get(name, 0) > 0:
+            amax, applied = float(input_amax[name]), applied + 1
+        module.dsedge_input_amax = amax
+        forward = _conv_forward if isinstance(module, nn.Conv2d) else _linear_forward
+        module.forward = types.MethodType(forward, module)
+    return qmodel, {"quantizers": 2 * len(layers), "activation_scales_from_ptq": applied}
+
+
+def _backend(name: str) -> str:
+    """'modelopt' or 'torch' for a `QatConfig.fake_quant` value."""
+    if name == "auto":
+        try:
+            _mtq()
+            return "modelopt"
+        except MissingDependencyError:
+            return "torch"
+    if name not in ("modelopt", "torch"):
+        raise ValueError(f"fake_quant must be auto, modelopt or torch, not {name!r}")
+    return name
 
 
 #: ONNX op types that stand for each kind of PyTorch layer with an input quantizer.
@@ -243,18 +319,20 @@ def qat_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path, cf
     from dsedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     say = on_step or (lambda _m: None)
-    _mtq()
+    backend = _backend(cfg.fake_quant)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model, meta = load_checkpoint(checkpoint)
     loader, calib = _loaders(data, meta, cfg)
     input_amax = _ptq_amax(bundle, data, cfg, model, calib[0][:1], say) if bundle is not None else None
-    say(f"inserting fake quantizers (ModelOpt, calibrating on {sum(len(b) for b in calib)} images)")
-    qmodel, counts = insert_fake_quant(model, calib, input_amax)
+    say(f"inserting fake quantizers ({backend}, calibrating on {sum(len(b) for b in calib)} images)")
+    insert = insert_fake_quant if backend == "modelopt" else insert_fake_quant_torch
+    qmodel, counts = insert(model, calib, input_amax)
     history = finetune(qmodel, model, loader, cfg, say)
     tuned = strip_fake_quant(qmodel, model)
     record = {**asdict(cfg), **counts, "epoch_losses": history, "source_checkpoint": str(checkpoint),
-              "fake_quant": "nvidia-modelopt INT8_DEFAULT_CFG"}
+              "fake_quant": "nvidia-modelopt INT8_DEFAULT_CFG" if backend == "modelopt" else
+              "torch fake_quantize: weights per-channel symmetric, Conv/Linear inputs per-tensor symmetric"}
     return save_checkpoint(out, tuned, {**{k: v for k, v in meta.items() if k not in (
         "format", "weights_file", "weights_sha256")}, "qat": record})
 
@@ -289,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bundle")
     for field, default in asdict(QatConfig()).items():
         p.add_argument(f"--{field.replace('_', '-')}", type=type(default) if default is not None else int,
-                       default=default)
+                       default=default, **({"choices": ("auto", "modelopt", "torch")} if field == "fake_quant" else {}))
     args = p.parse_args(argv)
     cfg = QatConfig(**{f: getattr(args, f) for f in asdict(QatConfig())})
     path = qat_checkpoint(args.checkpoint, args.data, args.out, cfg, args.bundle, on_step=print)
