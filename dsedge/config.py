@@ -7,12 +7,16 @@ checkpoints, manifests). Field names are the TOML keys.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic.fields import FieldInfo
+from typing_extensions import TypedDict
 
 from dsedge import SIMAM_LAMBDA
 
@@ -74,109 +78,181 @@ class PreprocessConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in keys})
 
 
+#: `dsedge calibrate --method`'s default, read by the CLI and by `dsedge.calibration.int8` (where
+#: the choice is measured: percentile kept the most decisions of the shipped model).
+DEFAULT_CALIBRATION_METHOD = "percentile"
+
+#: What `--compile` compiles (`extra.compile_scope`): auto = the whole model on CUDA, SimAM only on CPU.
+COMPILE_SCOPES = ("auto", "model", "simam")
+
+
+def opt(help: str, *, flag: str | None = None, unset: str = "off", cli: bool = True, **constraints: Any) -> Any:
+    """One training option's CLI facts and pydantic constraints, carried in its `Annotated` type.
+
+    Why: `TrainConfig` is the one definition of the options; `dsedge train`'s flags (name, type,
+    help, the default in the help) and the TOML / config.json validation are generated from it,
+    so a new option is one line here. `flag`: the flag when it is not `--<field-with-dashes>`;
+    `unset`: how the help names a `None` default; `cli=False`: TOML only.
+    """
+    return Field(description=help, json_schema_extra={"flag": flag, "unset": unset, "cli": cli}, **constraints)
+
+
+@with_config(ConfigDict(extra="allow"))
+class ExtraOptions(TypedDict, total=False):
+    """`extra`: free-form keys for experiments, plus the ones dsedge reads (checked here)."""
+
+    compile_scope: Literal["auto", "model", "simam"]
+
+
 @dataclass
 class TrainConfig:
-    """`dsedge train` defaults = the paper's recipe (DESIGN §2)."""
+    """`dsedge train` defaults = the paper's recipe (DESIGN §2); the one schema of the training options.
 
-    model: str = "ds_resnet50"
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    plateau_factor: float = 0.5
-    plateau_patience: int = 7
-    early_stop_patience: int = 15
-    focal_gamma: float = 2.0
-    focal_alpha: list[float] | None = None  # None: uniform (the balancing decides what the model sees)
-    balance: str = "sampler"  # offline | sampler | sqrt | none
-    extra_train: list[str] = field(default_factory=list)  # more training data (val stays --data's)
-    init_from: str | None = None  # dsedge checkpoint: trunk loaded, head re-initialised if it differs
-    scheduler: str = "plateau"  # plateau (the paper's) | cosine (per step, after warmup)
-    warmup_epochs: float = 0.0
-    ema_decay: float | None = None  # evaluate and checkpoint an exponential moving average of weights
-    ema_bn_batches: int = 50  # training batches that re-estimate the EMA's BatchNorm statistics per epoch
-    tuning_fraction: float = 0.2  # stratified slice of the train split held out to select epochs (0: off)
-    grad_clip: float | None = None  # max global grad norm
-    image_size: int = 224
-    simam_lambda: float = SIMAM_LAMBDA
-    pretrained: str | None = None
-    seed: int = 0
-    num_workers: int = 2
-    device: str = "auto"
-    amp: str = "auto"  # auto | bf16 | fp16 | off
-    channels_last: bool = True
-    compile: bool = True
-    max_train_batches: int | None = None  # debugging / smoke runs
-    max_val_batches: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    Each field's `Annotated` metadata (`opt`) gives its flag, help and range: `dsedge train`'s
+    options and `check_train_config` are generated from this class. Strict (pydantic): TOML
+    `compile = "no"` is a string, not a boolean (Python's truthiness made it True), and
+    `epochs = "10"` is not a number. Ranges that used to run silently wrong:
+    `early_stop_patience = 0` trained zero epochs; `plateau_factor = 2` raised the LR; a NaN or
+    infinite LR ended in an internal error; `max_val_batches = 0` validated on nothing.
+    """
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
+                                     revalidate_instances="always")
+
+    model: Annotated[str, opt("Registry model (see `dsedge models`).")] = "ds_resnet50"
+    epochs: Annotated[int, opt("Max epochs.", ge=1)] = 100
+    batch_size: Annotated[int, opt("Per-process batch size.", ge=1)] = 8
+    lr: Annotated[float, opt("Learning rate.", gt=0)] = 5e-4
+    weight_decay: Annotated[float, opt("Weight decay.", ge=0)] = 0.0
+    optimizer: Annotated[Literal["adam", "adamw", "sgd"], opt("adam | adamw | sgd.")] = "adam"
+    plateau_factor: Annotated[float, opt("ReduceLROnPlateau factor.", gt=0, lt=1)] = 0.5
+    plateau_patience: Annotated[int, opt("ReduceLROnPlateau patience.", ge=0)] = 7
+    early_stop_patience: Annotated[int, opt("Epochs without improvement before stopping.", ge=1)] = 15
+    focal_gamma: Annotated[float, opt("Focal loss gamma.", ge=0)] = 2.0
+    focal_alpha: Annotated[list[Annotated[float, Field(gt=0)]] | None, opt(
+        "Per-class alphas 'a,b,c' in class order (--balance decides the class mix).", unset="uniform")] = None
+    balance: Annotated[Literal["offline", "sampler", "sqrt", "none"], opt(
+        "sampler (each class equally often) | sqrt (class ~ sqrt(count)) | offline (augmented copies, "
+        "the paper's) | none.")] = "sampler"
+    extra_train: Annotated[list[str], opt(
+        "More training data (folder or path,label CSV with a train split), e.g. HAM10000's labels.csv; "
+        "repeatable. Validation stays on --data.", unset="none")] = field(default_factory=list)
+    init_from: Annotated[str | None, opt(
+        "Start from this dsedge checkpoint (e.g. 7-class pretraining); a head of another shape is "
+        "re-initialised.", unset="none")] = None
+    scheduler: Annotated[Literal["plateau", "cosine"], opt(
+        "plateau (the paper's ReduceLROnPlateau) | cosine (per step, after --warmup-epochs).")] = "plateau"
+    warmup_epochs: Annotated[float, opt("Linear LR warmup for --scheduler cosine.", ge=0)] = 0.0
+    ema_decay: Annotated[float | None, opt(
+        "Evaluate and checkpoint an exponential moving average of the weights with this decay, e.g. 0.998.",
+        flag="--ema", gt=0, lt=1)] = None
+    ema_bn_batches: Annotated[int, opt(
+        "Training batches that re-estimate the EMA's BatchNorm statistics before each evaluation.", ge=1)] = 50
+    tuning_fraction: Annotated[float, opt(
+        "Stratified share of the --data train split held out to select epochs; val then only reports "
+        "(0: off, val selects).", ge=0, lt=1)] = 0.2
+    grad_clip: Annotated[float | None, opt("Clip the global gradient norm.", gt=0)] = None
+    image_size: Annotated[int, opt("Crop size; resize = size*256/224.", ge=32)] = 224
+    simam_lambda: Annotated[float, opt("SimAM lambda.", gt=0)] = SIMAM_LAMBDA
+    pretrained: Annotated[str | None, opt("torchvision ResNet50 ImageNet weights file, or 'hub'.",
+                                          unset="none")] = None
+    seed: Annotated[int, opt("Random seed.", ge=0)] = 0
+    num_workers: Annotated[int, opt("DataLoader workers.", flag="--workers", ge=0)] = 2
+    device: Annotated[str, opt("auto | cpu | cuda | cuda:N.")] = "auto"
+    amp: Annotated[Literal["auto", "bf16", "fp16", "off"], opt("auto | bf16 | fp16 | off.")] = "auto"
+    channels_last: Annotated[bool, opt("Train in channels-last memory format.")] = True
+    compile: Annotated[bool, opt("torch.compile the training forward (--compile-scope: what).")] = True
+    max_train_batches: Annotated[int | None, opt("Cap batches per epoch (smoke runs).", unset="all", ge=1)] = None
+    max_val_batches: Annotated[int | None, opt("Cap validation batches.", unset="all", ge=1)] = None
+    extra: Annotated[ExtraOptions, opt("Free-form keys ([extra] in TOML).", cli=False)] = field(
+        default_factory=dict)  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-class _TrainSchema(BaseModel):
-    """The types and ranges of `TrainConfig`, checked by pydantic in strict mode.
+@dataclass(frozen=True)
+class OptionSpec:
+    """One `TrainConfig` field as the CLI sees it (generated by `train_options`)."""
 
-    Strict: TOML `compile = "no"` is a string, not a boolean (Python's truthiness made it
-    True), and `epochs = "10"` is not a number. Ranges that used to run silently wrong:
-    `early_stop_patience = 0` trained zero epochs; `plateau_factor = 2` raised the LR; a
-    NaN or infinite LR ended in an internal error; `max_val_batches = 0` validated on nothing.
-    """
+    name: str
+    flag: str  # e.g. "--epochs", "--workers", "--compile/--no-compile"
+    type: Any  # without `None` and constraints: int, float, str, bool, list[str], list[float], ...
+    default: Any
+    help: str
+    unset: str  # how the help names a `None` default
+    cli: bool
 
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-
-    model: str
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(ge=0)
-    optimizer: Literal["adam", "adamw", "sgd"]
-    plateau_factor: float = Field(gt=0, lt=1)
-    plateau_patience: int = Field(ge=0)
-    early_stop_patience: int = Field(ge=1)
-    focal_gamma: float = Field(ge=0)
-    focal_alpha: list[Annotated[float, Field(gt=0)]] | None
-    balance: Literal["offline", "sampler", "sqrt", "none"]
-    extra_train: list[str]
-    init_from: str | None
-    scheduler: Literal["plateau", "cosine"]
-    warmup_epochs: float = Field(ge=0)
-    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None
-    ema_bn_batches: int = Field(ge=1)
-    tuning_fraction: float = Field(ge=0, lt=1)
-    grad_clip: Annotated[float, Field(gt=0)] | None
-    image_size: int = Field(ge=32)
-    simam_lambda: float = Field(gt=0)
-    pretrained: str | None
-    seed: int = Field(ge=0)
-    num_workers: int = Field(ge=0)
-    device: str
-    amp: Literal["auto", "bf16", "fp16", "off"]
-    channels_last: bool
-    compile: bool
-    max_train_batches: Annotated[int, Field(ge=1)] | None
-    max_val_batches: Annotated[int, Field(ge=1)] | None
-    extra: dict[str, Any]
+    @property
+    def help_with_default(self) -> str:
+        """The help ending in the field's default, so `--help` shows what a run does without the flag."""
+        return f"{self.help} (default: {_show(self.default, self.unset)})"
 
 
-#: Flag spelling of the fields whose flag differs from `--<field-with-dashes>`.
-FLAG_NAMES = {"num_workers": "--workers", "ema_decay": "--ema", "compile": "--compile/--no-compile",
-              "channels_last": "--channels-last/--no-channels-last"}
+def _show(value: Any, unset: str) -> str:
+    if value is None or value == []:
+        return unset
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _plain(tp: Any) -> Any:
+    """`Annotated[float | None, ...]` -> float; Literal[...] -> str; list[Annotated[float, ...]] -> list[float]."""
+    if get_origin(tp) is Annotated:
+        return _plain(get_args(tp)[0])
+    if get_origin(tp) in (Union, types.UnionType):
+        return _plain(next(a for a in get_args(tp) if a is not type(None)))
+    if get_origin(tp) is Literal:
+        return type(get_args(tp)[0])
+    if get_origin(tp) is list:
+        return list[_plain(get_args(tp)[0])]  # type: ignore[misc]
+    return tp
+
+
+@functools.cache
+def train_options() -> tuple[OptionSpec, ...]:
+    """Every `TrainConfig` field with its flag, plain type, default and help, in declaration order."""
+    hints = get_type_hints(TrainConfig, include_extras=True)
+    specs = []
+    for f in dataclasses.fields(TrainConfig):
+        info = next(m for m in get_args(hints[f.name])[1:] if isinstance(m, FieldInfo))
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        plain = _plain(hints[f.name])
+        flag = extra.get("flag") or "--" + f.name.replace("_", "-")
+        if plain is bool:
+            flag = f"{flag}/--no-{flag[2:]}"
+        specs.append(OptionSpec(f.name, str(flag), plain, default, info.description or "",
+                                str(extra.get("unset") or "off"), bool(extra.get("cli"))))
+    return tuple(specs)
+
+
+@functools.cache
+def _validator() -> TypeAdapter[TrainConfig]:
+    return TypeAdapter(TrainConfig)
+
+
+def _where(key: str) -> str:
+    """Where a user fixes the error at `key` ('ema_decay', 'extra.compile_scope'): the TOML key and the flag."""
+    name = key.split(".")[0]
+    flag = "--compile-scope" if key == "extra.compile_scope" else next(
+        (o.flag for o in train_options() if o.name == name and o.cli), None)
+    return f"TOML key '{name}'" + (f" or flag {flag}" if flag else "")
 
 
 def check_train_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
     """Validate every field's type and range; a `DsedgeError` naming the key, the value and what fits."""
     try:
-        _TrainSchema.model_validate(dataclasses.asdict(cfg))
+        _validator().validate_python(cfg)
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(part) for part in err["loc"]) or "?"
-        field_name = str(err["loc"][0]) if err["loc"] else key
-        flag = FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
         raise DsedgeError(
             f"invalid {key} = {err.get('input')!r} ({source}): {err['msg'].lower()}",
-            hint=f"TOML key '{field_name}' or flag {flag}; `dsedge train --help` lists the defaults",
+            hint=f"{_where(key)}; `dsedge train --help` lists the defaults",
         ) from None
     return cfg
 
