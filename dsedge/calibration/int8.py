@@ -71,6 +71,7 @@ from dsedge.calibration.sensitivity import (
     select_float_groups,
     to_markdown,
 )
+from dsedge.config import DEFAULT_CALIBRATION_METHOD
 from dsedge.engines.base import predict_probs as runner_probs
 from dsedge.errors import BundleError, CalibrationError, DataError
 from dsedge.machine import package_versions
@@ -84,7 +85,7 @@ METHODS = ("percentile", "minmax", "entropy", "auto")
 #: The default, chosen on 400 held-out *training* images (never the eval split) of the shipped model,
 #: 512 calibration images: agreement with FP32 / mean |prob diff| — percentile 99.99: 96.25 % / 0.0131;
 #: 99.95: 95.0 %; 99.999: 95.0 %; 99.9: 94.75 %; minmax 91.5 % / 0.0234 (benchmarks/RESULTS.md).
-DEFAULT_METHOD = "percentile"
+DEFAULT_METHOD = DEFAULT_CALIBRATION_METHOD
 #: DESIGN §5: what TensorRT's parser accepts (symmetric S8S8, float biases).
 EXTRA_OPTIONS: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 EVAL_BATCH = 16

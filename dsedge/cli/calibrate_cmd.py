@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dsedge.cli.app import app, make_console
+from dsedge.config import DEFAULT_CALIBRATION_METHOD
 from dsedge.errors import DsedgeError
 
 
@@ -114,7 +115,7 @@ def calibrate_command(
     bundle: Path = typer.Argument(..., help="Bundle folder made by `dsedge export` (needs model.onnx)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset (ISIC 2017 layout, class folders or CSV)."),
     method: str = typer.Option(
-        "percentile", "--method",
+        DEFAULT_CALIBRATION_METHOD, "--method",
         help="Activation ranges: percentile (99.99th of |x|, the default: kept the most decisions of the shipped "
         "model on held-out training images) | minmax | entropy (TensorRT's KL-divergence clipping; slow) | "
         "auto (best per tensor)."),
