@@ -41,7 +41,7 @@ def bundle(exported: Path, tmp_path: Path) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}  # vectors/ too
 
 
 def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isic_session: Path,
@@ -193,7 +193,7 @@ def test_bundle_without_model_onnx(bundle: Path, tiny_isic_session: Path, tmp_pa
 
 
 def test_missed_budget_writes_nothing(bundle: Path, tiny_isic_session: Path, monkeypatch) -> None:
-    def harmful(ref, probs, labels, classes, ref_probs, point=None):  # every INT8 candidate loses 5 points
+    def harmful(ref, probs, labels, classes, ref_probs, point=None, views=1):  # every INT8 candidate loses 5 points
         return {"accuracy": ref["accuracy"] - 0.05, "mean_auc": ref.get("mean_auc"), "top1_agreement": 0.9,
                 "acc_drop_points": 5.0, "auc_drop": 0.0}
 
