@@ -383,3 +383,14 @@ def test_grow_report_markdown_has_the_trace(tmp_path: Path) -> None:
     assert data["search"] == "grow" and [t["group"] for t in data["trace"]] == ["a", "bad"]
     md = mpath.read_text()
     assert "## Grow search trace" in md and "| `bad` |" in md and "misses the budget alone" in md
+
+
+def test_a_failed_grow_search_names_its_steps_in_the_error_line() -> None:
+    from dsedge.calibration.int8 import _trace_line
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
+    _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
+                                    100, macs, min_int8_fraction=0.8)
+    line = _trace_line(report)
+    assert "+a 99.90" in line and "xbad 95.00" in line and "+b 99.80" in line

@@ -482,6 +482,7 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
             f"INT8 misses the accuracy budget ({', '.join(failed_terms(report.terms)) or 'INT8 MAC floor'}):\n"
             + describe(report.terms)
             + (f"\n{report.blocked_by}" if report.blocked_by else "")
+            + _trace_line(report)
             + f"\n{best}; nothing was written",
             "try --method auto, add --keep-fp groups (e.g. depthwise) or calibrate on more images; else "
             "quantization-aware fine-tuning: `python -m dsedge.calibration.qat CHECKPOINT --data DIR --bundle "
@@ -494,6 +495,16 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
                 "budget": budget.to_dict(), "budget_terms": report.terms, "met_budget": True,
                 "int8_mac_fraction": fraction, "min_int8_mac_fraction": min_int8_fraction}
     return chosen, excluded, report, accuracy
+
+
+def _trace_line(report: SensitivityReport) -> str:
+    """The grow search in one line for the error message ('+' kept, 'x' rejected, tuning agreement %):
+    a failed run writes no report file, so what it tried must be in what it prints."""
+    if not report.trace:
+        return ""
+    steps = [f"{'+' if t['kept'] else 'x'}{t['group']}"
+             + ("" if t["top1_agreement"] is None else f" {100 * t['top1_agreement']:.2f}") for t in report.trace]
+    return "\ngrow search (+ kept, x rejected; tuning agreement %): " + ", ".join(steps)
 
 
 def _report_claims(job: _Job, chosen: Path, views: int, tuning: dict[str, Any] | None,
