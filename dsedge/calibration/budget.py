@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from dsedge import MELANOMA_CLASS
 from dsedge.clinical.calibration import softmax
 from dsedge.comparator import delta
 
@@ -73,7 +74,7 @@ class OperatingPoint:
 
     threshold: float
     temperature: float = 1.0
-    melanoma_class: str = "MEL"
+    melanoma_class: str = MELANOMA_CLASS
 
 
 def operating_point(manifest: dict[str, Any]) -> OperatingPoint | None:
@@ -83,7 +84,7 @@ def operating_point(manifest: dict[str, Any]) -> OperatingPoint | None:
     if point.get("threshold") is None:
         return None
     return OperatingPoint(float(point["threshold"]), float(clinical.get("temperature", 1.0)),
-                          str(point.get("class", "MEL")))
+                          str(point.get("class", MELANOMA_CLASS)))
 
 
 def mel_recall(probs: np.ndarray, labels: np.ndarray, classes: list[str], point: OperatingPoint | None) -> float | None:

@@ -1,7 +1,7 @@
 """A bundle's claims and their check on labelled data it has never seen (`dsedge eval BUNDLE`).
 
 Every number a bundle states about itself — melanoma sensitivity and specificity at its operating
-point, FP32 AUCs, INT8 / FP16 agreement with FP32 — is a *claim* in `manifest["claims"]`:
+point, FP32 AUCs, INT8 / FP16 agreement with FP32 — is a *claim* in the manifest's `claims` section:
 
     {"value": 0.80, "ci": [0.61, 0.92], "rule": "within" | "at_least", "limit": ...,
      "measured_on": {"split", "role", "images", "fingerprint", "method"},
@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from dsedge import MELANOMA_CLASS
+from dsedge.bundle import read_manifest
 from dsedge.errors import DsedgeError
 from dsedge.stats import exact_ci, proportion
 
@@ -29,7 +31,7 @@ CROSS_FITTED = "cross-fitted"
 
 def make_claim(value: float | None, ci: list[float] | None, rule: str, measured_on: dict[str, Any],
                fitted_on: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
-    """One claim as `manifest["claims"]` stores it."""
+    """One claim as the manifest's `claims` section stores it."""
     if rule not in ("within", "at_least"):
         raise ValueError(f"unknown claim rule {rule!r}")
     return {"value": value, "ci": ci, "rule": rule, "measured_on": measured_on, "fitted_on": fitted_on, **extra}
@@ -78,10 +80,10 @@ def _measure_point(claims: dict[str, Any], manifest: dict[str, Any], logits: np.
 
     clinical = manifest.get("clinical") or {}
     point = clinical.get("operating_point") or {}
-    classes = list(manifest["classes"])
-    if point.get("threshold") is None or point.get("class", "MEL") not in classes:
+    classes = list(read_manifest(manifest).classes)
+    if point.get("threshold") is None or point.get("class", MELANOMA_CLASS) not in classes:
         return {}
-    mel = classes.index(point.get("class", "MEL"))
+    mel = classes.index(point.get("class", MELANOMA_CLASS))
     counts = counts_claim(referred(logits, mel, float(clinical.get("temperature", 1.0)), float(point["threshold"])),
                           labels == mel)
     return {f"melanoma_{k}": v for k, v in counts.items()}

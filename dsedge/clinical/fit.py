@@ -8,7 +8,7 @@ on images they were not fitted on (DESIGN §3a), store both in a bundle.
    specificity with exact (Clopper-Pearson) intervals measured on the reporting split, or, when
    the tuning split is all the labelled data the model has not seen, cross-fitted on it
    (`dsedge.clinical.crossfit`); the in-sample numbers are kept only under `in_sample`;
-3. write `manifest["clinical"]`, the claims, `reliability.png`, `roc.png` and a regenerated
+3. write the manifest's `clinical` section, the claims, `reliability.png`, `roc.png` and a regenerated
    `MODEL_CARD.md` into the bundle in one atomic update (`dsedge.export.bundle_update`).
 
 Which split tunes is `dsedge.data.roles.resolve_roles`: the slice of the training data the
@@ -148,7 +148,7 @@ def write_plots(logits: np.ndarray, labels: np.ndarray, classes: list[str],
 
 def risk_claims(block: dict[str, Any], fitted_on: dict[str, Any], measured_on: dict[str, Any],
                 aucs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The claims `dsedge risk` adds to `manifest["claims"]` (checked by `dsedge eval BUNDLE`)."""
+    """The claims `dsedge risk` adds to the manifest's `claims` (checked by `dsedge eval BUNDLE`)."""
     op = block["operating_point"]
     out = {}
     for key in ("sensitivity", "specificity"):

@@ -174,7 +174,7 @@ def _bundle_clinical(bundle: str | Path | None, classes: list[str]) -> dict[str,
         raise DataError(f"bundle {bundle} has classes {b.classes}, the checkpoint {classes}")
     if not (b.manifest.get("clinical") or {}).get("operating_point"):
         raise DataError(f"bundle {bundle} has no fitted operating point", "run `dsedge risk BUNDLE --data DIR` first")
-    return b.manifest["clinical"]
+    return b.clinical
 
 
 def _write_predictions(path: Path, samples: list, probs: np.ndarray, classes: list[str]) -> None:
