@@ -104,16 +104,12 @@ def _eval_bundle(bundle: Path, data: Path, split: str, out: Path, json_out: bool
     """`dsedge eval BUNDLE`: every claim measured again on `split`, with holds / does not hold."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from dsedge.clinical.claims import check_bundle_claims, claims_markdown
     from dsedge.utils.io import atomic_write_json, atomic_write_text
+    from dsedge.utils.progress import progress
 
-    with Progress(TextColumn("checking claims"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True, disable=json_out) as bar:
-        task = bar.add_task("claims", total=None)
-        res = check_bundle_claims(bundle, data, split, progress=lambda n: bar.advance(task, n),
-                                  on_total=lambda n: bar.update(task, total=n))
+    with progress("checking claims", console=console, enabled=not json_out) as shown:  # stderr lines when piped
+        res = check_bundle_claims(bundle, data, split, progress=shown.advance, on_total=shown.set_total)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "claims.json", res)
     md = claims_markdown(res)

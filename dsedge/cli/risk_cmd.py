@@ -34,20 +34,18 @@ def risk_command(
     when it has one, else --split (then the claims are cross-fitted over --folds folds)."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from dsedge.clinical.fit import fit_bundle_risk
     from dsedge.utils.io import ensure_writable
 
     ensure_writable(bundle, need_bytes=16 * 2**20)  # read-only bundle / full disk: exit 2 before the fit
-    with Progress(TextColumn("fitting risk"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True, disable=json_out) as bar:
-        task = bar.add_task("risk", total=None)
+    from dsedge.utils.progress import progress
+
+    with progress("fitting risk", console=console, enabled=not json_out) as shown:  # stderr lines when piped
         block = fit_bundle_risk(bundle, data, split, report_split=report_split, folds=folds,
                                 target_sensitivity=target_sensitivity,
                                 uncertain_margin=uncertain_margin, resamples=resamples, backend=backend,
-                                precision=precision, progress=lambda n: bar.advance(task, n),
-                                on_total=lambda n: bar.update(task, total=n))
+                                precision=precision, progress=shown.advance,
+                                on_total=shown.set_total)
     if json_out:
         print(json.dumps(block, indent=2))
         return
