@@ -293,3 +293,23 @@ def test_int8_rows_say_how_much_of_the_file_is_int8() -> None:
            "stability": {"unstable": False}, "speedup": 2.0, "speedup_ci95": [1.9, 2.1], "int8_mac_fraction": 0.857}
     _head, cells = _full_columns({"rows": [row], "data": None})
     assert cells[0][1] == "int8 (86 % MACs INT8)"
+
+
+def test_end_to_end_split_reaches_bench_md(tmp_path: Path) -> None:
+    """bench.md carries the per-image decode / preprocess / infer / post split (issue 23); a bundle
+    without golden vectors says why it was not timed instead of failing the bench."""
+    from tiny_bundle import make_tiny_bundle
+
+    from dsedge.bench.report import end_to_end_markdown
+    from dsedge.bench.run import end_to_end_rows
+    from dsedge.export.vectors import write_vectors
+
+    bundle = make_tiny_bundle(tmp_path / "b")
+    skipped = end_to_end_rows(bundle)
+    assert skipped[0]["skipped"] and "golden vectors" in skipped[0]["skipped"]
+    write_vectors(bundle)
+    rows = end_to_end_rows(bundle)
+    assert rows[0]["backend"] == "onnxruntime" and rows[0]["median"]["decode_ms"] > 0
+    assert "| decode | quality | preprocess | infer | post |" in rows[0]["markdown"].replace("  ", " ")
+    text = "\n".join(end_to_end_markdown(rows + skipped))
+    assert "End to end per image" in text and "fullsize.jpg" in text and "not timed" in text

@@ -265,7 +265,20 @@ def markdown(result: dict[str, Any]) -> str:
     hl = headline(result)
     if hl:
         lines += ["", "Headline (stable rows of backends the runtime can deploy):", ""] + [f"- {x}" for x in hl]
+    lines += end_to_end_markdown(result.get("end_to_end") or [])
     return "\n".join(lines) + "\n"
+
+
+def end_to_end_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """bench.md's per-image split (decode / quality / preprocess / infer / post), or why it is missing."""
+    if not rows:
+        return []
+    lines = ["", "End to end per image (ms; median of 3 passes, after the rounds): what a device pays "
+             "beyond the engine.", ""]
+    for r in rows:
+        lines += [r["markdown"], ""] if r.get("markdown") else [f"- {r['backend']} {r['precision']}: "
+                                                                  f"not timed ({r.get('skipped')})"]
+    return lines
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:

@@ -187,6 +187,7 @@ def run_bench(
             ref, None if compile_all else min(sizes), accuracy_batch, bar)
     result = _result(rows, pairs, sizes, source, eval_set, ref, agree_ref, machine, measured, plan, threads,
                      dev, compile_all, user_options, started)
+    result["end_to_end"] = end_to_end_rows(source.bundle.root)
     files = write_report(result, out)
     print_table(result, console)
     console.print(f"[dim]wrote {', '.join(str(p) for p in files.values())} in {result['elapsed_s']} s[/]",
@@ -281,6 +282,26 @@ def _cells(runners: dict[tuple[str, str], Runner], inputs: dict[int, np.ndarray]
             else:
                 cells.append(Cell((backend, precision, bs), runner, batch))
     return cells
+
+
+def end_to_end_rows(bundle_dir: Path) -> list[dict[str, Any]]:
+    """What a device pays per image beyond the engine: decode / quality / preprocess / infer / post on the
+    bundle's golden-vector JPEGs (a 12 MP frame among them), FP32 on ONNX Runtime and INT8 on OpenVINO
+    when the bundle has it. Timed after the rounds, not interleaved: a split, not a speed-up."""
+    from dsedge.bench.end_to_end import end_to_end
+    from dsedge.errors import DsedgeError
+
+    jobs = [("onnxruntime", "fp32")]
+    if (bundle_dir / "model.int8.onnx").is_file() and registry.get("openvino").availability()[0]:
+        jobs.append(("openvino", "int8"))
+    out = []
+    for backend, precision in jobs:
+        try:
+            e2e = end_to_end(bundle_dir, backend=backend, precision=precision, repeats=3)
+            out.append({**e2e.to_dict(), "markdown": e2e.to_markdown()})
+        except DsedgeError as e:  # e.g. a bundle without golden vectors
+            out.append({"backend": backend, "precision": precision, "skipped": e.message})
+    return out
 
 
 def _int8_shares(rows: list[dict[str, Any]], artifacts: dict[str, Any]) -> None:
