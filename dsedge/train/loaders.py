@@ -46,6 +46,8 @@ def load_splits(cfg: TrainConfig, data: Path, run_dir: Path,
     """(train, val, tuning slice or None, its record or None); the slice comes from `data`'s train split only."""
     check_splits(data)
     train_split = load_split(data, "train")
+    if len(train_split):
+        check_images(train_split)  # before the tuning slice comes out of it: its images are checked too
     tuning = record = None
     if cfg.tuning_fraction > 0:
         from dsedge.data.splits import hold_out
@@ -55,11 +57,12 @@ def load_splits(cfg: TrainConfig, data: Path, run_dir: Path,
         from dsedge.data.samples import concat_splits
 
         extras = [load_split(Path(p), "train", classes=train_split.classes) for p in cfg.extra_train]
+        for extra in extras:
+            check_images(extra)
         train_split = concat_splits(train_split, *extras)
     val_split = load_split(data, "val", classes=train_split.classes)
     if len(train_split) == 0 or len(val_split) == 0:
         raise DataError(f"{data}: empty split (train {len(train_split)}, val {len(val_split)} images)")
-    check_images(train_split)
     check_images(val_split)
     if cfg.balance == "offline":
         train_split = _offline_balanced(train_split, run_dir / "balanced", cfg.seed, ctx)
