@@ -52,8 +52,13 @@ def test_tensor_errors_runs_the_model_with_every_tensor_exposed(tmp_path: Path) 
     assert per_tensor.choose_per_tensor(errors, ("wide", "tight")) == {"r": "tight", "y": "tight"}
 
 
-def test_auto_calibration_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> None:
+def test_auto_calibration_end_to_end(tmp_path: Path, tiny_isic_session: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsedge.calibration import int8
     from dsedge.export.bundle import export_bundle
+
+    # TensorRT's entropy settings (2,048 bins) cost ORT's pure-Python KL search ~160 s per model on
+    # 2 cores, whatever the image count; the wiring under test does not depend on the bin count
+    monkeypatch.setitem(int8.CALIBRATOR_OPTIONS, "entropy", {"num_bins": 256, "num_quantized_bins": 128})
 
     bundle = export_bundle(None, tmp_path / "b", model_name="ds_resnet50", random_init=True, image_size=32)
     result = calibrate_bundle(bundle, tiny_isic_session, method="auto", num_images=8, select_images=8,
