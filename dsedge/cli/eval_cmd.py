@@ -30,7 +30,10 @@ def eval_command(
     tta: bool = typer.Option(False, "--tta", help="Average each image's probabilities over its 8 dihedral views."),
 ) -> None:
     """Evaluate a checkpoint: per-class P/R/F1, ACC, balanced ACC, MEL/SK AUC with bootstrap 95 % CIs, melanoma
-    sensitivity/specificity at the operating point; writes JSON, Markdown, confusion and ROC PNGs."""
+    sensitivity/specificity at the operating point; writes JSON, Markdown, confusion and ROC PNGs.
+
+    Given a bundle folder instead, checks every claim in its dsedge.json on --split (your own labelled
+    test set): measured value and interval, claimed value, holds / does not hold (docs/CLAIMS.md)."""
     import json
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
