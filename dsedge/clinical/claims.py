@@ -24,7 +24,7 @@ import numpy as np
 from dsedge import MELANOMA_CLASS
 from dsedge.bundle import read_manifest
 from dsedge.errors import DsedgeError
-from dsedge.stats import exact_ci, proportion
+from dsedge.stats import proportion
 
 CROSS_FITTED = "cross-fitted"
 
@@ -65,7 +65,7 @@ def holds(claim: dict[str, Any], measured: float | None) -> bool | None:
     return bool(ci[0] - 1e-12 <= measured <= ci[1] + 1e-12)
 
 
-def _labels_probs(bundle: Any, paths: list[Path], backend: str, precision: str,
+def _split_logits(bundle: Any, paths: list[Path], backend: str, precision: str,
                   progress: Any = None) -> np.ndarray:
     from dsedge.clinical.fit import split_logits
     from dsedge.runtime.predict import Predictor
@@ -116,7 +116,7 @@ def check_bundle_claims(bundle_path: str | Path, data: str | Path, split: str, *
     usable = [b for b in backends if _available(registry, b)]
     if on_total:
         on_total(len(paths) * (1 + len(artifacts) * len(usable)))
-    logits = _labels_probs(bundle, paths, "onnxruntime", "fp32", progress)
+    logits = _split_logits(bundle, paths, "onnxruntime", "fp32", progress)
     probs = softmax(logits)
     values = metric_values(labels, probs, bundle.classes)
     ci = bootstrap_intervals(labels, probs, bundle.classes)
@@ -128,7 +128,7 @@ def check_bundle_claims(bundle_path: str | Path, data: str | Path, split: str, *
     for precision in artifacts:
         for backend in usable:
             try:
-                other = _labels_probs(bundle, paths, backend, precision, progress)
+                other = _split_logits(bundle, paths, backend, precision, progress)
             except DsedgeError as e:  # e.g. OpenVINO runs no FP16 file: say so, check the rest
                 skipped.append(f"{precision} on {backend}: {e.message}")
                 continue
@@ -198,4 +198,4 @@ def claims_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["check_bundle_claims", "check_provenance", "claims_markdown", "exact_ci", "holds", "make_claim"]
+__all__ = ["check_bundle_claims", "check_provenance", "claims_markdown", "holds", "make_claim"]
