@@ -46,3 +46,15 @@ def test_empty_split_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "val" / "MEL").mkdir(parents=True)
     with pytest.raises(DataError):
         resolve_roles(MANIFEST, tmp_path, "val")
+
+
+def test_a_slice_the_init_weights_saw_is_not_used_to_tune(data: Path) -> None:
+    """--init-from a model trained on the slice: its numbers are in-sample, so the named split tunes."""
+    record = {"kind": "holdout", "source_split": "train", "ids": ["x"], "class_counts": {"MEL": 1}}
+    seen = {**MANIFEST, "training": {"tuning_split": record, "init_excludes_tuning": False}}
+    roles = resolve_roles(seen, data, "val")
+    assert roles.source == "split" and roles.reporting is None and len(roles.tuning) == 40
+    assert "initialised from" in roles.note and roles.note in roles.describe()
+    unseen = {**MANIFEST, "training": {"tuning_split": record, "init_excludes_tuning": True}}
+    with pytest.raises(DataError):  # the recorded slice is used (and its one id is not in this data)
+        resolve_roles(unseen, data, "val")

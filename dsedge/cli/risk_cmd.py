@@ -59,6 +59,8 @@ def risk_command(
     fit, on = block["fitted_on"], op["measured_on"]
     console.print(f"fitted on '{fit['split']}' ({fit['images']} images, {fit['source']}); "
                   f"claims measured on '{on['split']}' ({on['images']} images, {on['method']})", highlight=False)
+    if fit.get("note"):
+        console.print(f"[yellow]note:[/] {fit['note']}", highlight=False)
     console.print(f"temperature {block['temperature']:.3f}: ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}, "
                   f"NLL {cal['nll_before']:.3f} -> {cal['nll_after']:.3f}", highlight=False)
     t_ci = op.get("threshold_ci95") or [float("nan")] * 2

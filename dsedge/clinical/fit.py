@@ -191,10 +191,10 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
     from dsedge.runtime.quality import QualityThresholds, check_files
 
     bundle = load_bundle(bundle_path, verify=True)
-    if split == "test" and not (bundle.manifest.get("training") or {}).get("tuning_split"):
+    roles = resolve_roles(bundle.manifest, data, split, report_split)
+    if split == "test" and roles.source != "holdout":
         raise DsedgeError("refusing to fit the operating point on the test split: it would no longer measure anything",
                           "fit on --split val; report the test split with `dsedge eval BUNDLE --split test`")
-    roles = resolve_roles(bundle.manifest, data, split, report_split)
     paths = [s.path for s in roles.tuning.samples]
     report_paths = [s.path for s in roles.reporting.samples] if roles.reporting else []
     if on_total:
@@ -217,6 +217,7 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
         "artifact": runner.get("extra", {}).get("file") or runner.get("extra", {}).get("source"),
         "runner": f"{runner['backend']} {runner['precision']} {runner['version']}",
         "quality_flagged": len(flagged), "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"note": roles.note} if roles.note else {}),
     })
     block["fitted_on"] = fitted_on
     if roles.reporting is not None:

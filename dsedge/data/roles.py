@@ -8,6 +8,9 @@ split only reports. `resolve_roles` is the one place that decides them for `dsed
 * the checkpoint held a slice of its training data out (the manifest's `training.tuning_split`,
   written by `dsedge train --tuning-fraction`): that slice tunes, the named split (default
   `val`) reports;
+* the slice was held out of this run but seen by the weights it started from (`--init-from` a
+  model trained on it: the manifest's `training.init_excludes_tuning` is false): the slice's
+  numbers are in-sample, so it is treated as absent (below) and `Roles.note` says why;
 * otherwise the named split is the only labelled data the weights never saw: it tunes, and
   claims about it are cross-fitted (operating point) or measured on a disjoint, seeded,
   stratified half (INT8) — never measured on the images that fitted them.
@@ -35,11 +38,13 @@ class Roles:
     tuning: DatasetSplit
     reporting: DatasetSplit | None
     source: str  # "holdout" (slice of training data) or "split" (the named split)
+    note: str = ""  # why a recorded slice was not used, if it was not
 
     def describe(self) -> str:
         rep = f"reporting on '{self.reporting.name}' ({len(self.reporting)} images)" if self.reporting else \
             "claims cross-fitted on it"
-        return f"tuning on '{self.tuning.name}' ({len(self.tuning)} images, {self.source}); {rep}"
+        return f"tuning on '{self.tuning.name}' ({len(self.tuning)} images, {self.source}); {rep}" + \
+            (f" ({self.note})" if self.note else "")
 
 
 def split_record(ds: DatasetSplit, role: str, method: str | None = None) -> dict[str, Any]:
@@ -58,6 +63,11 @@ def resolve_roles(manifest: dict[str, Any] | ManifestReader, data: str | Path, s
 
     m = read_manifest(manifest)
     classes, record = m.classes, m.tuning_split
+    note = ""
+    if record and m.training.get("init_excludes_tuning") is False:
+        note = ("the checkpoint's tuning slice was seen by the weights it was initialised from: "
+                "its numbers would be in-sample, so the named split tunes")
+        record = None
     if record:
         from dsedge.data.splits import tuning_split_from_record
 
@@ -80,7 +90,7 @@ def resolve_roles(manifest: dict[str, Any] | ManifestReader, data: str | Path, s
         if overlap:
             raise DataError(f"the reporting split '{report_split}' shares {len(overlap)} images with the tuning "
                             f"split '{split}'", "report on images the fitting never saw")
-    return Roles(tuning, reporting, "split")
+    return Roles(tuning, reporting, "split", note)
 
 
 def stratified_halves(ds: DatasetSplit, seed: int = HALF_SEED) -> tuple[DatasetSplit, DatasetSplit]:
