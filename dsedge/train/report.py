@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +28,57 @@ HISTORY_FIELDS = (
 ROLES = (("tuning", "tuning"), ("reporting", "val"))
 
 
+class PlainProgress:
+    """The training bar's interface (add_task / update / remove_task) as throttled lines on stderr.
+
+    rich draws nothing when stderr is not a terminal (`nohup dsedge train ... > log`), which left a
+    log silent for a whole epoch. One line per `interval` seconds: epoch, steps, loss, speed.
+    """
+
+    def __init__(self, interval: float = 60.0, stream: Any = None) -> None:
+        self.interval, self.stream = interval, stream
+        self._tasks: dict[int, dict[str, Any]] = {}
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: int | None = None, **fields: Any) -> int:
+        task = len(self._tasks)
+        self._tasks[task] = {"description": description, "total": total, "completed": 0, "last": None, **fields}
+        return task
+
+    def update(self, task: int, completed: int | None = None, **fields: Any) -> None:
+        t = self._tasks[task]
+        t.update(fields)
+        if completed is not None:
+            t["completed"] = completed
+        now = time.monotonic()
+        if t["last"] is None or now - t["last"] >= self.interval or t["completed"] == t["total"]:
+            t["last"] = now
+            stream = self.stream or sys.stderr
+            stream.write(f"[{now - self._t0:6.0f}s] {t['description']} {t['completed']}/{t['total']} "
+                         f"loss {t.get('loss', '-')} {t.get('speed', '-')} img/s\n")
+            stream.flush()
+
+    def remove_task(self, task: int) -> None:
+        self._tasks.pop(task, None)
+
+
 def progress_bars(s: Setup, console: Console, show: bool) -> Any:
+    """A rich bar in a terminal; `PlainProgress` lines anywhere else (a log file, a pipe)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    shown = show and s.ctx.is_main
+    if shown and not Console(stderr=True).is_terminal and not console.is_terminal:
+        return PlainProgress()
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
-        TimeElapsedColumn(), console=console, transient=True, disable=not (show and s.ctx.is_main),
+        TimeElapsedColumn(), console=console, transient=True, disable=not shown,
     )
 
 
