@@ -394,3 +394,32 @@ def test_a_failed_grow_search_names_its_steps_in_the_error_line() -> None:
                                     100, macs, min_int8_fraction=0.8)
     line = _trace_line(report)
     assert "+a 99.90" in line and "xbad 95.00" in line and "+b 99.80" in line
+
+
+def test_grow_refines_a_rejected_block_into_its_parts_largest_first() -> None:
+    """A block whose one conv is harmful: the block is rejected, its harmless big conv is then kept."""
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    units = {"ok": (40, 0.001), "blk.conv_a": (30, 0.0), "blk.conv_bad": (20, 0.05), "blk.tiny": (0, 0.0)}
+    groups, macs, build, evaluate, log = _grow_pipeline(units)
+    block = groups.pop("blk.conv_a") + groups.pop("blk.conv_bad") + groups.pop("blk.tiny")
+    groups["blk"] = block
+    parts = {"blk": {"blk.conv_bad": ["blk.conv_bad_n"], "blk.conv_a": ["blk.conv_a_n"], "blk.tiny": ["blk.tiny_n"]}}
+    _, excluded, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9},
+                                           Budget.legacy(None, 0.99), 1000, macs, parts=parts)
+    trace = [(t["group"], t["kept"]) for t in report.trace]
+    assert trace == [("ok", True), ("blk", False), ("blk.conv_a", True), ("blk.conv_bad", False),
+                     ("blk.tiny", False)]
+    assert report.trace[2]["note"] == "part of blk" and "saves <" in report.trace[4]["note"]
+    assert log["builds"][-1] == ["blk.conv_a", "blk.conv_bad", "ok"]  # the bad part tried on top of the kept ones
+    assert excluded == ["blk.conv_bad_n", "blk.tiny_n"]
+    assert report.kept_float == ["blk.conv_bad", "blk.tiny"] and report.met_budget
+    assert report.final["int8_mac_fraction"] == pytest.approx(70 / 90)
+
+
+def test_block_parts_split_a_block_by_sub_module() -> None:
+    from dsedge.calibration.sensitivity import block_parts
+
+    parts = block_parts(exported_like_model())
+    assert set(parts) == {"layer1.0", "layer2.0"}
+    assert sum(len(v) for v in parts["layer1.0"].values()) == 4

@@ -65,6 +65,7 @@ from dsedge.calibration.sensitivity import (
     compare,
     SEARCHES,
     block_groups,
+    block_parts,
     grow_int8_groups,
     node_groups,
     resolve_keep_fp,
@@ -461,7 +462,8 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
         accept = budget if search_min_agreement is None else replace(budget, min_agreement=search_min_agreement)
         chosen, excluded, report = grow_int8_groups(
             block_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(labels),
-            node_macs(job.model), on_step=say, min_int8_fraction=min_int8_fraction, accept=accept)
+            node_macs(job.model), on_step=say, min_int8_fraction=min_int8_fraction, accept=accept,
+            parts=block_parts(job.model))
         if chosen is None:
             raise CalibrationError("no part of the model can be quantized within the accuracy budget; nothing was "
                                    "written", "loosen a budget term (--min-agreement, ...) or try --method auto")

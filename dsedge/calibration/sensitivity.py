@@ -467,6 +467,27 @@ def block_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
     return groups
 
 
+def block_parts(model: onnx.ModelProto) -> dict[str, dict[str, list[str]]]:
+    """For each bottleneck block, its nodes split by sub-module: the grow search's finer units.
+
+    `layer1.0.bn1` is conv1 (the exporter folds BatchNorm into the conv and names it after the
+    BatchNorm), `layer1.0.dual` the dilated depthwise cascade, `layer1.0.downsample` the shortcut
+    conv; nodes of the block itself (the residual Add) form `<block>.residual`. A block that
+    cannot be INT8 as a whole often can be in part: one harmful conv keeps the rest float with it.
+    """
+    parts: dict[str, dict[str, list[str]]] = {}
+    for node in model.graph.node:
+        if not node.name or node.op_type in ("Constant", "Shape"):
+            continue
+        block, module = node_block(node), node_module(node) or ""
+        if not block.startswith("layer") or "." not in block:
+            continue
+        pieces = module.split(".")
+        part = ".".join(pieces[:3]) if len(pieces) >= 3 else f"{block}.residual"
+        parts.setdefault(block, {}).setdefault(part, []).append(node.name)
+    return parts
+
+
 def budget_usage(row: dict[str, Any], reference: dict[str, Any], budget: Budget) -> float:
     """How much of the budget one candidate uses: the sum over judged terms of value / limit.
 
@@ -521,6 +542,7 @@ def grow_int8_groups(
     on_step: Callable[[str], None] | None = None,
     min_int8_fraction: float | None = None,
     accept: Budget | None = None,
+    parts: dict[str, dict[str, list[str]]] | None = None,
 ) -> tuple[Path | None, list[str], SensitivityReport]:
     """Forward selection: start from the float model and add INT8 units where they cost least per MAC.
 
@@ -532,6 +554,10 @@ def grow_int8_groups(
     (default `budget`). A unit that misses it alone is rejected without another run; units
     saving < `MIN_UNIT_MAC_SHARE` of the MACs stay float. `evaluate(path, max_flips=k)` may stop
     early once more than k inputs disagree (the agreement term is then certainly missed).
+
+    `parts` ({unit: {part: nodes}}, e.g. `block_parts`) refines the units the first pass left
+    float: their parts are tried one by one, largest MACs first (no single runs: one candidate
+    per part), and kept when the budget still holds. Parts saving < `MIN_UNIT_MAC_SHARE` stay float.
 
     Returns (path of the chosen model or None when nothing could be quantized, excluded node
     names, report with `trace`). `report.met_budget` is False (and `blocked_by` says why) when the
@@ -580,11 +606,38 @@ def grow_int8_groups(
         if ok:
             chosen.append(g)
             best, report.final = path, row
+    top_level = [g for g in units if units[g]]
+    refined: list[str] = []
+    for g in [t["group"] for t in report.trace if not t["kept"]] if parts else []:
+        pieces = {p: [n for n in names if n not in base] for p, names in (parts or {}).get(g, {}).items()}
+        pieces = {p: names for p, names in pieces.items() if names}
+        if len(pieces) < 2:
+            continue
+        refined.append(g)
+        for part in sorted(pieces, key=lambda p: -sum(macs.get(n, 0) for n in pieces[p])):
+            units[part] = pieces[part]
+            unit_macs[part] = sum(macs.get(n, 0) for n in pieces[part])
+            step = len(report.trace) + 1
+            if unit_macs[part] < MIN_UNIT_MAC_SHARE * total:
+                report.trace.append(_step_row(step, part, unit_macs[part], total, {}, [], False,
+                                              f"part of {g}; kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % "
+                                              "of the MACs"))
+                continue
+            say(f"grow search: adding {part}, part of {g} ({step})")
+            path, row = measure([*chosen, part])
+            terms = judge(row, reference, accept)
+            ok = met(terms)
+            report.trace.append(_step_row(step, part, unit_macs[part], total, row, terms, ok, f"part of {g}"))
+            if ok:
+                chosen.append(part)
+                best, report.final = path, row
     for g in small:
         report.trace.append(_step_row(len(report.trace) + 1, g, unit_macs[g], total, {}, [], False,
                                       f"kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % of the MACs"))
-    report.kept_float = [g for g in units if units[g] and g not in chosen]
-    exclude = sorted(base | {n for g in report.kept_float for n in units[g]})
+    quantized = {n for c in chosen for n in units[c]}
+    report.kept_float = [g for g in top_level if g not in chosen and g not in refined] + [
+        p for g in refined for p in (parts or {}).get(g, {}) if p in units and p not in chosen]
+    exclude = sorted(base | {n for g in top_level for n in units[g] if n not in quantized})
     if best is None:
         report.final = {"int8_mac_fraction": 0.0, "top1_agreement": 1.0}
         report.blocked_by = "no unit could be quantized within the budget"
