@@ -577,7 +577,7 @@ def test_train_refuses_a_label_typo(env: Path, capsys) -> None:
     """'melanomaa' trained a 4-class model with 'no problems found'."""
     images = sorted((env / "isic" / "ISIC-2017_Training_Data").glob("*.jpg"))
     rows = [f"{p},{lab},{split}" for p, lab, split in zip(images, ["MEL", "NV", "SK", "melanomaa", "MEL", "NV"],
-                                                         ["train"] * 4 + ["val"] * 2)]
+                                                         ["train"] * 4 + ["val"] * 2, strict=False)]
     (env / "data.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
     before = snapshot(env)
     code, out, err = run(["train", "--data", str(env / "data.csv"), "--out", str(env / "runs"), *FAST], capsys)

@@ -131,12 +131,14 @@ def test_torch_fake_quant_passes_gradients_straight_through(float_model: torch.n
 
 
 def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_isic_session: Path) -> None:
-    """The documented command (`python -m dsedge.calibration.qat`) with plain PyTorch fake quantization:
-    a few steps on the synthetic ISIC tree, then export + calibrate to a rule-checked Q/DQ model."""
+    """The documented command (`dsedge qat`) with plain PyTorch fake quantization: a few steps on the
+    synthetic ISIC tree, then export + calibrate to a rule-checked Q/DQ model."""
+    from typer.testing import CliRunner
+
     from dsedge.bundle import load_bundle
     from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
-    from dsedge.calibration.qat import main
     from dsedge.calibration.rules import check_qdq_rules
+    from dsedge.cli import app
     from dsedge.config import PreprocessConfig
     from dsedge.export.bundle import export_bundle
     from dsedge.models import create_model
@@ -147,9 +149,12 @@ def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_is
                            {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
                             "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
     bundle = export_bundle(ckpt, tmp_path / "bundle", parity_images=2)
-    main([str(ckpt), "--data", str(tiny_isic_session), "--out", str(tmp_path / "qat"), "--bundle", str(bundle),
-          "--fake-quant", "torch", "--epochs", "1", "--max-batches", "2", "--batch-size", "4",
-          "--calib-images", "8", "--lr", "1e-4"])
+    res = CliRunner().invoke(app, [
+        "qat", str(ckpt), "--data", str(tiny_isic_session), "--out", str(tmp_path / "qat"), "--bundle", str(bundle),
+        "--fake-quant", "torch", "--epochs", "1", "--max-batches", "2", "--batch-size", "4",
+        "--calib-images", "8", "--lr", "1e-4"])
+    assert res.exit_code == 0, res.output
+    assert "next: dsedge export" in res.output
     tuned, meta = load_checkpoint(tmp_path / "qat")
     original, _ = load_checkpoint(ckpt)
     rec = meta["qat"]
@@ -170,3 +175,14 @@ def test_unknown_fake_quant_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="auto, modelopt or torch"):
         _backend("tensorflow")
     assert _backend("torch") == "torch" and _backend("auto") in ("modelopt", "torch")
+
+
+def test_qat_command_refuses_an_unknown_loss_with_a_clear_error(tmp_path: Path, capsys) -> None:
+    from dsedge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["qat", "isic2017", "--data", str(tmp_path), "--out", str(tmp_path / "q"), "--loss", "mse"])
+    assert e.value.code not in (0, None)
+    captured = capsys.readouterr()
+    assert "--loss must be kd, ce or kd+ce" in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err

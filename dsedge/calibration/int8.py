@@ -61,11 +61,11 @@ from dsedge.calibration.macs import MIN_INT8_MAC_FRACTION, int8_mac_fraction
 from dsedge.calibration.mixed_fp16 import MIXED_NAME, MIXED_PRECISION, to_mixed_fp16
 from dsedge.calibration.rules import check_qdq_rules, format_violations
 from dsedge.calibration.sensitivity import (
-    SensitivityReport,
-    compare,
     SEARCHES,
+    SensitivityReport,
     block_groups,
     block_parts,
+    compare,
     grow_int8_groups,
     node_groups,
     resolve_keep_fp,
@@ -487,7 +487,7 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
             + _trace_line(report)
             + f"\n{best}; nothing was written",
             "try --method auto, add --keep-fp groups (e.g. depthwise) or calibrate on more images; else "
-            "quantization-aware fine-tuning: `python -m dsedge.calibration.qat CHECKPOINT --data DIR --bundle "
+            "quantization-aware fine-tuning: `dsedge qat CHECKPOINT --data DIR --bundle "
             f"{b.root} --out runs/qat/best`, then export and calibrate that checkpoint; or loosen a budget term "
             "(--min-agreement, --max-mel-auc-delta, --max-acc-delta, --min-int8-macs); --allow-mostly-float writes "
             "the best candidate anyway" + ("" if sensitivity else ", or --sensitivity"),

@@ -30,7 +30,7 @@ both pass gradients straight through. SimAM has no Conv/Linear and stays float; 
 dict keeps its names, so the fine-tuned weights copy back unchanged.
 
 Known gap: ONNX Runtime also puts Q/DQ on the residual Add inputs, which the
-fake-quantized PyTorch model does not simulate. Public entry: `qat_checkpoint`.
+fake-quantized PyTorch model does not simulate. Public entry: `qat_checkpoint`; command: `dsedge qat`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from dsedge.errors import MissingDependencyError
 class QatConfig:
     """Fine-tuning settings; the defaults are a short, gentle pass ('a few epochs')."""
 
-    epochs: int = 2
+    epochs: int = 1
     lr: float = 1e-5
     batch_size: int = 16
     max_batches: int | None = None  # per epoch; None = the whole training split
@@ -270,6 +270,8 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, loader: Iterable[tuple[torch
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if (i + 1) % 10 == 0:
+                say(f"QAT epoch {epoch + 1}/{cfg.epochs}: batch {i + 1}, loss {np.mean(losses[-10:]):.5f}")
         history.append(float(np.mean(losses)) if losses else float("nan"))
         say(f"QAT epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.5f}")
     qmodel.eval()
@@ -293,11 +295,16 @@ def _loaders(data: str | Path, meta: dict[str, Any], cfg: QatConfig) -> tuple[An
     from dsedge.config import PreprocessConfig
     from dsedge.data import load_split
     from dsedge.data.dataset import ImageDataset
+    from dsedge.data.samples import DatasetSplit
     from dsedge.data.transforms import seed_worker, train_transform
     from dsedge.runtime.preprocess import preprocess_files
 
     pre = PreprocessConfig.from_dict(meta["preprocessing"])
     train = load_split(data, "train", classes=meta["classes"])
+    held = set((meta.get("tuning_split") or {}).get("ids") or [])
+    if held:  # the checkpoint's tuning slice stays unseen: it chooses and measures INT8 later
+        train = DatasetSplit(train.name, train.classes, [s for s in train.samples if s.path.stem not in held],
+                             train.source, train.root)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(ImageDataset(train, train_transform(pre)), batch_size=cfg.batch_size, shuffle=True,
                         generator=gen, num_workers=cfg.workers, worker_init_fn=seed_worker, drop_last=True)
@@ -354,25 +361,3 @@ def _ptq_amax(bundle: str | Path, data: str | Path, cfg: QatConfig, model: nn.Mo
     with tempfile.TemporaryDirectory(prefix="dsedge-qat-") as tmp:
         ranges = ranges_minmax(compute_ranges(model_path, cset, b.preprocessing, cfg.method, Path(tmp)))
     return module_input_amax(model_path, ranges, model, example)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m dsedge.calibration.qat CHECKPOINT --data DIR --out runs/qat/best [--bundle B]`."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=qat_checkpoint.__doc__)
-    p.add_argument("checkpoint")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--bundle")
-    for field, default in asdict(QatConfig()).items():
-        p.add_argument(f"--{field.replace('_', '-')}", type=type(default) if default is not None else int,
-                       default=default, **({"choices": ("auto", "modelopt", "torch")} if field == "fake_quant" else {}))
-    args = p.parse_args(argv)
-    cfg = QatConfig(**{f: getattr(args, f) for f in asdict(QatConfig())})
-    path = qat_checkpoint(args.checkpoint, args.data, args.out, cfg, args.bundle, on_step=print)
-    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "eval_cmd",
     "export_cmd",
     "calibrate_cmd",
+    "qat_cmd",
     "risk_cmd",
     "build_cmd",
     "predict_cmd",
