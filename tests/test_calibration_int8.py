@@ -429,13 +429,35 @@ def test_default_grow_search_quantizes_per_block_and_leaves_the_head_float(bundl
     result = calibrate_bundle(bundle, tiny_isic_session, num_images=12, budget=Budget(0.5, None, None, None, False),
                               mixed_fp16=False)
     cal = load_bundle(bundle).manifest["calibration"]
-    assert cal["search"] == "grow" and cal["kept_float_groups"] == ["layer2.1", "head"]
+    assert cal["search"] == "grow" and cal["kept_float_groups"][0] == "head"
+    assert cal["kept_float_groups"][1:] and all(g.startswith("layer2.1.") for g in cal["kept_float_groups"][1:])
     sens = result["sensitivity"]
     assert len(sens["groups"]) == 17  # stem + 16 bottleneck blocks, each measured alone once
     verdicts = {t["group"]: t["kept"] for t in sens["trace"]}
     assert verdicts["layer2.1"] is False and verdicts["head"] is False and sum(verdicts.values()) == 16
+    tried_parts = [t for t in sens["trace"] if t["note"] == "part of layer2.1"]  # refined: every part fails too
+    assert tried_parts and not any(t["kept"] for t in tried_parts)
+    assert {t["group"] for t in tried_parts} <= {"layer2.1.bn1", "layer2.1.dual", "layer2.1.bn3"}
     assert len(sessions) == len(set(sessions))  # no candidate file is run twice
-    assert len(sessions) == 17 + 15  # the first step reuses a single run; the bad block is not retried
+    # the first step reuses a single run; the bad block is not retried as a whole, only its parts
+    assert len(sessions) == 17 + 15 + len(tried_parts)
     assert 0.8 <= cal["int8_mac_fraction"]["fraction"] < 1.0
     assert check_qdq_rules(bundle / INT8_NAME) == []
     assert "## Grow search trace" in (bundle / "int8_sensitivity.md").read_text()
+
+
+def test_search_candidates_run_the_same_on_openvino_and_onnxruntime(exported: Path) -> None:
+    """The search's fast runtime (OpenVINO) must count the same disagreements as ONNX Runtime."""
+    pytest.importorskip("openvino")
+    from dsedge.calibration.int8 import _probs_until, search_runtime
+    from dsedge.errors import CalibrationError
+
+    assert search_runtime("auto") == "openvino" and search_runtime("onnxruntime") == "onnxruntime"
+    with pytest.raises(CalibrationError, match="unknown search runtime"):
+        search_runtime("tensorflow")
+    x = np.random.default_rng(0).standard_normal((20, 3, 32, 32)).astype(np.float32)
+    ref_top1 = np.zeros(20, dtype=np.int64)
+    p_ort, f_ort = _probs_until(exported / "model.onnx", x, ref_top1, None, batch=8, runtime="onnxruntime")
+    p_ov, f_ov = _probs_until(exported / "model.onnx", x, ref_top1, None, batch=8, runtime="openvino")
+    assert p_ort.shape == p_ov.shape == (20, 3) and f_ort == f_ov
+    np.testing.assert_allclose(p_ov, p_ort, atol=1e-4)
