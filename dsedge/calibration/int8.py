@@ -57,6 +57,7 @@ from dsedge.calibration.budget import (
     mel_referrals_changed,
     operating_point,
 )
+from dsedge.calibration.histogram import install_fast_histogram
 from dsedge.calibration.macs import MIN_INT8_MAC_FRACTION, int8_mac_fraction
 from dsedge.calibration.mixed_fp16 import MIXED_NAME, MIXED_PRECISION, to_mixed_fp16
 from dsedge.calibration.rules import check_qdq_rules, format_violations
@@ -151,6 +152,7 @@ def compute_ranges(
     chunk_images: int = rd.DEFAULT_CHUNK_IMAGES,
     batch: int = rd.DEFAULT_BATCH,
     on_images: Callable[[int], None] | None = None,
+    fast_histogram: bool = True,
 ) -> Path:
     """Run the calibrator over `cset` chunk by chunk; save the ranges as ORT's JSON calibration cache."""
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
@@ -165,6 +167,8 @@ def compute_ranges(
             providers=["CPUExecutionProvider"],
             extra_options=dict(CALIBRATOR_OPTIONS[method]),
         )
+        if fast_histogram:
+            install_fast_histogram(calibrator)  # percentile: linear-time histograms (calibration/histogram.py)
         for chunk in rd.iter_chunks(cset, preprocessing, input_name, chunk_images, batch, on_images):
             calibrator.collect_data(chunk)
         ranges = calibrator.compute_data()
