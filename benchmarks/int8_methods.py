@@ -24,8 +24,9 @@ Methods (each an INT8 model made from the same FP32 bundle and the same calibrat
 * `ptq-keep-fp`: default ranges with `--keep-fp` groups in float (default: the depthwise convs);
 * `ptq-budget`: `dsedge calibrate` as a user runs it: the default decision budget (judged on
   the 8 orientations of every eval image) and its sensitivity search;
-* `qat`: the QAT fine-tuned checkpoint (`dsedge.calibration.qat`), exported and calibrated
-  like `ptq`; its agreement is against the *original* FP32 model;
+* `qat`: the QAT fine-tuned checkpoint (`dsedge qat`), exported and calibrated like `ptq`;
+  its agreement is against the *original* FP32 model;
+* `qat-budget`: the same checkpoint through `dsedge calibrate`'s budget and grow search;
 * `nncf`: what an OpenVINO user does instead, NNCF's default `nncf.quantize` of the FP32
   model on the same calibration images.
 
@@ -82,7 +83,7 @@ from dsedge.runtime.decision import DEFAULT_UNCERTAIN_MARGIN, top2_margin
 #: bundle would not call `uncertain` (dsedge.runtime.decision: calibrated margin < 0.15; the shipped
 #: model's temperature < 1 only widens margins, so this count is conservative).
 CONFIDENT_MARGIN = DEFAULT_UNCERTAIN_MARGIN
-QDQ_METHODS = ("ptq", "ptq-auto", "ptq-keep-fp", "ptq-budget", "qat")
+QDQ_METHODS = ("ptq", "ptq-auto", "ptq-keep-fp", "ptq-budget", "qat", "qat-budget")
 ALL_METHODS = (*QDQ_METHODS, "nncf")
 REFERENCE = "torch eager fp32"
 SPEEDUP_TARGET = 5.0
@@ -187,13 +188,14 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
     from dsedge.errors import DsedgeError
 
     src = src_bundle
-    if method == "qat":
+    if method.startswith("qat"):
         if not args.qat_checkpoint:
             return None, {"error": "no --qat-checkpoint given"}
         src = work / "qat-src"
     recipe = {"method": method, "fp32": _sha(src_bundle / "model.onnx"), "num_images": args.num_images,
               "seed": args.seed, "keep_fp": args.keep_fp if method == "ptq-keep-fp" else None,
-              "qat": _checkpoint_sha(args.qat_checkpoint) if method == "qat" else None, "data": str(args.data),
+              "qat": _checkpoint_sha(args.qat_checkpoint) if method.startswith("qat") else None,
+              "data": str(args.data),
               "ranges": [DEFAULT_METHOD, CALIBRATOR_OPTIONS.get(DEFAULT_METHOD)]}
     folder = work / method
     note = _stamp_ok(folder, recipe)
@@ -201,11 +203,14 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
         print(f"  [{method}] reusing {folder / 'model.int8.onnx'}", flush=True)
         return folder / "model.int8.onnx", {**note, "reused": True}
     shutil.rmtree(folder, ignore_errors=True)
-    if method == "qat":
+    src_recipe = {"qat": recipe["qat"], "size": size, "fp32": recipe["fp32"]}
+    if method.startswith("qat") and (_stamp_ok(src, src_recipe) is None or not (src / "dsedge.json").is_file()):
         from dsedge.export.bundle import export_bundle
 
         shutil.rmtree(src, ignore_errors=True)
         export_bundle(Path(args.qat_checkpoint), src, image_size=size, parity_images=4)
+        _copy_clinical(src_bundle, src)
+        _write_stamp(src, src_recipe, {})
     bundle = Path(shutil.copytree(src, folder))
     kw: dict[str, Any] = {"num_images": args.num_images, "seed": args.seed, "mixed_fp16": False,
                           "budget": Budget.off(), "sensitivity": False}
@@ -213,7 +218,7 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
         kw["method"] = "auto"
     elif method == "ptq-keep-fp":
         kw["keep_fp"] = args.keep_fp
-    elif method == "ptq-budget":
+    elif method in ("ptq-budget", "qat-budget"):
         kw.update(budget=Budget(), sensitivity=True)
     t0 = time.perf_counter()
     try:
@@ -225,6 +230,16 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
             "excluded_nodes": len(rec["excluded_nodes"]), "per_tensor_methods": rec.get("per_tensor_methods")}
     _write_stamp(folder, recipe, note)
     return bundle / "model.int8.onnx", note
+
+
+def _copy_clinical(fp32_bundle: Path, qat_bundle: Path) -> None:
+    """The FP32 bundle's fitted operating point, so the QAT row is judged on the same referral term."""
+    from dsedge.bundle import bundle_update, load_bundle
+
+    clinical = _manifest(fp32_bundle).get("clinical")
+    if clinical:
+        with bundle_update(load_bundle(qat_bundle)) as up:
+            up.set_key("clinical", clinical)
 
 
 def make_nncf(args: argparse.Namespace, src_bundle: Path, images: np.ndarray,
@@ -608,7 +623,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                         "PyTorch eager row, and the export when no --bundle is given")
     p.add_argument("--image-size", type=int, help="export --checkpoint at this size (no --bundle; default: "
                                                   "its training size)")
-    p.add_argument("--qat-checkpoint", help="QAT fine-tuned checkpoint (dsedge.calibration.qat) for the qat row")
+    p.add_argument("--qat-checkpoint", help="QAT fine-tuned checkpoint (dsedge qat) for the qat rows")
     p.add_argument("--data", default=os.environ.get("DSEDGE_ISIC2017"), help="ISIC 2017 folder (train + val)")
     p.add_argument("--methods", default=",".join(ALL_METHODS))
     p.add_argument("--num-images", type=int, default=512, help="calibration images (every method)")
