@@ -164,3 +164,21 @@ def test_eval_tta_averages_probabilities_over_the_8_views(checkpoint: Path, tiny
     assert no_tta["tta"] is False
     again = evaluate_checkpoint(checkpoint, tiny_isic_session, "val", num_workers=0, resamples=10, tta=True)
     assert Path(again["outputs"]["json"]).parent.name == "eval-val-tta"  # beside eval-val, not over it
+
+
+def test_eval_on_the_checkpoints_tuning_slice(checkpoint: Path, tiny_isic_session: Path, tmp_path: Path, capsys):
+    """`--split tuning`: the images the run held out of training, by the ids its checkpoint recorded."""
+    from dsedge.models.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(checkpoint)
+    record = meta["tuning_split"]
+    res = evaluate_checkpoint(checkpoint, tiny_isic_session, "tuning", tmp_path / "t", resamples=20)
+    with open(res["outputs"]["predictions"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert res["split"] == "tuning" and len(rows) == record["n"]
+    assert sorted(Path(r[next(iter(r))]).stem for r in rows) == sorted(record["ids"])
+    untuned = meta | {"tuning_split": None}
+    from dsedge.train.evaluate import _eval_split
+
+    with pytest.raises(Exception, match="held no tuning slice"):
+        _eval_split(tiny_isic_session, "tuning", meta["classes"], untuned["tuning_split"])

@@ -15,7 +15,7 @@ def eval_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.safetensors or .json, or `isic2017`), or a bundle "
                                       "folder: then every claim in its dsedge.json is checked on --split."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or CSV."),
-    split: str = typer.Option("val", "--split", help="val | test | train."),
+    split: str = typer.Option("val", "--split", help="val | test | train | tuning (the slice a checkpoint held out of training: choose there, report on val)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: ./runs/eval-<name>-<split>/)."),
     model: str | None = typer.Option(None, "--model", help="Refuse a checkpoint of any other model."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),

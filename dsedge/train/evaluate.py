@@ -79,7 +79,7 @@ def evaluate_checkpoint(
     """
     model, meta = load_checkpoint(checkpoint, expect_model=expect_model)
     classes = list(meta["classes"])
-    ds = _eval_split(data, split, classes)
+    ds = _eval_split(data, split, classes, meta.get("tuning_split"))
     pre = PreprocessConfig.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else PreprocessConfig()
     if on_total:
         on_total(len(ds))
@@ -115,8 +115,20 @@ def evaluate_checkpoint(
     return result
 
 
-def _eval_split(data: str | Path, split: str, classes: list[str]) -> DatasetSplit:
-    """The non-empty `split` of `data`, labelled in the checkpoint's class order."""
+def _eval_split(data: str | Path, split: str, classes: list[str],
+                tuning_record: dict[str, Any] | None = None) -> DatasetSplit:
+    """The non-empty `split` of `data`, labelled in the checkpoint's class order.
+
+    `tuning` is the slice of training data the checkpoint held out (`dsedge train --tuning-fraction`):
+    choices such as TTA on / off are made there, the reporting split is looked at once.
+    """
+    if split == "tuning":
+        if not tuning_record:
+            raise DataError("this checkpoint held no tuning slice out of its training data",
+                            "train with --tuning-fraction, or evaluate --split val")
+        from dsedge.data.splits import tuning_split_from_record
+
+        return tuning_split_from_record(data, tuning_record)
     splits = available_splits(data)
     if split not in splits:
         raise DataError(f"{data} has no '{split}' split (found: {', '.join(splits) or 'none'})")
