@@ -232,6 +232,18 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
     return bundle / "model.int8.onnx", note
 
 
+def existing_int8(path: Path) -> tuple[Path, dict[str, Any]]:
+    """An INT8 Q/DQ file made elsewhere (`--int8 LABEL=PATH`, e.g. a bundle's `dsedge calibrate` output): its
+    bundle's calibration record summarised when it sits in one; it is measured exactly like the others."""
+    note: dict[str, Any] = {"file": str(path)}
+    manifest = path.parent / "dsedge.json"
+    if manifest.is_file():
+        cal = _manifest(path.parent).get("calibration") or {}
+        note.update({k: cal.get(k) for k in ("method", "search", "kept_float_groups") if k in cal})
+        note["int8_mac_fraction"] = (cal.get("int8_mac_fraction") or {}).get("fraction")
+    return path, note
+
+
 def _copy_clinical(fp32_bundle: Path, qat_bundle: Path) -> None:
     """The FP32 bundle's fitted operating point, so the QAT row is judged on the same referral term."""
     from dsedge.bundle import bundle_update, load_bundle
@@ -428,9 +440,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     out["eval_views"] = args.views
             ref = classification_metrics(labels, ref_probs, bundle.classes)
             out["fp32"] = {k: ref[k] for k in ("accuracy", "mel_auc", "sk_auc", "mean_auc")}
-        for method in methods:
+        given = dict(item.split("=", 1) for item in args.int8)
+        for method in [*methods, *given]:
             print(f"== {method}", flush=True)
-            if method == "nncf":
+            if method in given:
+                path, note = existing_int8(Path(given[method]))
+            elif method == "nncf":
                 path, note = make_nncf(args, bundle_path, calib, work)
             else:
                 path, note = make_qdq(method, args, bundle_path, size, work)
@@ -624,6 +639,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, help="export --checkpoint at this size (no --bundle; default: "
                                                   "its training size)")
     p.add_argument("--qat-checkpoint", help="QAT fine-tuned checkpoint (dsedge qat) for the qat rows")
+    p.add_argument("--int8", action="append", default=[], metavar="LABEL=PATH",
+                   help="also measure this existing INT8 Q/DQ file as row LABEL (e.g. calibrate=B/model.int8.onnx); "
+                        "repeatable")
     p.add_argument("--data", default=os.environ.get("DSEDGE_ISIC2017"), help="ISIC 2017 folder (train + val)")
     p.add_argument("--methods", default=",".join(ALL_METHODS))
     p.add_argument("--num-images", type=int, default=512, help="calibration images (every method)")
@@ -658,6 +676,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--latency-only and --skip-latency leave nothing to do")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in ALL_METHODS]
+    bad = [i for i in args.int8 if "=" not in i or not Path(i.split("=", 1)[1]).is_file()]
+    if bad:
+        p.error(f"--int8 takes LABEL=PATH of an existing file: {', '.join(bad)}")
     if unknown or not methods:
         p.error(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_METHODS)}")
     return args

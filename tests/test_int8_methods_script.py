@@ -4,6 +4,7 @@ what the numbers say (no model, no data: fake runners and hand-written results).
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -152,6 +153,8 @@ def test_markdown_latency_only() -> None:
     ["--data", "d", "--bundle", "b", "--image-size", "224"],
     ["--data", "d", "--checkpoint", "isic2017", "--methods", "ptq,bogus"],
     ["--data", "d", "--checkpoint", "isic2017", "--latency-only", "--skip-latency"],
+    ["--data", "d", "--checkpoint", "isic2017", "--int8", "no-equals-sign"],
+    ["--data", "d", "--checkpoint", "isic2017", "--int8", "calibrate=/no/such/model.int8.onnx"],
 ])
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as e:
@@ -193,3 +196,16 @@ def test_view_agreement_reports_how_confident_the_flipped_decisions_were() -> No
     assert v["max_flip_margin"] == pytest.approx(0.7) and v["confident_flips"] == 1
     assert im.view_agreement(ref, ref, 8)["max_flip_margin"] is None
     np.testing.assert_allclose(im.top2_margin(ref[:2]), [0.05, 0.05])
+
+
+def test_an_existing_int8_file_is_a_row_with_its_bundles_calibration(tmp_path: Path) -> None:
+    (tmp_path / "model.int8.onnx").write_bytes(b"x")
+    (tmp_path / "dsedge.json").write_text(json.dumps({"calibration": {
+        "method": "percentile", "search": "grow", "kept_float_groups": ["layer1.0.bn1", "head"],
+        "int8_mac_fraction": {"fraction": 0.91}}}))
+    args = im.parse_args(["--data", "d", "--checkpoint", "isic2017", "--methods", "nncf",
+                          "--int8", f"calibrate={tmp_path / 'model.int8.onnx'}"])
+    assert args.int8 == [f"calibrate={tmp_path / 'model.int8.onnx'}"]
+    path, note = im.existing_int8(tmp_path / "model.int8.onnx")
+    assert path == tmp_path / "model.int8.onnx"
+    assert note["search"] == "grow" and note["int8_mac_fraction"] == 0.91 and "head" in note["kept_float_groups"]
