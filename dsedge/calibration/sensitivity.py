@@ -523,6 +523,13 @@ def _step_row(step: int, group: str, unit_macs: int, total_macs: int, row: dict[
             "failed_terms": failed_terms(terms), "kept": kept, "note": note}
 
 
+def _agreement_text(row: dict[str, Any]) -> str:
+    """'agreement 99.50 %' (or 'stopped early, <= 98.00 %'), for the progress lines."""
+    a = row.get("top1_agreement")
+    text = "agreement n/a" if a is None else f"agreement {100 * a:.2f} %"
+    return text.replace("agreement ", "stopped early, agreement <= ") if row.get("stopped_early") else text
+
+
 def _max_flips(budget: Budget, n_images: int) -> int | None:
     """Disagreements beyond which a candidate certainly misses the agreement term (None: not judged)."""
     if budget.min_agreement is None:
@@ -586,6 +593,7 @@ def grow_int8_groups(
         say(f"grow search: measuring {g} alone in INT8 ({i}/{len(tried)})")
         _path, row = measure([g])
         usage = budget_usage(row, reference, accept)
+        say(f"grow search: {g} alone: {_agreement_text(row)}")
         report.groups.append({"group": g, "nodes": len(units[g]), "macs": unit_macs[g],
                               "mac_share": unit_macs[g] / total, "budget_usage": usage,
                               "usage_per_gmac": usage / max(unit_macs[g], 1) * 1e9, **row})
@@ -602,6 +610,7 @@ def grow_int8_groups(
         path, row = measure([*chosen, g])
         terms = judge(row, reference, accept)
         ok = met(terms)
+        say(f"grow search: + {g}: {_agreement_text(row)}, {'kept' if ok else 'rejected'}")
         report.trace.append(_step_row(step, g, unit_macs[g], total, row, terms, ok))
         if ok:
             chosen.append(g)
@@ -627,6 +636,7 @@ def grow_int8_groups(
             path, row = measure([*chosen, part])
             terms = judge(row, reference, accept)
             ok = met(terms)
+            say(f"grow search: + {part}: {_agreement_text(row)}, {'kept' if ok else 'rejected'}")
             report.trace.append(_step_row(step, part, unit_macs[part], total, row, terms, ok, f"part of {g}"))
             if ok:
                 chosen.append(part)
