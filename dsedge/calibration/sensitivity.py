@@ -645,8 +645,9 @@ def grow_int8_groups(
         report.trace.append(_step_row(len(report.trace) + 1, g, unit_macs[g], total, {}, [], False,
                                       f"kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % of the MACs"))
     quantized = {n for c in chosen for n in units[c]}
-    report.kept_float = [g for g in top_level if g not in chosen and g not in refined] + [
-        p for g in refined for p in (parts or {}).get(g, {}) if p in units and p not in chosen]
+    report.kept_float = [g for g in top_level if g not in chosen and g not in refined] + [  # parts that cost MACs
+        p for g in refined for p in (parts or {}).get(g, {})
+        if p in units and p not in chosen and unit_macs[p] >= MIN_UNIT_MAC_SHARE * total]
     exclude = sorted(base | {n for g in top_level for n in units[g] if n not in quantized})
     if best is None:
         report.final = {"int8_mac_fraction": 0.0, "top1_agreement": 1.0}
