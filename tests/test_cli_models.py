@@ -35,7 +35,7 @@ def test_models_lists_the_shipped_weights_at_their_true_input_size(capsys: pytes
     out = capsys.readouterr()
     assert e.value.code == 0
     line = next(x for x in out.out.splitlines() if x.lstrip("│| ").startswith("isic2017"))
-    assert f" {meta['input_size']} " in line and meta["input_size"] == 112  # not the architecture's 224
+    assert f" {meta['input_size']} " in line and meta["input_size"] == 224  # the shipped file's own size
     assert "models: done" in out.err  # piped: plain progress lines on stderr, not silence
 
 
