@@ -600,6 +600,19 @@ def grow_int8_groups(
     order = sorted(report.groups, key=lambda r: (r["usage_per_gmac"], -r["macs"]))
     chosen: list[str] = []
     best: Path | None = None
+
+    def try_add(unit: str, step: int, note: str = "") -> None:
+        """Measure what is kept plus `unit`; keep `unit` when the budget still holds."""
+        nonlocal best
+        path, row = measure([*chosen, unit])
+        terms = judge(row, reference, accept)
+        ok = met(terms)
+        say(f"grow search: + {unit}: {_agreement_text(row)}, {'kept' if ok else 'rejected'}")
+        report.trace.append(_step_row(step, unit, unit_macs[unit], total, row, terms, ok, note))
+        if ok:
+            chosen.append(unit)
+            best, report.final = path, row
+
     for step, single in enumerate(order, 1):
         g = single["group"]
         if not met(judge(single, reference, accept)):
@@ -607,14 +620,7 @@ def grow_int8_groups(
                                           False, "misses the budget alone"))
             continue
         say(f"grow search: adding {g} ({step}/{len(order)})")
-        path, row = measure([*chosen, g])
-        terms = judge(row, reference, accept)
-        ok = met(terms)
-        say(f"grow search: + {g}: {_agreement_text(row)}, {'kept' if ok else 'rejected'}")
-        report.trace.append(_step_row(step, g, unit_macs[g], total, row, terms, ok))
-        if ok:
-            chosen.append(g)
-            best, report.final = path, row
+        try_add(g, step)
     top_level = [g for g in units if units[g]]
     refined: list[str] = []
     for g in [t["group"] for t in report.trace if not t["kept"]] if parts else []:
@@ -633,14 +639,7 @@ def grow_int8_groups(
                                               "of the MACs"))
                 continue
             say(f"grow search: adding {part}, part of {g} ({step})")
-            path, row = measure([*chosen, part])
-            terms = judge(row, reference, accept)
-            ok = met(terms)
-            say(f"grow search: + {part}: {_agreement_text(row)}, {'kept' if ok else 'rejected'}")
-            report.trace.append(_step_row(step, part, unit_macs[part], total, row, terms, ok, f"part of {g}"))
-            if ok:
-                chosen.append(part)
-                best, report.final = path, row
+            try_add(part, step, f"part of {g}")
     for g in small:
         report.trace.append(_step_row(len(report.trace) + 1, g, unit_macs[g], total, {}, [], False,
                                       f"kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % of the MACs"))
