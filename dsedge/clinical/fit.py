@@ -191,10 +191,12 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
     from dsedge.runtime.quality import QualityThresholds, check_files
 
     bundle = load_bundle(bundle_path, verify=True)
-    roles = resolve_roles(bundle.manifest, data, split, report_split)
-    if split == "test" and roles.source != "holdout":
+    training = bundle.manifest.get("training") or {}
+    holdout = bool(training.get("tuning_split")) and training.get("init_excludes_tuning") is not False
+    if split == "test" and not holdout:  # the named split would tune (dsedge.data.roles)
         raise DsedgeError("refusing to fit the operating point on the test split: it would no longer measure anything",
                           "fit on --split val; report the test split with `dsedge eval BUNDLE --split test`")
+    roles = resolve_roles(bundle.manifest, data, split, report_split)
     paths = [s.path for s in roles.tuning.samples]
     report_paths = [s.path for s in roles.reporting.samples] if roles.reporting else []
     if on_total:
