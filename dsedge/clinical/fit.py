@@ -183,7 +183,7 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
                     progress: Callable[[int], None] | None = None,
                     on_total: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Fit on the tuning split (`dsedge.data.roles`), claim on unseen images, store; returns the block."""
-    from dsedge.data.roles import resolve_roles, split_record
+    from dsedge.data.roles import resolve_roles, split_record, usable_slice
     from dsedge.export.bundle_update import bundle_update
     from dsedge.export.model_card import MODEL_CARD_FILE, render_model_card
     from dsedge.runtime.bundle import load_bundle
@@ -191,9 +191,7 @@ def fit_bundle_risk(bundle_path: str | Path, data: str | Path, split: str = "val
     from dsedge.runtime.quality import QualityThresholds, check_files
 
     bundle = load_bundle(bundle_path, verify=True)
-    training = bundle.manifest.get("training") or {}
-    holdout = bool(training.get("tuning_split")) and training.get("init_excludes_tuning") is not False
-    if split == "test" and not holdout:  # the named split would tune (dsedge.data.roles)
+    if split == "test" and not usable_slice(bundle.manifest)[0]:  # the named split would tune
         raise DsedgeError("refusing to fit the operating point on the test split: it would no longer measure anything",
                           "fit on --split val; report the test split with `dsedge eval BUNDLE --split test`")
     roles = resolve_roles(bundle.manifest, data, split, report_split)

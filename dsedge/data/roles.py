@@ -56,18 +56,24 @@ def split_record(ds: DatasetSplit, role: str, method: str | None = None) -> dict
     return out
 
 
+def usable_slice(manifest: dict[str, Any] | ManifestReader) -> tuple[dict[str, Any] | None, str]:
+    """(the tuning-slice record that may tune, or None; why a recorded slice may not, or "")."""
+    m = read_manifest(manifest)
+    record = m.tuning_split
+    if record and m.training.get("init_excludes_tuning") is False:
+        return None, ("the checkpoint's tuning slice was seen by the weights it was initialised from: "
+                      "its numbers would be in-sample, so the named split tunes")
+    return record, ""
+
+
 def resolve_roles(manifest: dict[str, Any] | ManifestReader, data: str | Path, split: str = "val",
                   report_split: str | None = None) -> Roles:
     """Tuning and reporting splits for a bundle (see the module docstring)."""
     from dsedge.data import available_splits, load_split
 
     m = read_manifest(manifest)
-    classes, record = m.classes, m.tuning_split
-    note = ""
-    if record and m.training.get("init_excludes_tuning") is False:
-        note = ("the checkpoint's tuning slice was seen by the weights it was initialised from: "
-                "its numbers would be in-sample, so the named split tunes")
-        record = None
+    classes = m.classes
+    record, note = usable_slice(m)
     if record:
         from dsedge.data.splits import tuning_split_from_record
 
