@@ -453,6 +453,8 @@ def test_search_candidates_run_the_same_on_openvino_and_onnxruntime(exported: Pa
     from dsedge.errors import CalibrationError
 
     assert search_runtime("auto") == "openvino" and search_runtime("onnxruntime") == "onnxruntime"
+    assert search_runtime("auto", 224) == "openvino" and search_runtime("openvino", 32) == "openvino"
+    assert search_runtime("auto", 32) == "onnxruntime"  # a compilation per candidate costs more than it saves
     with pytest.raises(CalibrationError, match="unknown search runtime"):
         search_runtime("tensorflow")
     x = np.random.default_rng(0).standard_normal((20, 3, 32, 32)).astype(np.float32)

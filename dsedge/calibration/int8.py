@@ -406,14 +406,22 @@ def _eval_inputs(evalset: Any, preprocessing: dict[str, Any], views: int) -> tup
 #: INT8 kernels, ~4x faster than ONNX Runtime's CPU Q/DQ path on this project's 2-core CPUs
 #: (benchmarks/RESULTS.md); the claims are measured on ONNX Runtime either way.
 SEARCH_RUNTIMES = ("auto", "openvino", "onnxruntime")
+#: Below this input side 'auto' picks ONNX Runtime: an OpenVINO compilation (~1-2 s per candidate)
+#: costs more than it saves on small inputs (the test models run at 32 px).
+OPENVINO_MIN_SIDE = 96
 
 
-def search_runtime(name: str = "auto") -> str:
-    """'openvino' or 'onnxruntime' for a `--search-runtime` value ('auto': OpenVINO when it imports)."""
+def search_runtime(name: str = "auto", image_side: int | None = None) -> str:
+    """'openvino' or 'onnxruntime' for a `--search-runtime` value.
+
+    'auto': OpenVINO when it imports and the input is at least `OPENVINO_MIN_SIDE` pixels wide.
+    """
     if name not in SEARCH_RUNTIMES:
         raise CalibrationError(f"unknown search runtime '{name}'", f"choose one of: {', '.join(SEARCH_RUNTIMES)}")
     if name != "auto":
         return name
+    if image_side is not None and image_side < OPENVINO_MIN_SIDE:
+        return "onnxruntime"
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -698,9 +706,10 @@ def calibrate_bundle(
         raise CalibrationError(f"unknown search '{search}'", f"choose one of: {', '.join(SEARCHES)}")
     if search_min_agreement is not None and not 0.0 <= search_min_agreement <= 1.0:
         raise CalibrationError(f"--search-min-agreement must be a fraction in [0, 1], got {search_min_agreement}")
-    runtime = search_runtime(search_runtime_name)
+    search_runtime(search_runtime_name)  # a bad name fails before any work
     job = _resolve(bundle, data, method, num_images, seed, keep_fp, split, eval_split, synthetic, budget,
                    select_images)
+    runtime = search_runtime(search_runtime_name, int(job.preprocessing["crop"]))
     qmethod = "minmax" if method == "auto" else method
     with tempfile.TemporaryDirectory(prefix="dsedge-int8-") as tmp_name:
         tmp = Path(tmp_name)

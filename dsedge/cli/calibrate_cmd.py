@@ -167,7 +167,7 @@ def calibrate_command(
     search_runtime: str = typer.Option(
         "auto", "--search-runtime",
         help="Runtime of the search's candidates: openvino (real INT8 kernels, ~4x faster on CPUs) | onnxruntime | "
-        "auto (openvino when installed). The claims are measured on onnxruntime either way."),
+        "auto (openvino when installed and the input is at least 96 px). The claims are measured on onnxruntime either way."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Calibrate on random images (smoke test, no data)."),
     mixed_fp16: bool = typer.Option(True, "--mixed-fp16/--no-mixed-fp16",
                                     help="Also write model.int8-fp16.onnx (float layers FP16 for TensorRT)."),
