@@ -463,3 +463,35 @@ def test_search_candidates_run_the_same_on_openvino_and_onnxruntime(exported: Pa
     p_ov, f_ov = _probs_until(exported / "model.onnx", x, ref_top1, None, batch=8, runtime="openvino")
     assert p_ort.shape == p_ov.shape == (20, 3) and f_ort == f_ov
     np.testing.assert_allclose(p_ov, p_ort, atol=1e-4)
+
+
+def test_candidates_see_the_closest_ties_first_and_metrics_see_the_original_order(
+        bundle: Path, tiny_isic_session: Path, monkeypatch) -> None:
+    """Rejected candidates stop early because near-ties come first; the compare step gets inputs back in order."""
+    from dsedge.runtime.decision import top2_margin
+
+    predict_probs = int8_mod.predict_probs
+    seen: dict[str, object] = {}
+    real_until, real_compare = int8_mod._probs_until, int8_mod.compare
+
+    def recording_until(path, x, ref_top1, *args, **kwargs):
+        shutil.copy(path, bundle / "candidate.onnx")  # a temporary file: kept to run it again below
+        seen["x"] = x
+        return real_until(path, x, ref_top1, *args, **kwargs)
+
+    def recording_compare(ref, probs, labels, classes, ref_probs, *args, **kwargs):
+        seen["probs"], seen["ref_probs"] = probs, ref_probs
+        return real_compare(ref, probs, labels, classes, ref_probs, *args, **kwargs)
+
+    monkeypatch.setattr(int8_mod, "_probs_until", recording_until)
+    monkeypatch.setattr(int8_mod, "compare", recording_compare)
+    calibrate_bundle(bundle, tiny_isic_session, num_images=8, sensitivity=False, mixed_fp16=False,
+                     budget=Budget(None, None, None, None, False))
+    ref_ordered = predict_probs(bundle / "model.onnx", seen["x"])
+    margins = top2_margin(ref_ordered)
+    assert len(margins) > 4 and np.all(np.diff(margins) >= -1e-6)  # ascending: ties first
+    # the metrics get row i of the candidate and row i of the FP32 reference from the same input
+    cand_ordered = predict_probs(bundle / "candidate.onnx", seen["x"])
+    match = np.abs(seen["ref_probs"][:, None, :] - ref_ordered[None, :, :]).sum(2).argmin(1)
+    np.testing.assert_allclose(seen["ref_probs"], ref_ordered[match], atol=1e-5)
+    np.testing.assert_allclose(seen["probs"], cand_ordered[match], atol=1e-5)
