@@ -323,10 +323,29 @@ def test_grow_rejects_a_unit_that_misses_the_budget_alone_without_another_run() 
 def test_grow_below_the_mac_floor_is_not_met_and_says_why() -> None:
     from dsedge.calibration.sensitivity import grow_int8_groups
 
-    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
-    _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
-                                    100, macs, min_int8_fraction=0.8)
-    assert not report.met_budget and "20.0 % of its MACs in INT8, below the floor of 80 %" in report.blocked_by
+    # the floor is reachable until the end; the pairs interact, so the grown model stays below it
+    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (30, 0.002), "b": (20, 0.002), "c": (50, 0.002)},
+                                                      interaction=0.003)
+    _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.995),
+                                    1000, macs, min_int8_fraction=0.6)
+    assert len(report.trace) == 3 and not report.met_budget and "below the floor of 60 %" in report.blocked_by
+
+
+def test_grow_stops_once_the_mac_floor_is_out_of_reach() -> None:
+    """A big unit that misses the budget alone and has no parts: no candidate can reach the floor."""
+    from dsedge.calibration.sensitivity import grow_int8_groups
+
+    groups, macs, build, evaluate, log = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
+    chosen, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
+                                         100, macs, min_int8_fraction=0.8)
+    assert log["builds"] == [["a"], ["bad"]]  # b is never measured, nothing is grown
+    assert chosen is None and report.stopped_at_floor and not report.met_budget
+    assert "at most 20.0 % of the MACs could still be INT8" in report.blocked_by
+    # without a floor (--allow-mostly-float) the same search runs to the end
+    groups, macs, build, evaluate, log = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
+    chosen, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
+                                         100, macs)
+    assert chosen is not None and not report.stopped_at_floor and report.final["int8_mac_fraction"] == 0.2
 
 
 def test_grow_with_harms_that_do_not_add_rejects_the_step_that_breaks_the_budget() -> None:
@@ -385,15 +404,20 @@ def test_grow_report_markdown_has_the_trace(tmp_path: Path) -> None:
     assert "## Grow search trace" in md and "| `bad` |" in md and "misses the budget alone" in md
 
 
-def test_a_failed_grow_search_names_its_steps_in_the_error_line() -> None:
+def test_the_grow_search_names_its_steps_in_the_error_line() -> None:
     from dsedge.calibration.int8 import _trace_line
     from dsedge.calibration.sensitivity import grow_int8_groups
 
     groups, macs, build, evaluate, _ = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
     _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
-                                    100, macs, min_int8_fraction=0.8)
+                                    100, macs, min_int8_fraction=0.15)
     line = _trace_line(report)
     assert "+a 99.90" in line and "xbad 95.00" in line and "+b 99.80" in line
+    # stopped at the floor before any step: the units measured alone are what it tried
+    groups, macs, build, evaluate, _ = _grow_pipeline({"a": (10, 0.001), "bad": (80, 0.05), "b": (10, 0.001)})
+    _, _, report = grow_int8_groups(groups, [], build, evaluate, {"accuracy": 0.9}, Budget.legacy(None, 0.99),
+                                    100, macs, min_int8_fraction=0.8)
+    assert "measured alone" in _trace_line(report) and "a 99.90, bad 95.00" in _trace_line(report)
 
 
 def test_grow_refines_a_rejected_block_into_its_parts_largest_first() -> None:

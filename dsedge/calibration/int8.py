@@ -512,7 +512,7 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
             block_groups(job.model), job.base_exclude, build, evaluate, ref_row, budget, len(labels),
             node_macs(job.model), on_step=say, min_int8_fraction=min_int8_fraction, accept=accept,
             parts=block_parts(job.model))
-        if chosen is None:
+        if chosen is None and not report.stopped_at_floor:
             raise CalibrationError("no part of the model can be quantized within the accuracy budget; nothing was "
                                    "written", "loosen a budget term (--min-agreement, ...) or try --method auto")
     else:
@@ -551,7 +551,9 @@ def _trace_line(report: SensitivityReport) -> str:
     """The grow search in one line for the error message ('+' kept, 'x' rejected, tuning agreement %):
     a failed run writes no report file, so what it tried must be in what it prints."""
     if not report.trace:
-        return ""
+        alone = [f"{g['group']} {100 * g['top1_agreement']:.2f}" for g in report.groups
+                 if g.get("top1_agreement") is not None]
+        return "\ngrow search, units measured alone (tuning agreement %): " + ", ".join(alone) if alone else ""
     steps = [f"{'+' if t['kept'] else 'x'}{t['group']}"
              + ("" if t["top1_agreement"] is None else f" {100 * t['top1_agreement']:.2f}") for t in report.trace]
     return "\ngrow search (+ kept, x rejected; tuning agreement %): " + ", ".join(steps)

@@ -223,6 +223,8 @@ class SensitivityReport:
     search: str = "greedy"
     #: the grow search's steps: unit, MACs, agreement, failed terms, kept or rejected
     trace: list[dict[str, Any]] = field(default_factory=list)
+    #: the grow search stopped once the INT8 MAC floor was out of reach (the result would be refused)
+    stopped_at_floor: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -568,7 +570,9 @@ def grow_int8_groups(
 
     Returns (path of the chosen model or None when nothing could be quantized, excluded node
     names, report with `trace`). `report.met_budget` is False (and `blocked_by` says why) when the
-    grown model has fewer than `min_int8_fraction` of its MACs in INT8.
+    grown model has fewer than `min_int8_fraction` of its MACs in INT8. The search stops (and says
+    so in `stopped_at_floor`) as soon as the MACs already settled float put the floor out of reach:
+    every further candidate would be measured for a model that is refused anyway.
     """
     say = on_step or (lambda _msg: None)
     accept = accept or budget
@@ -589,6 +593,16 @@ def grow_int8_groups(
 
     small = [g for g in units if units[g] and unit_macs[g] < MIN_UNIT_MAC_SHARE * total]
     tried = [g for g in units if units[g] and g not in small]
+    # MACs that will stay float whatever comes next: the floor check stops a search that can no
+    # longer reach `min_int8_fraction`, instead of measuring candidates for a model it will refuse
+    settled_float = set(base) | {n for g in small for n in units[g]}
+
+    def below_floor() -> float | None:
+        reachable = 1.0 - sum(macs.get(n, 0) for n in settled_float) / total
+        return reachable if min_int8_fraction is not None and reachable < min_int8_fraction else None
+
+    def refinable(g: str) -> bool:
+        return sum(1 for names in (parts or {}).get(g, {}).values() if any(n not in base for n in names)) >= 2
     for i, g in enumerate(tried, 1):
         say(f"grow search: measuring {g} alone in INT8 ({i}/{len(tried)})")
         _path, row = measure([g])
@@ -597,7 +611,11 @@ def grow_int8_groups(
         report.groups.append({"group": g, "nodes": len(units[g]), "macs": unit_macs[g],
                               "mac_share": unit_macs[g] / total, "budget_usage": usage,
                               "usage_per_gmac": usage / max(unit_macs[g], 1) * 1e9, **row})
-    order = sorted(report.groups, key=lambda r: (r["usage_per_gmac"], -r["macs"]))
+        if not met(judge(row, reference, accept)) and not refinable(g):
+            settled_float.update(units[g])
+        if below_floor() is not None:
+            break
+    order = [] if below_floor() is not None else sorted(report.groups, key=lambda r: (r["usage_per_gmac"], -r["macs"]))
     chosen: list[str] = []
     best: Path | None = None
 
@@ -618,12 +636,16 @@ def grow_int8_groups(
         if not met(judge(single, reference, accept)):
             report.trace.append(_step_row(step, g, unit_macs[g], total, single, judge(single, reference, accept),
                                           False, "misses the budget alone"))
-            continue
-        say(f"grow search: adding {g} ({step}/{len(order)})")
-        try_add(g, step)
+        else:
+            say(f"grow search: adding {g} ({step}/{len(order)})")
+            try_add(g, step)
+        if g not in chosen and not refinable(g):
+            settled_float.update(units[g])
+        if below_floor() is not None:
+            break
     top_level = [g for g in units if units[g]]
     refined: list[str] = []
-    for g in [t["group"] for t in report.trace if not t["kept"]] if parts else []:
+    for g in [t["group"] for t in report.trace if not t["kept"]] if parts and below_floor() is None else []:
         pieces = {p: [n for n in names if n not in base] for p, names in (parts or {}).get(g, {}).items()}
         pieces = {p: names for p, names in pieces.items() if names}
         if len(pieces) < 2:
@@ -637,9 +659,15 @@ def grow_int8_groups(
                 report.trace.append(_step_row(step, part, unit_macs[part], total, {}, [], False,
                                               f"part of {g}; kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % "
                                               "of the MACs"))
-                continue
-            say(f"grow search: adding {part}, part of {g} ({step})")
-            try_add(part, step, f"part of {g}")
+            else:
+                say(f"grow search: adding {part}, part of {g} ({step})")
+                try_add(part, step, f"part of {g}")
+            if part not in chosen:
+                settled_float.update(units[part])
+            if below_floor() is not None:
+                break
+        if below_floor() is not None:
+            break
     for g in small:
         report.trace.append(_step_row(len(report.trace) + 1, g, unit_macs[g], total, {}, [], False,
                                       f"kept float: saves < {100 * MIN_UNIT_MAC_SHARE:g} % of the MACs"))
@@ -648,6 +676,15 @@ def grow_int8_groups(
         p for g in refined for p in (parts or {}).get(g, {})
         if p in units and p not in chosen and unit_macs[p] >= MIN_UNIT_MAC_SHARE * total]
     exclude = sorted(base | {n for g in top_level for n in units[g] if n not in quantized})
+    reachable = below_floor()
+    if reachable is not None:
+        report.final = report.final or {"int8_mac_fraction": 0.0, "top1_agreement": 1.0}
+        report.terms = judge(report.final, reference, budget)
+        report.stopped_at_floor = True
+        report.blocked_by = (f"search stopped: at most {100 * reachable:.1f} % of the MACs could still be INT8 "
+                             f"within the budget, below the floor of {100 * min_int8_fraction:.0f} % "
+                             "(--allow-mostly-float searches on and writes the best candidate)")
+        return best, exclude, report
     if best is None:
         report.final = {"int8_mac_fraction": 0.0, "top1_agreement": 1.0}
         report.blocked_by = "no unit could be quantized within the budget"
