@@ -19,7 +19,7 @@ Usage (the lead's tables, on the shipped model, idle machine)::
 
 Methods (each an INT8 model made from the same FP32 bundle and the same calibration images):
 
-* `ptq`: `dsedge calibrate`'s default ranges (percentile 99.99), every group INT8, TensorRT Q/DQ form;
+* `ptq`: `dsedge calibrate`'s default ranges (percentile 99.99) and Q/DQ placement, every conv INT8 (`--keep-fp none`);
 * `ptq-auto`: `--method auto` (entropy / percentile / minmax per tensor);
 * `ptq-keep-fp`: default ranges with `--keep-fp` groups in float (default: the depthwise convs);
 * `ptq-budget`: `dsedge calibrate` as a user runs it: the default decision budget (judged on
@@ -180,6 +180,15 @@ def _manifest(bundle: Path) -> dict[str, Any]:
     return json.loads((bundle / "dsedge.json").read_text())
 
 
+def _keep_fp(method: str, args: argparse.Namespace) -> str | tuple[str, ...]:
+    """ptq / ptq-auto / qat: every conv INT8; ptq-keep-fp: `--keep-fp`; the budget rows: calibrate's default."""
+    from dsedge.config import DEFAULT_KEEP_FP
+
+    if method == "ptq-keep-fp":
+        return args.keep_fp
+    return DEFAULT_KEEP_FP if method.endswith("-budget") else "none"
+
+
 def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
              work: Path) -> tuple[Path | None, dict[str, Any]]:
     """The INT8 Q/DQ file of one method (None + an error note when it cannot be made)."""
@@ -193,7 +202,8 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
             return None, {"error": "no --qat-checkpoint given"}
         src = work / "qat-src"
     recipe = {"method": method, "fp32": _sha(src_bundle / "model.onnx"), "num_images": args.num_images,
-              "seed": args.seed, "keep_fp": args.keep_fp if method == "ptq-keep-fp" else None,
+              "seed": args.seed, "keep_fp": _keep_fp(method, args),
+              "qdq_placement": "weighted ops, float residual path",
               "qat": _checkpoint_sha(args.qat_checkpoint) if method.startswith("qat") else None,
               "data": str(args.data),
               "ranges": [DEFAULT_METHOD, CALIBRATOR_OPTIONS.get(DEFAULT_METHOD)]}
@@ -213,11 +223,9 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
         _write_stamp(src, src_recipe, {})
     bundle = Path(shutil.copytree(src, folder))
     kw: dict[str, Any] = {"num_images": args.num_images, "seed": args.seed, "mixed_fp16": False,
-                          "budget": Budget.off(), "sensitivity": False}
+                          "budget": Budget.off(), "sensitivity": False, "keep_fp": _keep_fp(method, args)}
     if method == "ptq-auto":
         kw["method"] = "auto"
-    elif method == "ptq-keep-fp":
-        kw["keep_fp"] = args.keep_fp
     elif method in ("ptq-budget", "qat-budget"):
         kw.update(budget=Budget(), sensitivity=True)
     t0 = time.perf_counter()

@@ -82,6 +82,11 @@ class PreprocessConfig:
 #: the choice is measured: percentile kept the most decisions of the shipped model).
 DEFAULT_CALIBRATION_METHOD = "percentile"
 
+#: `dsedge calibrate --keep-fp`'s default ('none' quantizes them too): the depthwise 3x3 convs are
+#: 1.1 % of DS-ResNet50's MACs, but INT8 in them alone flipped 28 of 600 val views at 224 px, as
+#: many as every other conv together (benchmarks/RESULTS.md). They run FP16 on TensorRT.
+DEFAULT_KEEP_FP = ("depthwise",)
+
 #: What `--compile` compiles (`extra.compile_scope`): auto = the whole model on CUDA, SimAM only on CPU.
 COMPILE_SCOPES = ("auto", "model", "simam")
 

@@ -65,7 +65,7 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     assert sum(n.op_type == "SimAM" for n in model.graph.node) == 32
     assert [f.name for f in model.functions] == ["SimAM"]
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    assert len(qdq) > 100
+    assert len(qdq) > 50  # weights and inputs of the quantized convs
     cal = b.manifest["calibration"]
     assert cal["method"] == "percentile" and cal["num_images"] == 12 and cal["seed"] == 0
     assert cal["synthetic"] is False and cal["split"] == "train"
@@ -82,8 +82,15 @@ def test_calibrate_writes_a_tensorrt_compliant_int8_model(bundle: Path, tiny_isi
     assert cal["sensitivity_search_ran"] is True and cal["budget"]["min_agreement"] == 0.5
     assert cal["search"] == "greedy"
     sens = json.loads((bundle / "int8_sensitivity.json").read_text())
-    assert {g["group"] for g in sens["groups"]} == {"stem", "layer1", "layer2", "layer3", "layer4", "head",
-                                                   "depthwise"}
+    assert {g["group"] for g in sens["groups"]} == {"stem", "layer1", "layer2", "layer3", "layer4", "head"}
+    # defaults: Q/DQ only in front of weighted ops (adds, ReLU, pooling float); the depthwise convs float
+    assert cal["keep_fp"] == ["depthwise"]
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    readers = {n.op_type for n in model.graph.node if dq_out & set(n.input)}
+    assert readers <= {"Conv", "Gemm"} and "Conv" in readers  # the residual Adds read float tensors
+    depthwise = {n.name for n in onnx.load(str(bundle / "model.onnx")).graph.node if n.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    assert depthwise and not any(dq_out & set(n.input) for n in model.graph.node if n.name in depthwise)
     assert "INT8 sensitivity report" in (bundle / "int8_sensitivity.md").read_text()
     assert result["output"] == str(bundle / INT8_NAME)
 
@@ -495,3 +502,43 @@ def test_candidates_see_the_closest_ties_first_and_metrics_see_the_original_orde
     match = np.abs(seen["ref_probs"][:, None, :] - ref_ordered[None, :, :]).sum(2).argmin(1)
     np.testing.assert_allclose(seen["ref_probs"], ref_ordered[match], atol=1e-5)
     np.testing.assert_allclose(seen["probs"], cand_ordered[match], atol=1e-5)
+
+
+def test_only_weighted_ops_read_int8_the_residual_add_reads_float(tmp_path: Path) -> None:
+    """conv -> relu -> t; t feeds a conv and the residual Add: only the conv may see t through Q/DQ."""
+    import onnx.helper as oh
+    from onnx import TensorProto, numpy_helper
+
+    from dsedge.calibration import reader as rd
+    from dsedge.calibration.int8 import compute_ranges, quantize_with_ranges
+    from dsedge.config import PreprocessConfig
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), n)
+             for n, s in (("w1", (4, 3, 3, 3)), ("b1", (4,)), ("w2", (4, 4, 1, 1)), ("b2", (4,)))]
+    nodes = [oh.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1] * 4),
+             oh.make_node("Relu", ["c1"], ["t"], name="relu1"),
+             oh.make_node("Conv", ["t", "w2", "b2"], ["c2"], name="conv2"),
+             oh.make_node("Add", ["t", "c2"], ["s"], name="residual"),
+             oh.make_node("Relu", ["s"], ["out"], name="relu2")]
+    graph = oh.make_graph(nodes, "res", [oh.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          [oh.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, 16, 16])], inits)
+    model_path = tmp_path / "model.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)], ir_version=10), model_path)
+    ranges = compute_ranges(model_path, rd.synthetic_set(8, seed=0), PreprocessConfig.for_size(16).to_dict(),
+                            "minmax", tmp_path)
+    q = onnx.load(str(quantize_with_ranges(model_path, tmp_path / "int8.onnx", ranges, "minmax")))
+    by_name = {n.name: n for n in q.graph.node}
+    producer = {o: n.op_type for n in q.graph.node for o in n.output}
+    assert by_name["residual"].input[0] == "t" and producer["t"] == "Relu"  # float, not a DequantizeLinear
+    assert producer[by_name["conv2"].input[0]] == "DequantizeLinear"  # the conv still reads INT8
+    assert producer[by_name["residual"].input[1]] == "Conv"  # conv outputs are not quantized
+    assert check_qdq_rules(q) == []
+    used = {i for n in q.graph.node for i in n.input}
+    assert all(n.output[0] in used for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    import onnxruntime as ort
+
+    x = rd.synthetic_set(8, seed=0).load(0, 2, PreprocessConfig.for_size(16).to_dict())  # calibrated inputs
+    ref = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    out = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()

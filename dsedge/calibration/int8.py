@@ -73,7 +73,7 @@ from dsedge.calibration.sensitivity import (
     select_float_groups,
     to_markdown,
 )
-from dsedge.config import DEFAULT_CALIBRATION_METHOD
+from dsedge.config import DEFAULT_CALIBRATION_METHOD, DEFAULT_KEEP_FP
 from dsedge.engines.base import predict_probs as runner_probs
 from dsedge.errors import BundleError, CalibrationError, DataError
 from dsedge.machine import package_versions
@@ -137,7 +137,17 @@ def _quiet_ort() -> Iterator[None]:
         root.setLevel(level)
 
 
+#: Q/DQ goes on the inputs of the weighted ops only (TensorRT's placement advice: "quantize all
+#: inputs of weighted operations"); residual Adds, ReLU and pooling stay float. ONNX Runtime's
+#: default also quantizes every Add, which put the residual stream through per-tensor INT8 after
+#: each block: at 224 px, all-INT8 (head float) flipped 85 of 600 val views that way and 37 with
+#: the adds float (benchmarks/RESULTS.md). The INT8 MAC share is the same: the MACs are the convs'.
+QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
 def _op_types() -> list[str]:
+    """The op types whose tensors get ranges: all ORT can quantize (its Q/DQ placement may ask for a
+    neighbour's range, e.g. a ReLU output it folds into a conv), not only `QUANTIZED_OP_TYPES`."""
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
@@ -213,11 +223,42 @@ def quantize_with_ranges(
             weight_type=QuantType.QInt8,
             nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
             nodes_to_exclude=list(nodes_to_exclude),
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
             calibrate_method=_method(method),
             extra_options=dict(EXTRA_OPTIONS if extra_options is None else extra_options),
             calibration_cache_path=str(ranges_path),
         )
+    model = onnx.load(str(out_path))
+    if unweighted_reads_float(model):
+        onnx.save(model, str(out_path))
     return out_path
+
+
+def unweighted_reads_float(model: onnx.ModelProto) -> int:
+    """Rewire every non-weighted consumer of a Q -> DQ pair to the float tensor before it; returns how many.
+
+    ONNX Runtime gives a quantized tensor one DequantizeLinear for all its consumers, so a block's
+    input reached its residual Add (and ReLU, pooling) through INT8 too. Only the convs need it:
+    with the identity path float, all-INT8 at 224 px flipped 16 instead of 28 of 600 val views.
+    TensorRT reads the graph the same way: a Q/DQ pair in front of each weighted op.
+    """
+    producer = {out: node for node in model.graph.node for out in node.output}
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in QUANTIZED_OP_TYPES or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+                rewired += 1
+    for op in ("DequantizeLinear", "QuantizeLinear"):  # pairs nothing reads any more
+        used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type == op and n.output[0] not in used]
+        for n in dead:
+            model.graph.node.remove(n)
+    return rewired
 
 
 def predict_probs(model_path: Path, x: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
@@ -230,7 +271,8 @@ def predict_probs(model_path: Path, x: np.ndarray, batch: int = EVAL_BATCH) -> n
 
 def _split_tokens(keep_fp: Sequence[str] | str) -> list[str]:
     items = [keep_fp] if isinstance(keep_fp, str) else list(keep_fp)
-    return [t.strip() for item in items for t in str(item).split(",") if t.strip()]
+    tokens = [t.strip() for item in items for t in str(item).split(",") if t.strip()]
+    return [] if tokens == ["none"] else tokens
 
 
 def _versions() -> dict[str, str]:
@@ -663,7 +705,7 @@ def calibrate_bundle(
     method: str = DEFAULT_METHOD,
     num_images: int = 512,
     seed: int = 0,
-    keep_fp: Sequence[str] | str = (),
+    keep_fp: Sequence[str] | str = DEFAULT_KEEP_FP,
     budget: Budget | None = None,
     max_acc_drop: float | None = None,
     min_agreement: float | None = None,

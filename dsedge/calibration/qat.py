@@ -29,8 +29,9 @@ plain PyTorch ops: `torch.fake_quantize_per_channel_affine` on every Conv / Line
 both pass gradients straight through. SimAM has no Conv/Linear and stays float; the state
 dict keeps its names, so the fine-tuned weights copy back unchanged.
 
-Known gap: ONNX Runtime also puts Q/DQ on the residual Add inputs, which the
-fake-quantized PyTorch model does not simulate. Public entry: `qat_checkpoint`; command: `dsedge qat`.
+`dsedge calibrate` puts Q/DQ on the same places (the inputs of weighted ops; residual Adds read
+float tensors), except that by default it keeps the depthwise convs float, which QAT quantizes too
+(calibrate with `--keep-fp none` to match exactly). Public entry: `qat_checkpoint`; command: `dsedge qat`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dsedge.cli.app import app, make_console
-from dsedge.config import DEFAULT_CALIBRATION_METHOD
+from dsedge.config import DEFAULT_CALIBRATION_METHOD, DEFAULT_KEEP_FP
 from dsedge.errors import DsedgeError
 
 
@@ -123,9 +123,10 @@ def calibrate_command(
     num_images: int = typer.Option(512, "--num-images", help="Calibration images, stratified by class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image selection and order."),
     keep_fp: list[str] = typer.Option(
-        [], "--keep-fp",
+        list(DEFAULT_KEEP_FP), "--keep-fp",
         help="Keep in float: kinds (depthwise, simam, conv, gemm, add, stem, head), stages (layer1..4), "
-        "module paths or node names; comma-separated or repeated.",
+        "module paths or node names; comma-separated or repeated. Default: depthwise (1 %% of the MACs, as many "
+        "flips as all other convs); 'none' quantizes every conv.",
     ),
     min_agreement: str = typer.Option(
         "0.99", "--min-agreement", help="Budget: top-1 agreement with FP32 on the eval split, a fraction; 'off'."),
