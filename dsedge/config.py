@@ -83,8 +83,8 @@ class PreprocessConfig:
 DEFAULT_CALIBRATION_METHOD = "percentile"
 
 #: `dsedge calibrate --keep-fp`'s default ('none' quantizes them too): the depthwise 3x3 convs are
-#: 1.1 % of DS-ResNet50's MACs, but INT8 in them alone flipped 28 of 600 val views at 224 px, as
-#: many as every other conv together (benchmarks/RESULTS.md). They run FP16 on TensorRT.
+#: 1.1 % of DS-ResNet50's MACs, and INT8 in them alone flipped as many of 600 val views at 224 px
+#: as every other conv together (a scratch run: 28 each; benchmarks/RESULTS.md). They run FP16 on TensorRT.
 DEFAULT_KEEP_FP = ("depthwise",)
 
 #: What `--compile` compiles (`extra.compile_scope`): auto = the whole model on CUDA, SimAM only on CPU.

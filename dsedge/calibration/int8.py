@@ -140,8 +140,8 @@ def _quiet_ort() -> Iterator[None]:
 #: Q/DQ goes on the inputs of the weighted ops only (TensorRT's placement advice: "quantize all
 #: inputs of weighted operations"); residual Adds, ReLU and pooling stay float. ONNX Runtime's
 #: default also quantizes every Add, which put the residual stream through per-tensor INT8 after
-#: each block: at 224 px, all-INT8 (head float) flipped 85 of 600 val views that way and 37 with
-#: the adds float (benchmarks/RESULTS.md). The INT8 MAC share is the same: the MACs are the convs'.
+#: each block. At 224 px, every conv INT8 but the head: 46 of 600 val views flipped with ORT's
+#: placement, 11 with calibrate's (benchmarks/qdq_placement.py). The INT8 MAC share is the same.
 QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
@@ -207,8 +207,15 @@ def quantize_with_ranges(
     nodes_to_quantize: Sequence[str] | None = None,
     nodes_to_exclude: Sequence[str] = (),
     extra_options: dict[str, Any] | None = None,
+    op_types: Sequence[str] = QUANTIZED_OP_TYPES,
+    float_residual: bool = True,
 ) -> Path:
-    """`quantize_static` in TensorRT's Q/DQ form from precomputed ranges (no calibration run)."""
+    """`quantize_static` in TensorRT's Q/DQ form from precomputed ranges (no calibration run).
+
+    `op_types` and `float_residual` are the Q/DQ placement (defaults: weighted ops only, their
+    non-weighted readers rewired to float; `_op_types()` and False give ONNX Runtime's own placement,
+    kept for benchmarks/qdq_placement.py).
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     with _quiet_ort():
@@ -223,13 +230,13 @@ def quantize_with_ranges(
             weight_type=QuantType.QInt8,
             nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
             nodes_to_exclude=list(nodes_to_exclude),
-            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            op_types_to_quantize=list(op_types),
             calibrate_method=_method(method),
             extra_options=dict(EXTRA_OPTIONS if extra_options is None else extra_options),
             calibration_cache_path=str(ranges_path),
         )
     model = onnx.load(str(out_path))
-    if unweighted_reads_float(model):
+    if float_residual and unweighted_reads_float(model):
         onnx.save(model, str(out_path))
     return out_path
 
@@ -239,7 +246,7 @@ def unweighted_reads_float(model: onnx.ModelProto) -> int:
 
     ONNX Runtime gives a quantized tensor one DequantizeLinear for all its consumers, so a block's
     input reached its residual Add (and ReLU, pooling) through INT8 too. Only the convs need it:
-    with the identity path float, all-INT8 at 224 px flipped 16 instead of 28 of 600 val views.
+    with the identity path float, all-INT8 at 224 px flipped 11 instead of 27 of 600 val views.
     TensorRT reads the graph the same way: a Q/DQ pair in front of each weighted op.
     """
     producer = {out: node for node in model.graph.node for out in node.output}
