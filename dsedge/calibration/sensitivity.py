@@ -601,8 +601,13 @@ def grow_int8_groups(
         reachable = 1.0 - sum(macs.get(n, 0) for n in settled_float) / total
         return reachable if min_int8_fraction is not None and reachable < min_int8_fraction else None
 
+    def pieces_of(g: str) -> dict[str, list[str]]:
+        """The parts of unit `g` that still have nodes to quantize (`--keep-fp` nodes removed)."""
+        pieces = {p: [n for n in names if n not in base] for p, names in (parts or {}).get(g, {}).items()}
+        return {p: names for p, names in pieces.items() if names}
+
     def refinable(g: str) -> bool:
-        return sum(1 for names in (parts or {}).get(g, {}).values() if any(n not in base for n in names)) >= 2
+        return len(pieces_of(g)) >= 2
     for i, g in enumerate(tried, 1):
         say(f"grow search: measuring {g} alone in INT8 ({i}/{len(tried)})")
         _path, row = measure([g])
@@ -646,9 +651,8 @@ def grow_int8_groups(
     top_level = [g for g in units if units[g]]
     refined: list[str] = []
     for g in [t["group"] for t in report.trace if not t["kept"]] if parts and below_floor() is None else []:
-        pieces = {p: [n for n in names if n not in base] for p, names in (parts or {}).get(g, {}).items()}
-        pieces = {p: names for p, names in pieces.items() if names}
-        if len(pieces) < 2:
+        pieces = pieces_of(g)
+        if not refinable(g):
             continue
         refined.append(g)
         for part in sorted(pieces, key=lambda p: -sum(macs.get(n, 0) for n in pieces[p])):
