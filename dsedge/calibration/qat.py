@@ -209,16 +209,20 @@ def module_input_amax(model_path: Path, ranges: dict[str, tuple[float, float]], 
     the BatchNorm, so scope metadata cannot name the conv. Layers are matched
     instead by execution order, kind by kind (the ONNX graph keeps the forward
     order), and conv weights must have the same shape; a kind whose counts or
-    shapes differ is left to ModelOpt's own calibration.
+    shapes differ is left to max calibration. The `cam` output's 1x1 conv
+    (`dsedge export --cam`) has no module and is left out.
     """
     import onnx
+
+    from dsedge.export.onnx import CAM_NAME
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     shapes = {t.name: tuple(t.dims) for t in graph.initializer}
     torch_order = _execution_order(model, example)
     out: dict[str, float] = {}
+    cam = {n.name for n in graph.node if CAM_NAME in n.output}  # `dsedge export --cam`'s extra 1x1 conv: no module
     for kind, (_cls, ops) in _KINDS.items():
-        nodes = [n for n in graph.node if n.op_type in ops]
+        nodes = [n for n in graph.node if n.op_type in ops and n.name not in cam]
         modules = torch_order[kind]
         if kind == "avgpool" and len(nodes) > len(modules):  # ReduceMean also appears inside other layers
             nodes = nodes[-len(modules):] if modules else []
