@@ -24,8 +24,9 @@ Methods (each an INT8 model made from the same FP32 bundle and the same calibrat
 * `ptq-keep-fp`: default ranges with `--keep-fp` groups in float (default: the depthwise convs);
 * `ptq-budget`: `dsedge calibrate` as a user runs it: the default decision budget (judged on
   the 8 orientations of every eval image) and its sensitivity search;
-* `qat`: the QAT fine-tuned checkpoint (`dsedge qat`), exported and calibrated like `ptq`;
-  its agreement is against the *original* FP32 model;
+* `qat`: the QAT fine-tuned checkpoint (`dsedge qat --bundle`) quantized by `dsedge calibrate
+  --weights` (the FP32 bundle's ranges, depthwise convs float as QAT trained them); its
+  agreement is against the *original* FP32 model;
 * `qat-budget`: the same checkpoint through `dsedge calibrate`'s budget and grow search;
 * `nncf`: what an OpenVINO user does instead, NNCF's default `nncf.quantize` of the FP32
   model on the same calibration images.
@@ -181,26 +182,24 @@ def _manifest(bundle: Path) -> dict[str, Any]:
 
 
 def _keep_fp(method: str, args: argparse.Namespace) -> str | tuple[str, ...]:
-    """ptq / ptq-auto / qat: every conv INT8; ptq-keep-fp: `--keep-fp`; the budget rows: calibrate's default."""
+    """ptq / ptq-auto: every conv INT8; ptq-keep-fp: `--keep-fp`; the budget rows and qat (which fine-tunes with
+    the depthwise convs float, `dsedge qat --keep-float`): calibrate's default."""
     from dsedge.config import DEFAULT_KEEP_FP
 
     if method == "ptq-keep-fp":
         return args.keep_fp
-    return DEFAULT_KEEP_FP if method.endswith("-budget") else "none"
+    return DEFAULT_KEEP_FP if method.endswith("-budget") or method.startswith("qat") else "none"
 
 
-def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
+def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path,
              work: Path) -> tuple[Path | None, dict[str, Any]]:
     """The INT8 Q/DQ file of one method (None + an error note when it cannot be made)."""
     from dsedge.calibration.budget import Budget
     from dsedge.calibration.int8 import CALIBRATOR_OPTIONS, DEFAULT_METHOD, calibrate_bundle
     from dsedge.errors import DsedgeError
 
-    src = src_bundle
-    if method.startswith("qat"):
-        if not args.qat_checkpoint:
-            return None, {"error": "no --qat-checkpoint given"}
-        src = work / "qat-src"
+    if method.startswith("qat") and not args.qat_checkpoint:
+        return None, {"error": "no --qat-checkpoint given"}
     recipe = {"method": method, "fp32": _sha(src_bundle / "model.onnx"), "num_images": args.num_images,
               "seed": args.seed, "keep_fp": _keep_fp(method, args),
               "qdq_placement": "weighted ops, float residual path",
@@ -213,17 +212,11 @@ def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path, size: int,
         print(f"  [{method}] reusing {folder / 'model.int8.onnx'}", flush=True)
         return folder / "model.int8.onnx", {**note, "reused": True}
     shutil.rmtree(folder, ignore_errors=True)
-    src_recipe = {"qat": recipe["qat"], "size": size, "fp32": recipe["fp32"]}
-    if method.startswith("qat") and (_stamp_ok(src, src_recipe) is None or not (src / "dsedge.json").is_file()):
-        from dsedge.export.bundle import export_bundle
-
-        shutil.rmtree(src, ignore_errors=True)
-        export_bundle(Path(args.qat_checkpoint), src, image_size=size, parity_images=4)
-        _copy_clinical(src_bundle, src)
-        _write_stamp(src, src_recipe, {})
-    bundle = Path(shutil.copytree(src, folder))
+    bundle = Path(shutil.copytree(src_bundle, folder))
     kw: dict[str, Any] = {"num_images": args.num_images, "seed": args.seed, "mixed_fp16": False,
                           "budget": Budget.off(), "sensitivity": False, "keep_fp": _keep_fp(method, args)}
+    if method.startswith("qat"):  # `dsedge calibrate --weights`: the QAT weights, the FP32 bundle's ranges
+        kw["weights"] = Path(args.qat_checkpoint)
     if method == "ptq-auto":
         kw["method"] = "auto"
     elif method in ("ptq-budget", "qat-budget"):
@@ -250,16 +243,6 @@ def existing_int8(path: Path) -> tuple[Path, dict[str, Any]]:
         note.update({k: cal.get(k) for k in ("method", "search", "kept_float_groups") if k in cal})
         note["int8_mac_fraction"] = (cal.get("int8_mac_fraction") or {}).get("fraction")
     return path, note
-
-
-def _copy_clinical(fp32_bundle: Path, qat_bundle: Path) -> None:
-    """The FP32 bundle's fitted operating point, so the QAT row is judged on the same referral term."""
-    from dsedge.bundle import bundle_update, load_bundle
-
-    clinical = _manifest(fp32_bundle).get("clinical")
-    if clinical:
-        with bundle_update(load_bundle(qat_bundle)) as up:
-            up.set_key("clinical", clinical)
 
 
 def make_nncf(args: argparse.Namespace, src_bundle: Path, images: np.ndarray,
@@ -456,7 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             elif method == "nncf":
                 path, note = make_nncf(args, bundle_path, calib, work)
             else:
-                path, note = make_qdq(method, args, bundle_path, size, work)
+                path, note = make_qdq(method, args, bundle_path, work)
             row: dict[str, Any] = {**note}
             if path is not None:
                 label = f"openvino int8 {method}"

@@ -11,8 +11,10 @@ import torch
 
 from dsedge.calibration.qat import (
     QatConfig,
+    _loss,
     insert_fake_quant,
     insert_fake_quant_torch,
+    kept_float,
     module_input_amax,
     qat_checkpoint,
 )
@@ -63,7 +65,7 @@ def test_qat_checkpoint_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> N
                            {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
                             "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
     bundle = export_bundle(ckpt, tmp_path / "bundle", parity_images=2)
-    cfg = QatConfig(epochs=1, max_batches=2, batch_size=4, calib_images=8, lr=1e-4)
+    cfg = QatConfig(epochs=1, max_batches=2, batch_size=4, calib_images=8, lr=1e-4, keep_float=())
     out = qat_checkpoint(ckpt, tiny_isic_session, tmp_path / "qat", cfg, bundle=bundle)
     tuned, meta = load_checkpoint(out)
     original, _ = load_checkpoint(ckpt)
@@ -127,6 +129,32 @@ def test_torch_fake_quant_is_tensorrt_form_and_leaves_the_model_alone(float_mode
     assert simam and all(not hasattr(m, "dsedge_input_amax") for m in simam)
 
 
+def test_kept_float_layers_get_no_fake_quantization(float_model: torch.nn.Module) -> None:
+    """By default QAT leaves float what `dsedge calibrate` leaves float: the depthwise convs and the fc head."""
+    depthwise = [n for n, m in float_model.named_modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert depthwise and all(kept_float(float_model.get_submodule(n), ("depthwise", "head")) for n in depthwise)
+    assert not kept_float(float_model.get_submodule("layer1.0.conv1"), ("depthwise", "head"))
+    assert not kept_float(float_model.get_submodule("fc"), ("depthwise",))
+    qmodel, counts = insert_fake_quant_torch(float_model, [torch.randn(2, 3, 32, 32)],
+                                             keep_float=QatConfig().keep_float)
+    assert counts["quantizers"] == 2 * (69 - len(depthwise))
+    assert not hasattr(qmodel.get_submodule(depthwise[0]), "dsedge_input_amax")
+    assert not hasattr(qmodel.get_submodule("fc"), "dsedge_input_amax")
+    assert hasattr(qmodel.get_submodule("layer1.0.conv1"), "dsedge_input_amax")
+
+
+def test_logits_loss_weighs_near_ties_like_sure_images() -> None:
+    """KL on a saturated softmax hardly moves; the logit loss sees the same error on sure and tied inputs."""
+    teacher = torch.tensor([[12.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    student = teacher + torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 0])
+    kd = _loss(QatConfig(loss="kd"), student[:1], teacher[:1], labels[:1])
+    logits_sure = _loss(QatConfig(loss="logits"), student[:1], teacher[:1], labels[:1])
+    logits_tie = _loss(QatConfig(loss="logits"), student[1:], teacher[1:], labels[1:])
+    assert float(kd) < 1e-4 and float(logits_sure) == pytest.approx(1 / 3) == float(logits_tie)
+    assert float(_loss(QatConfig(loss="logits"), teacher, teacher, labels)) == 0.0
+
+
 def test_torch_fake_quant_passes_gradients_straight_through(float_model: torch.nn.Module) -> None:
     qmodel, _ = insert_fake_quant_torch(float_model, [torch.randn(2, 3, 32, 32)])
     qmodel.train()
@@ -141,7 +169,7 @@ def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_is
     from typer.testing import CliRunner
 
     from dsedge.bundle import load_bundle
-    from dsedge.calibration.int8 import INT8_NAME, calibrate_bundle
+    from dsedge.calibration.int8 import INT8_NAME
     from dsedge.calibration.rules import check_qdq_rules
     from dsedge.cli import app
     from dsedge.config import PreprocessConfig
@@ -159,19 +187,24 @@ def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_is
         "--fake-quant", "torch", "--epochs", "1", "--max-batches", "2", "--batch-size", "4",
         "--calib-images", "8", "--lr", "1e-4"])
     assert res.exit_code == 0, res.output
-    assert "next: dsedge export" in res.output
+    assert f"next: dsedge calibrate {bundle}" in res.output and "--weights" in res.output
     tuned, meta = load_checkpoint(tmp_path / "qat")
     original, _ = load_checkpoint(ckpt)
     rec = meta["qat"]
-    assert rec["fake_quant"].startswith("torch") and rec["quantizers"] == 140
-    assert rec["activation_scales_from_ptq"] >= 60  # dsedge's PTQ ranges reached the conv inputs
+    assert rec["fake_quant"].startswith("torch") and rec["quantizers"] == 2 * (69 - 32)  # depthwise and fc float
+    assert rec["keep_float"] == ["depthwise", "head"]
+    assert rec["activation_scales_from_ptq"] == 69 - 32  # dsedge's PTQ ranges reached every fake-quantized conv
     assert len(rec["epoch_losses"]) == 1 and np.isfinite(rec["epoch_losses"][0])
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
     assert changed and all("running" not in k for k in changed)  # weights moved, BatchNorm statistics frozen
-    qb = export_bundle(tmp_path / "qat", tmp_path / "qat-bundle", parity_images=2)
-    calibrate_bundle(qb, tiny_isic_session, num_images=8, sensitivity=False, max_acc_drop=100.0, mixed_fp16=False,
-                     min_int8_fraction=None)
-    assert check_qdq_rules(qb / INT8_NAME) == [] and load_bundle(qb).find("onnx", "int8")
+    res = CliRunner().invoke(app, [
+        "calibrate", str(bundle), "--data", str(tiny_isic_session), "--weights", str(tmp_path / "qat"),
+        "--num-images", "8", "--no-sensitivity", "--min-agreement", "off", "--max-mel-auc-delta", "off",
+        "--max-acc-delta", "off", "--max-mel-referrals-changed", "off", "--allow-mostly-float", "--no-mixed-fp16"])
+    assert res.exit_code == 0, res.output
+    b = load_bundle(bundle)
+    assert check_qdq_rules(bundle / INT8_NAME) == [] and b.artifacts[INT8_NAME]["weights"] == "qat.safetensors"
+    assert b.manifest["calibration"]["weights"]["qat"]["epoch_losses"] == rec["epoch_losses"]
 
 
 def test_unknown_fake_quant_backend_is_refused() -> None:
@@ -189,5 +222,5 @@ def test_qat_command_refuses_an_unknown_loss_with_a_clear_error(tmp_path: Path, 
         main(["qat", "isic2017", "--data", str(tmp_path), "--out", str(tmp_path / "q"), "--loss", "mse"])
     assert e.value.code not in (0, None)
     captured = capsys.readouterr()
-    assert "--loss must be kd, ce or kd+ce" in captured.out + captured.err
+    assert "--loss must be kd, logits, ce or kd+ce" in captured.out + captured.err
     assert "Traceback" not in captured.out + captured.err

@@ -305,6 +305,14 @@ class _Job:
     budget: Budget
     reportset: Any = None
     roles_source: str | None = None
+    #: `--weights`: the same graph exported from other (QAT) weights; it is quantized, model_path stays the reference
+    source_path: Path | None = None
+    weights: dict[str, Any] | None = None
+
+    @property
+    def quantize_from(self) -> Path:
+        """The FP32 file the INT8 candidates are made from (the ranges and the reference are `model_path`'s)."""
+        return self.source_path or self.model_path
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -424,7 +432,7 @@ def _builder(job: _Job, ranges_path: Path, method: str, tmp: Path) -> Callable[[
     counter = iter(range(1_000_000))
 
     def build(nodes_q: list[str] | None, exclude: list[str]) -> Path:
-        out = quantize_with_ranges(job.model_path, tmp / f"cand{next(counter)}.onnx", ranges_path, method, nodes_q,
+        out = quantize_with_ranges(job.quantize_from, tmp / f"cand{next(counter)}.onnx", ranges_path, method, nodes_q,
                                    exclude)
         violations = check_qdq_rules(out, require_qdq=False)
         if violations:
@@ -666,7 +674,8 @@ def _write(job: _Job, chosen: Path, mixed: onnx.ModelProto | None, ranges_path: 
     with bundle_update(b) as up:
         shutil.copyfile(chosen, up.stage(INT8_NAME))
         up.add_artifact(INT8_NAME, "onnx", "int8", simam=simam, source=job.model_path.name, qdq="tensorrt",
-                        int8_mac_fraction=round(record["int8_mac_fraction"]["fraction"], 4))
+                        int8_mac_fraction=round(record["int8_mac_fraction"]["fraction"], 4),
+                        **({"weights": job.weights["checkpoint"]} if job.weights else {}))
         _write_mixed(up, mixed, simam, job.model_path.name)
         if write_cache:
             from dsedge.calibration.trt_cache import DEFAULT_TRT_VERSION, write_calibration_table
@@ -731,6 +740,7 @@ def calibrate_bundle(
     chunk_images: int = rd.DEFAULT_CHUNK_IMAGES,
     on_images: Callable[[int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
+    weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write `model.int8.onnx` (TensorRT Q/DQ) into `bundle`, calibrated on `data`'s `split`.
 
@@ -750,7 +760,9 @@ def calibrate_bundle(
     two terms). `method="auto"` chooses entropy/percentile/minmax per tensor on
     `select_images` further training images. With `mixed_fp16`, also writes
     `model.int8-fp16.onnx`. `data=None, synthetic=True` calibrates on seeded
-    random images (smoke tests and latency only; no accuracy check). Returns the
+    random images (smoke tests and latency only; no accuracy check). `weights` (a `dsedge qat`
+    checkpoint of the bundle's model) is exported like `model.onnx` and quantized instead of it,
+    with `model.onnx`'s ranges, and judged against `model.onnx` (`dsedge.calibration.weights`). Returns the
     manifest's `calibration` record plus `output` (the INT8 path) and
     `sensitivity` (the report dict or None).
     """
@@ -771,6 +783,14 @@ def calibrate_bundle(
     qmethod = "minmax" if method == "auto" else method
     with tempfile.TemporaryDirectory(prefix="dsedge-int8-") as tmp_name:
         tmp = Path(tmp_name)
+        if weights is not None:
+            from dsedge.calibration.weights import weights_source
+
+            job.source_path, job.weights = weights_source(job.bundle, weights, tmp / "weights.onnx", say)
+            qat = job.weights.get("qat") or {}
+            if qat and (qat.get("calib_images"), qat.get("method"), qat.get("seed")) != (num_images, method, seed):
+                say(f"note: QAT trained with ranges from {qat.get('calib_images')} images ({qat.get('method')}, seed "
+                    f"{qat.get('seed')}); these are from {num_images} ({method}, seed {seed})")
         ranges_path, auto_record = _calibrate(job, method, tmp, chunk_images, on_images, say)
         build = _builder(job, ranges_path, qmethod, tmp)
         report, accuracy, claims = None, None, {}
@@ -791,6 +811,7 @@ def calibrate_bundle(
         record = _record(job, method, seed, split, chunk_images, excluded, report, accuracy, auto_record, mixed)
         record["int8_mac_fraction"] = int8_mac_fraction(chosen)
         record["claims"] = sorted(claims)
+        record["weights"] = job.weights  # None: the bundle's own weights
         _write(job, chosen, mixed, ranges_path, qmethod, record, report, write_cache, claims)
     from dsedge.export.model_card import refresh_model_card
     from dsedge.export.vectors import write_vectors

@@ -18,8 +18,12 @@ The recipe:
    default distilling the FP32 model's own softmax (`loss="kd"`): the goal is
    agreement with FP32, not new accuracy, and it needs no labels;
 4. copy the fine-tuned weights back into the plain float model and save a
-   normal dsedge checkpoint. `dsedge export` + `dsedge calibrate` then produce
-   the same TensorRT Q/DQ ONNX as for any model, checked by the rule checker.
+   normal dsedge checkpoint. `dsedge calibrate BUNDLE --weights CHECKPOINT`
+   (`dsedge.calibration.weights`) exports it like the bundle's model.onnx and
+   writes the same TensorRT Q/DQ ONNX as for any model, with the ranges QAT
+   trained with, checked by the rule checker and judged against the bundle's
+   FP32 model: the fine-tuned weights are the INT8 file's recipe, not a new
+   float model (in float they drift from the original).
 
 Without ModelOpt (it is an optional extra; CI and this project's 2-core CPU machine run
 without it), `fake_quant="torch"` (what `"auto"` falls back to) inserts the same form with
@@ -60,14 +64,28 @@ class QatConfig:
     lr: float = 1e-5
     batch_size: int = 16
     max_batches: int | None = None  # per epoch; None = the whole training split
-    loss: str = "kd"  # "kd" (match FP32's softmax), "ce" (labels), "kd+ce"
+    #: "kd" (match FP32's softmax), "logits" (match FP32's logits: near-ties weigh as much as sure images),
+    #: "ce" (labels), "kd+ce"
+    loss: str = "kd"
     temperature: float = 1.0
-    calib_images: int = 128
+    calib_images: int = 512  # = `dsedge calibrate --num-images`: the same images, so the same ranges
     method: str = DEFAULT_METHOD
     seed: int = 0
     workers: int = 0
     #: "auto" (ModelOpt when installed, else "torch"), "modelopt" or "torch" (plain PyTorch fake quantization)
     fake_quant: str = "auto"
+    #: layers left float, as `dsedge calibrate` leaves them by default: "depthwise" convs, the "head" (fc)
+    keep_float: tuple[str, ...] = ("depthwise", "head")
+
+
+def kept_float(module: nn.Module, keep_float: Iterable[str]) -> bool:
+    """Whether `module` stays float, as in `dsedge calibrate`'s default placement (DEFAULT_KEEP_FP; the grow
+    search never quantizes the head): fake-quantizing a layer the INT8 file keeps float trains for noise
+    that never comes."""
+    keep = set(keep_float)
+    if "depthwise" in keep and isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels:
+        return True
+    return "head" in keep and isinstance(module, nn.Linear)
 
 
 def _mtq() -> Any:
@@ -78,13 +96,14 @@ def _mtq() -> Any:
     return mtq
 
 
-def insert_fake_quant(model: nn.Module, batches: Iterable[torch.Tensor],
-                      input_amax: dict[str, float] | None = None) -> tuple[nn.Module, dict[str, int]]:
+def insert_fake_quant(model: nn.Module, batches: Iterable[torch.Tensor], input_amax: dict[str, float] | None = None,
+                      keep_float: Iterable[str] = ()) -> tuple[nn.Module, dict[str, int]]:
     """A fake-quantized copy of `model` in TensorRT's INT8 form (the original is untouched).
 
     ModelOpt calibrates every quantizer (max) on `batches`; `input_amax`
     ({module path: amax}) then overrides the activation scales with the ranges
-    dsedge's PTQ computed. Returns (model, counts of quantizers and overrides).
+    dsedge's PTQ computed; layers `kept_float` get their quantizers disabled.
+    Returns (model, counts of quantizers and overrides).
     """
     mtq = _mtq()
     data = list(batches)
@@ -95,6 +114,11 @@ def insert_fake_quant(model: nn.Module, batches: Iterable[torch.Tensor],
                 m(x)
 
     qmodel = mtq.quantize(copy.deepcopy(model).eval(), mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
+    for module in qmodel.modules():
+        if kept_float(module, keep_float):
+            for q in (getattr(module, "input_quantizer", None), getattr(module, "weight_quantizer", None)):
+                if q is not None:
+                    q.disable()
     applied = 0
     for name, amax in (input_amax or {}).items():
         try:
@@ -129,16 +153,18 @@ def _linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return nn.functional.linear(_fq_input(x, self.dsedge_input_amax), _fq_weight(self.weight), self.bias)
 
 
-def insert_fake_quant_torch(model: nn.Module, batches: Iterable[torch.Tensor],
-                            input_amax: dict[str, float] | None = None) -> tuple[nn.Module, dict[str, int]]:
+def insert_fake_quant_torch(model: nn.Module, batches: Iterable[torch.Tensor], input_amax: dict[str, float] | None = None,
+                            keep_float: Iterable[str] = ()) -> tuple[nn.Module, dict[str, int]]:
     """`insert_fake_quant` without ModelOpt: plain PyTorch fake quantization of every Conv2d / Linear.
 
     Input ranges are the max |x| seen on `batches` (max calibration), overridden per module by
-    `input_amax` (dsedge's PTQ ranges). The copy's forward methods change, its parameters and
-    their names do not.
+    `input_amax` (dsedge's PTQ ranges); layers `kept_float` are left alone. The copy's forward
+    methods change, its parameters and their names do not.
     """
     qmodel = copy.deepcopy(model).eval()
-    layers = {n: m for n, m in qmodel.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    keep = tuple(keep_float)
+    layers = {n: m for n, m in qmodel.named_modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear)) and not kept_float(m, keep)}
     seen: dict[str, float] = {n: 0.0 for n in layers}
     hooks = [m.register_forward_pre_hook(
         lambda _m, inp, n=n: seen.__setitem__(n, max(seen[n], float(inp[0].detach().abs().max()))))
@@ -251,6 +277,8 @@ def _loss(cfg: QatConfig, logits: torch.Tensor, teacher: torch.Tensor, labels: t
     kd = nn.functional.kl_div(nn.functional.log_softmax(logits / t, 1), nn.functional.softmax(teacher / t, 1),
                               reduction="batchmean") * t * t
     ce = nn.functional.cross_entropy(logits, labels)
+    if cfg.loss == "logits":  # softmax saturates on the sure training images; logit error does not
+        return nn.functional.mse_loss(logits, teacher)
     return {"kd": kd, "ce": ce, "kd+ce": kd + ce}[cfg.loss]
 
 
@@ -339,7 +367,7 @@ def qat_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path, cf
     input_amax = _ptq_amax(bundle, data, cfg, model, calib[0][:1], say) if bundle is not None else None
     say(f"inserting fake quantizers ({backend}, calibrating on {sum(len(b) for b in calib)} images)")
     insert = insert_fake_quant if backend == "modelopt" else insert_fake_quant_torch
-    qmodel, counts = insert(model, calib, input_amax)
+    qmodel, counts = insert(model, calib, input_amax, cfg.keep_float)
     history = finetune(qmodel, model, loader, cfg, say)
     tuned = strip_fake_quant(qmodel, model)
     record = {**asdict(cfg), **counts, "epoch_losses": history, "source_checkpoint": str(checkpoint),

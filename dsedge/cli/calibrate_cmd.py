@@ -172,6 +172,10 @@ def calibrate_command(
     synthetic: bool = typer.Option(False, "--synthetic", help="Calibrate on random images (smoke test, no data)."),
     mixed_fp16: bool = typer.Option(True, "--mixed-fp16/--no-mixed-fp16",
                                     help="Also write model.int8-fp16.onnx (float layers FP16 for TensorRT)."),
+    weights: Path | None = typer.Option(
+        None, "--weights",
+        help="Quantize these weights instead of the bundle's: a `dsedge qat ... --bundle BUNDLE` checkpoint of the "
+        "bundle's model. The ranges come from model.onnx and every claim is measured against it."),
 ) -> None:
     """Write model.int8.onnx (explicit Q/DQ that TensorRT accepts), calibrated on training images."""
     from dsedge.calibration.budget import Budget
@@ -196,6 +200,6 @@ def calibrate_command(
             synthetic=synthetic, min_int8_fraction=None if allow_mostly_float else min_int8_macs,
             mixed_fp16=mixed_fp16, search=search,
             search_min_agreement=_limit(search_min_agreement, "--search-min-agreement"),
-            search_runtime_name=search_runtime, on_images=shown.advance, on_step=shown.note,
+            search_runtime_name=search_runtime, on_images=shown.advance, on_step=shown.note, weights=weights,
         )
     _print_summary(console, result)

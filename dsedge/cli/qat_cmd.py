@@ -22,28 +22,41 @@ def qat_command(
     max_batches: int | None = typer.Option(None, "--max-batches", min=1, help="Batches per epoch (default: all)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     lr: float = typer.Option(1e-5, "--lr", min=0.0),
-    loss: str = typer.Option("kd", "--loss", help="kd (match FP32's softmax: no labels) | ce | kd+ce."),
-    calib_images: int = typer.Option(128, "--calib-images", min=1, help="Images for the initial activation ranges."),
+    loss: str = typer.Option("kd", "--loss", help="kd (match FP32's softmax: no labels) | logits (match FP32's "
+                             "logits: weighs near-ties like sure images) | ce | kd+ce."),
+    calib_images: int = typer.Option(
+        512, "--calib-images", min=1,
+        help="Images for the activation ranges; keep it equal to `dsedge calibrate --num-images` (512) so the INT8 "
+        "file is made with the ranges QAT trained with."),
     method: str = typer.Option("percentile", "--method", help="PTQ range method with --bundle."),
     fake_quant: str = typer.Option("auto", "--fake-quant",
                                    help="auto (NVIDIA ModelOpt when installed, else torch) | modelopt | torch."),
+    keep_float: str = typer.Option(
+        "depthwise,head", "--keep-float",
+        help="Layers without fake quantization, as `dsedge calibrate` keeps them float by default: depthwise, head "
+        "(comma-separated); 'none' fake-quantizes every Conv / Linear (for `calibrate --keep-fp none`)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fine-tune a checkpoint under INT8 fake quantization in TensorRT's form (symmetric, per-channel weights,
     per-tensor inputs of every Conv / Linear, SimAM float), distilling its own FP32 softmax.
 
-    The result is a float checkpoint: `dsedge export` it, then `dsedge risk` and `dsedge calibrate` as
-    usual (docs/CALIBRATION.md, "When PTQ cannot meet the budget")."""
+    The result is the recipe of the bundle's INT8 file, not a new FP32 model (its float weights drift):
+    `dsedge calibrate BUNDLE --data DIR --weights OUT` quantizes it with the bundle's ranges and measures
+    every claim against the bundle's FP32 model (docs/CALIBRATION.md, "When PTQ cannot meet the budget")."""
     from dsedge.calibration.qat import QatConfig, qat_checkpoint
     from dsedge.errors import DsedgeError
     from dsedge.utils.progress import progress
 
-    if loss not in ("kd", "ce", "kd+ce"):
-        raise DsedgeError(f"--loss must be kd, ce or kd+ce, not {loss!r}")
+    if loss not in ("kd", "logits", "ce", "kd+ce"):
+        raise DsedgeError(f"--loss must be kd, logits, ce or kd+ce, not {loss!r}")
     if fake_quant not in ("auto", "modelopt", "torch"):
         raise DsedgeError(f"--fake-quant must be auto, modelopt or torch, not {fake_quant!r}")
-    cfg = QatConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_batches=max_batches, loss=loss,
+    keep = () if keep_float.strip() == "none" else tuple(t.strip() for t in keep_float.split(",") if t.strip())
+    if set(keep) - {"depthwise", "head"}:
+        raise DsedgeError(f"--keep-float takes depthwise, head or none, not {keep_float!r}")
+    cfg = QatConfig(keep_float=keep, epochs=epochs, lr=lr, batch_size=batch_size, max_batches=max_batches, loss=loss,
                     calib_images=calib_images, method=method, seed=seed, fake_quant=fake_quant)
     with progress("QAT", console=console) as shown:
         path = qat_checkpoint(checkpoint, data, out, cfg, bundle, on_step=shown.note)
-    console.print(f"wrote {path}; next: dsedge export {out} --out BUNDLE --data {data}", highlight=False)
+    where = bundle if bundle is not None else "BUNDLE"
+    console.print(f"wrote {path}; next: dsedge calibrate {where} --data {data} --weights {path}", highlight=False)
