@@ -19,7 +19,8 @@ Usage (the lead's tables, on the shipped model, idle machine)::
 
 Methods (each an INT8 model made from the same FP32 bundle and the same calibration images):
 
-* `ptq`: `dsedge calibrate`'s default ranges (percentile 99.99) and Q/DQ placement, every conv INT8 (`--keep-fp none`);
+* `ptq`: `dsedge calibrate`'s default ranges (percentile 99.99) and Q/DQ placement, every conv INT8
+  but the head (`--keep-fp head`; the grow search never quantizes it);
 * `ptq-auto`: `--method auto` (entropy / percentile / minmax per tensor);
 * `ptq-keep-fp`: default ranges with `--keep-fp` groups in float (default: the depthwise convs);
 * `ptq-budget`: `dsedge calibrate` as a user runs it: the default decision budget (judged on
@@ -182,13 +183,16 @@ def _manifest(bundle: Path) -> dict[str, Any]:
 
 
 def _keep_fp(method: str, args: argparse.Namespace) -> str | tuple[str, ...]:
-    """ptq / ptq-auto: every conv INT8; ptq-keep-fp: `--keep-fp`; the budget rows and qat (which fine-tunes with
-    the depthwise convs float, `dsedge qat --keep-float`): calibrate's default."""
+    """ptq / ptq-auto: every conv INT8 but the head (calibrate's search never quantizes it); ptq-keep-fp:
+    `--keep-fp`; the budget rows: calibrate's default; qat: what `dsedge qat` fine-tuned in INT8 (depthwise
+    convs and head float)."""
     from dsedge.config import DEFAULT_KEEP_FP
 
     if method == "ptq-keep-fp":
         return args.keep_fp
-    return DEFAULT_KEEP_FP if method.endswith("-budget") or method.startswith("qat") else "none"
+    if method.endswith("-budget"):
+        return DEFAULT_KEEP_FP
+    return (*DEFAULT_KEEP_FP, "head") if method == "qat" else "head"
 
 
 def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path,

@@ -209,3 +209,14 @@ def test_an_existing_int8_file_is_a_row_with_its_bundles_calibration(tmp_path: P
     path, note = im.existing_int8(tmp_path / "model.int8.onnx")
     assert path == tmp_path / "model.int8.onnx"
     assert note["search"] == "grow" and note["int8_mac_fraction"] == 0.91 and "head" in note["kept_float_groups"]
+
+
+def test_each_method_quantizes_what_it_names() -> None:
+    """ptq: every conv but the head; qat: only what `dsedge qat` fine-tuned in INT8; budget rows: calibrate's default."""
+    import argparse
+
+    args = argparse.Namespace(keep_fp="layer1")
+    assert im._keep_fp("ptq", args) == "head" and im._keep_fp("ptq-auto", args) == "head"
+    assert im._keep_fp("qat", args) == ("depthwise", "head")
+    assert im._keep_fp("ptq-budget", args) == ("depthwise",) == im._keep_fp("qat-budget", args)
+    assert im._keep_fp("ptq-keep-fp", args) == "layer1"
