@@ -113,6 +113,7 @@ def test_calibrate_with_weights_quantizes_them_and_leaves_the_reference(pair: tu
     assert not (bundle / INT8_NAME).exists()
     res = CliRunner().invoke(app, [*args, "--weights", str(pair[1])])
     assert res.exit_code == 0, res.output
+    assert "grow search starts from the float model" not in res.output  # only said when that search runs
     assert (bundle / "model.onnx").read_bytes() == before
     b = load_bundle(bundle)
     assert b.artifacts[INT8_NAME]["weights"] == "b.safetensors" and b.artifacts[INT8_NAME]["source"] == "model.onnx"

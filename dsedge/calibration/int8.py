@@ -787,6 +787,9 @@ def calibrate_bundle(
             from dsedge.calibration.weights import weights_source
 
             job.source_path, job.weights = weights_source(job.bundle, weights, tmp / "weights.onnx", say)
+            if sensitivity and search == "grow":
+                say("note: the grow search starts from the float model, and QAT weights in float are not the "
+                    "bundle's model: expect it to reject most units; --no-sensitivity judges the layout QAT trained")
             qat = job.weights.get("qat") or {}
             if qat and (qat.get("calib_images"), qat.get("method"), qat.get("seed")) != (num_images, method, seed):
                 say(f"note: QAT trained with ranges from {qat.get('calib_images')} images ({qat.get('method')}, seed "
