@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.weights.name})", "",
              f"{len(val)} val images x {args.views} orientations = {len(x)} inputs on {args.runtime}; percentile "
              f"ranges of the bundle's model.onnx on {args.num_images} training images; {int((~sure).sum())} "
-             f"inputs have an FP32 top-2 margin below 0.01. The QAT weights in float flip {drift} of them.", "",
+             f"inputs have an FP32 top-2 margin below 0.01. The QAT weights in float flip {drift} of the {len(x)} FP32 "
+             "decisions.", "",
              "| INT8 layout | weights | INT8 share of MACs | flipped | of them margin >= 0.01 | mean abs delta P |",
              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {lay} | {w} | {100 * f:.1f} % | {k} | {s} | {d:.4f} |" for lay, w, f, k, s, d in rows]
