@@ -2,12 +2,12 @@
 
 Quantization-aware fine-tuning (`dsedge qat`) moves the float weights so that their *INT8* forward
 matches the original model's softmax; the fine-tuned weights in float drift away from the original
-(at 224 px, 100 batches at lr 2e-5 flipped 80 of 600 val views, docs/CALIBRATION.md). So the
+(at 224 px they flipped 5 to 80 of 600 val views, by settings; benchmarks/RESULTS.md). So the
 QAT checkpoint is not a new FP32 model to ship: it is the recipe for the bundle's INT8 file.
 `dsedge calibrate BUNDLE --weights QAT` exports it exactly as the bundle's `model.onnx` was
 exported (same opset, input size, outputs), puts its parameters into a copy of `model.onnx`
-(node by node, shapes checked), and hands that to calibrate as the file to quantize. The activation ranges still come
-from the bundle's `model.onnx` (the ranges QAT trained with, `dsedge qat --bundle`), and every
+(node by node, shapes checked), and hands that to calibrate as the file to quantize. The
+activation ranges still come from the bundle's `model.onnx` (the ranges QAT trained with, `dsedge qat --bundle`), and every
 agreement, AUC and referral is measured against the bundle's FP32 model, as for any INT8 file.
 """
 
