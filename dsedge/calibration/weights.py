@@ -7,8 +7,9 @@ QAT checkpoint is not a new FP32 model to ship: it is the recipe for the bundle'
 `dsedge calibrate BUNDLE --weights QAT` exports it exactly as the bundle's `model.onnx` was
 exported (same opset, input size, outputs), puts its parameters into a copy of `model.onnx`
 (node by node, shapes checked), and hands that to calibrate as the file to quantize. The
-activation ranges still come from the bundle's `model.onnx` (the ranges QAT trained with, `dsedge qat --bundle`), and every
-agreement, AUC and referral is measured against the bundle's FP32 model, as for any INT8 file.
+activation ranges still come from the bundle's `model.onnx` (the ranges QAT trained with,
+`dsedge qat --bundle`), and every agreement, AUC and referral is measured against the bundle's
+FP32 model, as for any INT8 file.
 """
 
 from __future__ import annotations
