@@ -593,7 +593,8 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
             + f"\n{best}; nothing was written",
             "try --method auto, add --keep-fp groups (e.g. depthwise) or calibrate on more images; else "
             "quantization-aware fine-tuning: `dsedge qat CHECKPOINT --data DIR --bundle "
-            f"{b.root} --out runs/qat/best`, then export and calibrate that checkpoint; or loosen a budget term "
+            f"{b.root} --out runs/qat/best`, then `dsedge calibrate {b.root} --weights runs/qat/best.safetensors` "
+            "(docs/CALIBRATION.md: it did not keep more decisions of the shipped 224 px model); or loosen a budget term "
             "(--min-agreement, --max-mel-auc-delta, --max-acc-delta, --min-int8-macs); --allow-mostly-float writes "
             "the best candidate anyway" + ("" if sensitivity else ", or --sensitivity"),
         )
@@ -610,7 +611,7 @@ def _trace_line(report: SensitivityReport) -> str:
     if not report.trace:
         alone = [f"{g['group']} {100 * g['top1_agreement']:.2f}" for g in report.groups
                  if g.get("top1_agreement") is not None]
-        return "\ngrow search, units measured alone (tuning agreement %): " + ", ".join(alone) if alone else ""
+        return f"\n{report.search} search, units measured alone (tuning agreement %): " + ", ".join(alone) if alone else ""
     steps = [f"{'+' if t['kept'] else 'x'}{t['group']}"
              + ("" if t["top1_agreement"] is None else f" {100 * t['top1_agreement']:.2f}") for t in report.trace]
     return "\ngrow search (+ kept, x rejected; tuning agreement %): " + ", ".join(steps)
