@@ -41,13 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     from dsedge.calibration.weights import weights_source
     from dsedge.data.loader import load_split
     from dsedge.runtime.decision import top2_margin
-    from dsedge.runtime.preprocess import dihedral_views, preprocess_files
 
     b = load_bundle(args.bundle)
     fp32 = b.root / "model.onnx"
     kinds = node_kinds(onnx.load(str(fp32), load_external_data=False))
     val = load_split(args.data, "val", classes=b.classes)
-    x = dihedral_views(preprocess_files([s.path for s in val.samples], b.preprocessing), args.views)
+    x, _ = int8.eval_inputs(val, b.preprocessing, args.views)
     ref = int8.predict_probs(fp32, x)
     top1, sure = ref.argmax(1), top2_margin(ref) >= 0.01
     layouts = {"depthwise + head float (calibrate's default)": kinds["head"] + kinds["depthwise"],
@@ -63,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             for weights, source in (("bundle (PTQ)", fp32), ("QAT", qat_fp32)):
                 path = int8.quantize_with_ranges(source, tmp / f"{i}-{weights[:3]}.onnx", ranges, "percentile",
                                                  nodes_to_exclude=exclude)
-                with int8._candidate_runner(path, args.runtime) as runner:
-                    probs = int8.runner_probs(runner, x, int8.EVAL_BATCH, pad=args.runtime == "openvino")
+                probs = int8.runtime_probs(path, x, args.runtime)
                 flipped = probs.argmax(1) != top1
                 rows.append((layout, weights, int8_mac_fraction(path)["fraction"], int(flipped.sum()),
                              int((flipped & sure).sum()), float(np.abs(probs - ref).mean())))

@@ -39,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     from dsedge.calibration.sensitivity import node_kinds
     from dsedge.data.loader import load_split
     from dsedge.runtime.decision import top2_margin
-    from dsedge.runtime.preprocess import dihedral_views, preprocess_files
 
     b = load_bundle(args.bundle)
     fp32 = b.root / "model.onnx"
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = node_kinds(onnx.load(str(fp32), load_external_data=False))
     head, depthwise = kinds["head"], kinds["depthwise"]
     val = load_split(args.data, "val")
-    x = dihedral_views(preprocess_files([s.path for s in val.samples], b.preprocessing), args.views)
+    x, _ = int8.eval_inputs(val, b.preprocessing, args.views)
     ref = int8.predict_probs(fp32, x)
     margin = top2_margin(ref)
     rows = []
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, kw in placements.items():
             path = int8.quantize_with_ranges(fp32, tmp / f"{name}.onnx", ranges, "percentile", **kw)
-            with int8._candidate_runner(path, args.runtime) as runner:
-                probs = int8.runner_probs(runner, x, int8.EVAL_BATCH, pad=args.runtime == "openvino")
+            probs = int8.runtime_probs(path, x, args.runtime)
             flips = int((probs.argmax(1) != ref.argmax(1)).sum())
             rows.append((name, int8_mac_fraction(path)["fraction"], flips))
             print(f"{name}: {flips} of {len(x)} flipped", flush=True)

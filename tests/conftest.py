@@ -85,6 +85,28 @@ def tiny_isic_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_bundle_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(a 32 px ds_resnet50 bundle exported with a `cam` output, its checkpoint, another checkpoint of the
+    same model with other weights), read-only: exports cost ~15 s each, and the QAT tests need all three."""
+    import torch
+
+    from dsedge.config import PreprocessConfig
+    from dsedge.export.bundle import export_bundle
+    from dsedge.models import create_model
+    from dsedge.models.checkpoint import save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("bundle_pair")
+    meta = {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "model_kwargs": {},
+            "preprocessing": PreprocessConfig.for_size(32).to_dict()}
+    ckpts = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        ckpts.append(save_checkpoint(tmp / name, create_model("ds_resnet50").eval(), meta))
+    bundle = export_bundle(ckpts[0], tmp / "bundle", parity_images=2, cam=True)
+    return bundle, ckpts[0], ckpts[1]
+
+
+@pytest.fixture(scope="session")
 def isic_root() -> Path:
     """Real ISIC 2017 (train + val) from $DSEDGE_ISIC2017, or skip."""
     p = os.environ.get("DSEDGE_ISIC2017")

@@ -79,20 +79,15 @@ def test_qat_checkpoint_end_to_end(tmp_path: Path, tiny_isic_session: Path) -> N
     assert check_qdq_rules(qb / INT8_NAME) == []
 
 
-def test_module_input_amax_maps_onnx_inputs_to_modules(tmp_path: Path, float_model: torch.nn.Module) -> None:
+def test_module_input_amax_maps_onnx_inputs_to_modules(tiny_bundle_pair: tuple[Path, Path, Path],
+                                                        float_model: torch.nn.Module) -> None:
     """BatchNorm folding renames the conv nodes after their BatchNorm: matching goes by order and shape.
 
     The bundle has a `cam` output (as `dsedge export --cam` makes the shipped one): its extra 1x1 conv
     has no module and must not shift the matching (it once left all 69 convs unmatched)."""
     import onnx
 
-    from dsedge.config import PreprocessConfig
-    from dsedge.export.bundle import export_bundle
-    from dsedge.models.checkpoint import save_checkpoint
-
-    ckpt = save_checkpoint(tmp_path / "c", float_model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
-                                                         "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
-    b = export_bundle(ckpt, tmp_path / "b", parity_images=2, cam=True)
+    b = tiny_bundle_pair[0]  # matching goes by order and shapes, so float_model's own weights need no export
     graph = onnx.load(str(b / "model.onnx")).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(convs) == 70  # 69 module convs and the cam conv
@@ -163,25 +158,22 @@ def test_torch_fake_quant_passes_gradients_straight_through(float_model: torch.n
     assert grad is not None and grad.abs().sum() > 0
 
 
-def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_isic_session: Path) -> None:
-    """The documented command (`dsedge qat`) with plain PyTorch fake quantization: a few steps on the
-    synthetic ISIC tree, then export + calibrate to a rule-checked Q/DQ model."""
+def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_isic_session: Path,
+                                                          tiny_bundle_pair: tuple[Path, Path, Path]) -> None:
+    """The documented commands with plain PyTorch fake quantization: `dsedge qat` (a few steps on the
+    synthetic ISIC tree), then `dsedge calibrate --weights` to a rule-checked Q/DQ model in the bundle."""
+    import shutil
+
     from typer.testing import CliRunner
 
     from dsedge.bundle import load_bundle
     from dsedge.calibration.int8 import INT8_NAME
     from dsedge.calibration.rules import check_qdq_rules
     from dsedge.cli import app
-    from dsedge.config import PreprocessConfig
-    from dsedge.export.bundle import export_bundle
-    from dsedge.models import create_model
-    from dsedge.models.checkpoint import load_checkpoint, save_checkpoint
+    from dsedge.models.checkpoint import load_checkpoint
 
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "ckpt", create_model("ds_resnet50").eval(),
-                           {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
-                            "preprocessing": PreprocessConfig.for_size(32).to_dict(), "model_kwargs": {}})
-    bundle = export_bundle(ckpt, tmp_path / "bundle", parity_images=2)
+    bundle = Path(shutil.copytree(tiny_bundle_pair[0], tmp_path / "bundle"))  # calibrate writes into it
+    ckpt = tiny_bundle_pair[1]
     res = CliRunner().invoke(app, [
         "qat", str(ckpt), "--data", str(tiny_isic_session), "--out", str(tmp_path / "qat"), "--bundle", str(bundle),
         "--fake-quant", "torch", "--epochs", "1", "--max-batches", "2", "--batch-size", "4",
@@ -226,8 +218,8 @@ def test_qat_command_refuses_an_unknown_loss_with_a_clear_error(tmp_path: Path, 
     assert "Traceback" not in captured.out + captured.err
 
 
-def test_torch_fake_quant_computes_what_the_exported_qdq_file_computes(tmp_path: Path,
-                                                                      float_model: torch.nn.Module) -> None:
+def test_torch_fake_quant_computes_what_the_exported_qdq_file_computes(
+        tmp_path: Path, tiny_bundle_pair: tuple[Path, Path, Path]) -> None:
     """QAT trains the function the INT8 file runs: same ranges (calibrate's, mapped to modules), same layers
     float (depthwise, head), same placement; ONNX Runtime's Q/DQ output sits next to the torch fake-quant output,
     far closer than either is to float."""
@@ -237,14 +229,11 @@ def test_torch_fake_quant_computes_what_the_exported_qdq_file_computes(tmp_path:
     from dsedge.calibration import int8
     from dsedge.calibration import reader as rd
     from dsedge.calibration.sensitivity import node_kinds
-    from dsedge.config import PreprocessConfig
-    from dsedge.export.bundle import export_bundle
-    from dsedge.models.checkpoint import save_checkpoint
+    from dsedge.models.checkpoint import load_checkpoint
 
-    pre = PreprocessConfig.for_size(32).to_dict()
-    ckpt = save_checkpoint(tmp_path / "c", float_model, {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"],
-                                                         "preprocessing": pre, "model_kwargs": {}})
-    b = export_bundle(ckpt, tmp_path / "b", parity_images=2, cam=True)
+    b, ckpt, _ = tiny_bundle_pair
+    float_model, meta = load_checkpoint(ckpt)
+    pre = meta["preprocessing"]
     fp32 = b / "model.onnx"
     ranges_path = int8.compute_ranges(fp32, rd.synthetic_set(16, 0), pre, "percentile", tmp_path)
     kinds = node_kinds(onnx.load(str(fp32), load_external_data=False))

@@ -14,7 +14,6 @@ from dsedge.bundle import load_bundle
 from dsedge.calibration.weights import weights_source, with_weights_of
 from dsedge.config import PreprocessConfig
 from dsedge.errors import CalibrationError
-from dsedge.export.bundle import export_bundle
 from dsedge.models import create_model
 from dsedge.models.checkpoint import save_checkpoint
 
@@ -28,17 +27,17 @@ def _checkpoint(path: Path, seed: int, **meta: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(a bundle exported with a cam output, a checkpoint of the same model with other weights)."""
-    tmp = tmp_path_factory.mktemp("weights")
-    bundle = export_bundle(_checkpoint(tmp / "a", 0), tmp / "bundle", parity_images=2, cam=True)
-    return bundle, _checkpoint(tmp / "b", 1)
+def pair(tiny_bundle_pair: tuple[Path, Path, Path],
+         tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, dict]:
+    """(a bundle with a cam output, a checkpoint of the same model with other weights, that checkpoint
+    exported by `weights_source`, its record): one export for every test here."""
+    bundle, _, other = tiny_bundle_pair
+    source, record = weights_source(load_bundle(bundle), other, tmp_path_factory.mktemp("weights") / "w.onnx")
+    return bundle, other, source, record
 
 
-def test_source_is_the_bundles_graph_with_the_other_weights(pair: tuple[Path, Path], tmp_path: Path) -> None:
-    bundle, other = pair
-    b = load_bundle(bundle)
-    path, record = weights_source(b, other, tmp_path / "w.onnx")
+def test_source_is_the_bundles_graph_with_the_other_weights(pair: tuple[Path, Path, Path, dict]) -> None:
+    bundle, _, path, record = pair
     ours, theirs = onnx.load(str(path)), onnx.load(str(bundle / "model.onnx"))
     assert _same_graph(ours, theirs)
     assert "cam" in [o.name for o in ours.graph.output]  # exported with the bundle's outputs
@@ -57,9 +56,9 @@ def _same_graph(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
     return key(a) == key(b)
 
 
-def test_weights_are_matched_by_position_not_by_the_exporters_names(pair: tuple[Path, Path]) -> None:
+def test_weights_are_matched_by_position_not_by_the_exporters_names(pair: tuple[Path, Path, Path, dict]) -> None:
     """Two exports number their nodes and tensors differently (a process-wide counter): values follow the node."""
-    bundle, _ = pair
+    bundle = pair[0]
     ref = onnx.load(str(bundle / "model.onnx"))
     other = onnx.load(str(bundle / "model.onnx"))
     renames = {t.name: f"x_{i}" for i, t in enumerate(other.graph.initializer)}
@@ -81,8 +80,8 @@ def test_weights_are_matched_by_position_not_by_the_exporters_names(pair: tuple[
         with_weights_of(ref, other)
 
 
-def test_other_classes_or_preprocessing_are_refused(pair: tuple[Path, Path], tmp_path: Path) -> None:
-    bundle, _ = pair
+def test_other_classes_or_preprocessing_are_refused(pair: tuple[Path, Path, Path, dict], tmp_path: Path) -> None:
+    bundle = pair[0]
     b = load_bundle(bundle)
     with pytest.raises(CalibrationError, match="predicts"):
         weights_source(b, _checkpoint(tmp_path / "c", 2, classes=["NV", "MEL", "SK"]), tmp_path / "c.onnx")
@@ -91,7 +90,8 @@ def test_other_classes_or_preprocessing_are_refused(pair: tuple[Path, Path], tmp
                        tmp_path / "p.onnx")
 
 
-def test_calibrate_with_weights_quantizes_them_and_leaves_the_reference(pair: tuple[Path, Path], tmp_path: Path,
+def test_calibrate_with_weights_quantizes_them_and_leaves_the_reference(pair: tuple[Path, Path, Path, dict],
+                                                                        tmp_path: Path,
                                                                         tiny_isic_session: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The INT8 file carries the other weights; model.onnx is untouched; bad weights exit 2 with nothing written."""
@@ -119,7 +119,6 @@ def test_calibrate_with_weights_quantizes_them_and_leaves_the_reference(pair: tu
     assert b.artifacts[INT8_NAME]["weights"] == "b.safetensors" and b.artifacts[INT8_NAME]["source"] == "model.onnx"
     q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(bundle / INT8_NAME)).graph.initializer}
     fp = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(pair[0] / "model.onnx")).graph.initializer}
-    own = {t.name: numpy_helper.to_array(t) for t in onnx.load(
-        str(weights_source(b, pair[1], tmp_path / "w.onnx")[0])).graph.initializer}
+    own = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(pair[2])).graph.initializer}
     floats = [k for k in q if k in fp and q[k].dtype == np.float32 and q[k].size > 1]  # unquantized params (biases)
     assert floats and any(np.array_equal(q[k], own[k]) and not np.array_equal(q[k], fp[k]) for k in floats)

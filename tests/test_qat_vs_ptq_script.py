@@ -6,27 +6,15 @@ import importlib.util
 import re
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("qat_vs_ptq", ROOT / "benchmarks" / "qat_vs_ptq.py")
 qv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(qv)
 
 
-def test_both_weights_in_every_layout_are_counted(tmp_path: Path, tiny_isic_session: Path) -> None:
-    from dsedge.config import PreprocessConfig
-    from dsedge.export.bundle import export_bundle
-    from dsedge.models import create_model
-    from dsedge.models.checkpoint import save_checkpoint
-
-    meta = {"model": "ds_resnet50", "classes": ["MEL", "NV", "SK"], "model_kwargs": {},
-            "preprocessing": PreprocessConfig.for_size(32).to_dict()}
-    torch.manual_seed(0)
-    bundle = export_bundle(save_checkpoint(tmp_path / "a", create_model("ds_resnet50").eval(), meta),
-                           tmp_path / "bundle", parity_images=2)
-    torch.manual_seed(1)
-    other = save_checkpoint(tmp_path / "b", create_model("ds_resnet50").eval(), meta)
+def test_both_weights_in_every_layout_are_counted(tmp_path: Path, tiny_isic_session: Path,
+                                                   tiny_bundle_pair: tuple[Path, Path, Path]) -> None:
+    bundle, _, other = tiny_bundle_pair
     md = tmp_path / "qat.md"
     assert qv.main([str(bundle), "--weights", str(other), "--data", str(tiny_isic_session), "--num-images", "8",
                     "--views", "2", "--runtime", "onnxruntime", "--md", str(md)]) == 0

@@ -445,7 +445,7 @@ def _builder(job: _Job, ranges_path: Path, method: str, tmp: Path) -> Callable[[
     return build
 
 
-def _eval_inputs(evalset: Any, preprocessing: dict[str, Any], views: int) -> tuple[np.ndarray, np.ndarray]:
+def eval_inputs(evalset: Any, preprocessing: dict[str, Any], views: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) the budget is judged on: every eval image in its first `views` orientations.
 
     150 validation images cannot tell one flip from two (0.67 % each); a dermoscopy image has no
@@ -496,6 +496,12 @@ def _candidate_runner(model_path: Path, runtime: str) -> Any:
     return OrtRunner(model_path, providers="CPUExecutionProvider")
 
 
+def runtime_probs(model_path: Path, x: np.ndarray, runtime: str = "onnxruntime") -> np.ndarray:
+    """Probabilities of an ONNX file on 'onnxruntime' or 'openvino' (real INT8 kernels for a Q/DQ file)."""
+    with _candidate_runner(model_path, runtime) as runner:
+        return runner_probs(runner, x, EVAL_BATCH, pad=runtime == "openvino")
+
+
 def _probs_until(model_path: Path, x: np.ndarray, ref_top1: np.ndarray, max_flips: int | None,
                  batch: int = EVAL_BATCH, runtime: str = "onnxruntime") -> tuple[np.ndarray, int]:
     """(probabilities, disagreements) on `x`, stopping once more than `max_flips` top-1 answers differ.
@@ -534,7 +540,7 @@ def _search(job: _Job, build: Callable[[list[str] | None, list[str]], Path], eva
     b, evalset, budget = job.bundle, job.evalset, job.budget
     say(f"FP32 reference on {len(evalset)} '{evalset.name}' images" + (f" x {views} orientations" if views > 1 else "")
         + f"; candidates run on {runtime}")
-    x_val, labels = _eval_inputs(evalset, job.preprocessing, views)
+    x_val, labels = eval_inputs(evalset, job.preprocessing, views)
     ref_probs = predict_probs(job.model_path, x_val)
     point = operating_point(b.manifest)
     ref = classification_metrics(labels, ref_probs, b.classes)
@@ -631,7 +637,7 @@ def _report_claims(job: _Job, chosen: Path, views: int, tuning: dict[str, Any] |
     if rep is None or len(rep) == 0:
         return {}
     say(f"measuring the claims on {len(rep)} '{rep.name}' images the search never saw")
-    x, labels = _eval_inputs(rep, job.preprocessing, views)
+    x, labels = eval_inputs(rep, job.preprocessing, views)
     ref = predict_probs(job.model_path, x)
     measured_on = split_record(rep, "reporting", f"held out from the INT8 search ({views} orientations per image)")
     point = operating_point(job.bundle.manifest)
@@ -660,9 +666,7 @@ def _openvino_agreement(path: Path, x: np.ndarray, ref: np.ndarray) -> dict[str,
     """{"openvino": {value, k, n}}: the same INT8 file on OpenVINO (CPUs), the same images; {} without it."""
     if search_runtime("auto") != "openvino":
         return {}
-    with _candidate_runner(path, "openvino") as runner:
-        probs = runner_probs(runner, x, EVAL_BATCH, pad=True)
-    same = int((probs.argmax(1) == ref.argmax(1)).sum())
+    same = int((runtime_probs(path, x, "openvino").argmax(1) == ref.argmax(1)).sum())
     return {"openvino": {"value": same / len(x), "k": same, "n": len(x)}}
 
 
