@@ -192,7 +192,11 @@ def _keep_fp(method: str, args: argparse.Namespace) -> str | tuple[str, ...]:
         return args.keep_fp
     if method.endswith("-budget"):
         return DEFAULT_KEEP_FP
-    return (*DEFAULT_KEEP_FP, "head") if method == "qat" else "head"
+    if method == "qat":
+        from dsedge.calibration.qat import QatConfig
+
+        return QatConfig().keep_float
+    return "head"
 
 
 def make_qdq(method: str, args: argparse.Namespace, src_bundle: Path,

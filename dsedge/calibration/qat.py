@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from dsedge.calibration.int8 import DEFAULT_METHOD
+from dsedge.config import DEFAULT_KEEP_FP
 from dsedge.errors import MissingDependencyError
 
 
@@ -74,8 +75,9 @@ class QatConfig:
     workers: int = 0
     #: "auto" (ModelOpt when installed, else "torch"), "modelopt" or "torch" (plain PyTorch fake quantization)
     fake_quant: str = "auto"
-    #: layers left float, as `dsedge calibrate` leaves them by default: "depthwise" convs, the "head" (fc)
-    keep_float: tuple[str, ...] = ("depthwise", "head")
+    #: layers left float, as `dsedge calibrate` leaves them by default: its --keep-fp default (the depthwise
+    #: convs) and the head (fc), which its grow search never quantizes
+    keep_float: tuple[str, ...] = (*DEFAULT_KEEP_FP, "head")
 
 
 def kept_float(module: nn.Module, keep_float: Iterable[str]) -> bool:

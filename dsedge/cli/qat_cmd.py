@@ -31,10 +31,10 @@ def qat_command(
     method: str = typer.Option("percentile", "--method", help="PTQ range method with --bundle."),
     fake_quant: str = typer.Option("auto", "--fake-quant",
                                    help="auto (NVIDIA ModelOpt when installed, else torch) | modelopt | torch."),
-    keep_float: str = typer.Option(
-        "depthwise,head", "--keep-float",
-        help="Layers without fake quantization, as `dsedge calibrate` keeps them float by default: depthwise, head "
-        "(comma-separated); 'none' fake-quantizes every Conv / Linear (for `calibrate --keep-fp none`)."),
+    keep_float: str | None = typer.Option(
+        None, "--keep-float",
+        help="Layers without fake quantization (comma-separated: depthwise, head). Default: what `dsedge calibrate` "
+        "keeps float by default (depthwise, head); 'none' fake-quantizes every Conv / Linear."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fine-tune a checkpoint under INT8 fake quantization in TensorRT's form (symmetric, per-channel weights,
@@ -51,7 +51,10 @@ def qat_command(
         raise DsedgeError(f"--loss must be kd, logits, ce or kd+ce, not {loss!r}")
     if fake_quant not in ("auto", "modelopt", "torch"):
         raise DsedgeError(f"--fake-quant must be auto, modelopt or torch, not {fake_quant!r}")
-    keep = () if keep_float.strip() == "none" else tuple(t.strip() for t in keep_float.split(",") if t.strip())
+    if keep_float is None:
+        keep = QatConfig().keep_float
+    else:
+        keep = () if keep_float.strip() == "none" else tuple(t.strip() for t in keep_float.split(",") if t.strip())
     if set(keep) - {"depthwise", "head"}:
         raise DsedgeError(f"--keep-float takes depthwise, head or none, not {keep_float!r}")
     cfg = QatConfig(keep_float=keep, epochs=epochs, lr=lr, batch_size=batch_size, max_batches=max_batches, loss=loss,
