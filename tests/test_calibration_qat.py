@@ -15,6 +15,7 @@ from dsedge.calibration.qat import (
     insert_fake_quant,
     insert_fake_quant_torch,
     kept_float,
+    mix,
     module_input_amax,
     qat_checkpoint,
 )
@@ -150,6 +151,26 @@ def test_logits_loss_weighs_near_ties_like_sure_images() -> None:
     assert float(_loss(QatConfig(loss="logits"), teacher, teacher, labels)) == 0.0
 
 
+def test_mixup_blends_pairs_of_images_and_weighs_both_labels() -> None:
+    """Each mixed input is lam * own + (1 - lam) * partner's; CE weighs the two labels by the same lam."""
+    torch.manual_seed(0)
+    x = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(6)])
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    mixed, own, partner, lam = mix(x, y, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(own, y) and sorted(partner.tolist()) == sorted(y.tolist()) and ((lam > 0) & (lam < 1)).all()
+    assert not torch.equal(mixed, x)
+    partner_value = (mixed[:, 0, 0, 0] - lam * x[:, 0, 0, 0]) / (1 - lam)  # recover which image was blended in
+    assert torch.allclose(partner_value, y.new_tensor([int(round(float(v))) for v in partner_value]).float(), atol=1e-4)
+    assert torch.equal(y[partner_value.round().long()], partner)
+    assert torch.allclose(mixed.flatten(1).std(1), torch.zeros(6), atol=1e-6)  # blended whole images, not pixels
+    logits = torch.randn(6, 3)
+    ce = _loss(QatConfig(loss="ce"), logits, logits, own, partner, lam)
+    nll = torch.nn.functional.cross_entropy
+    expected = (lam * nll(logits, own, reduction="none") + (1 - lam) * nll(logits, partner, reduction="none")).mean()
+    assert float(ce) == pytest.approx(float(expected))
+    assert float(_loss(QatConfig(loss="ce"), logits, logits, own)) == pytest.approx(float(nll(logits, own)))
+
+
 def test_torch_fake_quant_passes_gradients_straight_through(float_model: torch.nn.Module) -> None:
     qmodel, _ = insert_fake_quant_torch(float_model, [torch.randn(2, 3, 32, 32)])
     qmodel.train()
@@ -177,14 +198,14 @@ def test_qat_checkpoint_end_to_end_with_torch_fake_quant(tmp_path: Path, tiny_is
     res = CliRunner().invoke(app, [
         "qat", str(ckpt), "--data", str(tiny_isic_session), "--out", str(tmp_path / "qat"), "--bundle", str(bundle),
         "--fake-quant", "torch", "--epochs", "1", "--max-batches", "2", "--batch-size", "4",
-        "--calib-images", "8", "--lr", "1e-4"])
+        "--calib-images", "8", "--lr", "1e-4", "--mixup", "1.0"])
     assert res.exit_code == 0, res.output
     assert f"next: dsedge calibrate {bundle}" in res.output and "--weights" in res.output
     tuned, meta = load_checkpoint(tmp_path / "qat")
     original, _ = load_checkpoint(ckpt)
     rec = meta["qat"]
     assert rec["fake_quant"].startswith("torch") and rec["quantizers"] == 2 * (69 - 32)  # depthwise and fc float
-    assert rec["keep_float"] == ["depthwise", "head"]
+    assert rec["keep_float"] == ["depthwise", "head"] and rec["mixup"] == 1.0
     assert rec["activation_scales_from_ptq"] == 69 - 32  # dsedge's PTQ ranges reached every fake-quantized conv
     assert len(rec["epoch_losses"]) == 1 and np.isfinite(rec["epoch_losses"][0])
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, original.state_dict()[k])]

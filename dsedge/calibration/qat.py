@@ -69,6 +69,9 @@ class QatConfig:
     #: "ce" (labels), "kd+ce"
     loss: str = "kd"
     temperature: float = 1.0
+    #: mixup's Beta(a, a) for the inputs (0 = off): a blend of two lesions is an input the FP32 model is
+    #: unsure of, where INT8 noise flips decisions; training images alone are inputs it is sure of
+    mixup: float = 0.0
     calib_images: int = 512  # = `dsedge calibrate --num-images`: the same images, so the same ranges
     method: str = DEFAULT_METHOD
     seed: int = 0
@@ -274,11 +277,24 @@ def _freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-def _loss(cfg: QatConfig, logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def mix(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mixed inputs, labels, partner labels, weight of the own label): mixup with one Beta(alpha, alpha) draw per image."""
+    lam = torch.distributions.Beta(alpha, alpha).sample((len(x),)) if alpha > 0 else torch.ones(len(x))
+    partner = torch.randperm(len(x), generator=gen)
+    w = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    return w * x + (1 - w) * x[partner], y, y[partner], lam
+
+
+def _loss(cfg: QatConfig, logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+          partner: torch.Tensor | None = None, lam: torch.Tensor | None = None) -> torch.Tensor:
     t = cfg.temperature
     kd = nn.functional.kl_div(nn.functional.log_softmax(logits / t, 1), nn.functional.softmax(teacher / t, 1),
                               reduction="batchmean") * t * t
-    ce = nn.functional.cross_entropy(logits, labels)
+    ce = nn.functional.cross_entropy(logits, labels, reduction="none")
+    if partner is not None and lam is not None:
+        ce = lam * ce + (1 - lam) * nn.functional.cross_entropy(logits, partner, reduction="none")
+    ce = ce.mean()
     if cfg.loss == "logits":  # softmax saturates on the sure training images; logit error does not
         return nn.functional.mse_loss(logits, teacher)
     return {"kd": kd, "ce": ce, "kd+ce": kd + ce}[cfg.loss]
@@ -291,6 +307,7 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, loader: Iterable[tuple[torch
     params = [p for n, p in qmodel.named_parameters() if p.requires_grad and "quantizer" not in n]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     teacher.eval()
+    gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     for epoch in range(cfg.epochs):
         _freeze_batchnorm(qmodel)
@@ -298,9 +315,12 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, loader: Iterable[tuple[torch
         for i, (x, y) in enumerate(loader):
             if cfg.max_batches is not None and i >= cfg.max_batches:
                 break
+            partner = lam = None
+            if cfg.mixup > 0:
+                x, y, partner, lam = mix(x, y, cfg.mixup, gen)
             with torch.no_grad():
                 target = teacher(x)
-            loss = _loss(cfg, qmodel(x), target, y)
+            loss = _loss(cfg, qmodel(x), target, y, partner, lam)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -24,6 +24,9 @@ def qat_command(
     lr: float = typer.Option(1e-5, "--lr", min=0.0),
     loss: str = typer.Option("kd", "--loss", help="kd (match FP32's softmax: no labels) | logits (match FP32's "
                              "logits: weighs near-ties like sure images) | ce | kd+ce."),
+    mixup: float = typer.Option(0.0, "--mixup", min=0.0,
+                                help="Train on mixup blends of two images, Beta(a, a) weights (0 = off; 1 = uniform): "
+                                "inputs the FP32 model is unsure of, where INT8 flips its decisions."),
     calib_images: int = typer.Option(
         512, "--calib-images", min=1,
         help="Images for the activation ranges; keep it equal to `dsedge calibrate --num-images` (512) so the INT8 "
@@ -58,6 +61,7 @@ def qat_command(
     if set(keep) - {"depthwise", "head"}:
         raise DsedgeError(f"--keep-float takes depthwise, head or none, not {keep_float!r}")
     cfg = QatConfig(keep_float=keep, epochs=epochs, lr=lr, batch_size=batch_size, max_batches=max_batches, loss=loss,
+                    mixup=mixup,
                     calib_images=calib_images, method=method, seed=seed, fake_quant=fake_quant)
     with progress("QAT", console=console) as shown:
         path = qat_checkpoint(checkpoint, data, out, cfg, bundle, on_step=shown.note)
