@@ -121,23 +121,9 @@ def inputs_float(model: onnx.ModelProto) -> int:
     What is left is the weights' quantization error alone: the rest of the INT8 file's flips come
     from the activation ranges. The orphaned Q -> DQ pairs are removed.
     """
-    producer = {out: node for node in model.graph.node for out in node.output}
-    rewired = 0
-    for node in model.graph.node:
-        dq = producer.get(node.input[0]) if node.op_type in ("Conv", "Gemm") else None
-        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is not None and q.op_type == "QuantizeLinear":
-            node.input[0] = q.input[0]
-            rewired += 1
-    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    while True:
-        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                and not any(o in used for o in n.output)]
-        if not dead:
-            return rewired
-        for n in dead:
-            model.graph.node.remove(n)
-        used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    from dsedge.calibration.int8 import QUANTIZED_OP_TYPES, reads_float
+
+    return reads_float(model, lambda node: (0,) if node.op_type in QUANTIZED_OP_TYPES else ())
 
 
 if __name__ == "__main__":

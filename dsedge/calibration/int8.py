@@ -32,7 +32,7 @@ import io
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -249,13 +249,20 @@ def unweighted_reads_float(model: onnx.ModelProto) -> int:
     with the identity path float, all-INT8 at 224 px flipped 11 instead of 27 of 600 val views.
     TensorRT reads the graph the same way: a Q/DQ pair in front of each weighted op.
     """
+    skip = (*QUANTIZED_OP_TYPES, "QuantizeLinear", "DequantizeLinear")
+    return reads_float(model, lambda node: () if node.op_type in skip else range(len(node.input)))
+
+
+def reads_float(model: onnx.ModelProto, slots: Callable[[onnx.NodeProto], Iterable[int]]) -> int:
+    """Rewire the input `slots(node)` of every node that reads a Q -> DQ pair to the float tensor before it.
+
+    Returns how many inputs were rewired; Q / DQ nodes nothing reads any more are removed.
+    """
     producer = {out: node for node in model.graph.node for out in node.output}
     rewired = 0
     for node in model.graph.node:
-        if node.op_type in QUANTIZED_OP_TYPES or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        for i, name in enumerate(node.input):
-            dq = producer.get(name)
+        for i in slots(node):
+            dq = producer.get(node.input[i])
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]

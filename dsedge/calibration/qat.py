@@ -280,7 +280,7 @@ def _freeze_batchnorm(model: nn.Module) -> None:
 def mix(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mixed inputs, labels, partner labels, weight of the own label): mixup with one Beta(alpha, alpha) draw per image."""
-    lam = torch.distributions.Beta(alpha, alpha).sample((len(x),)) if alpha > 0 else torch.ones(len(x))
+    lam = torch.distributions.Beta(alpha, alpha).sample((len(x),))
     partner = torch.randperm(len(x), generator=gen)
     w = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
     return w * x + (1 - w) * x[partner], y, y[partner], lam
